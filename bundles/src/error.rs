@@ -1,0 +1,34 @@
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bundle is damaged, unsigned, signed by an untrusted key, or breaks
+    /// an entry rule. `what` names the entry, part or file; `reason` says why.
+    #[error("verification failed: {what}: {reason}")]
+    Verification { what: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// True when the error means the bundle failed verification (exit code 3).
+    pub fn is_verification(&self) -> bool {
+        matches!(self, Error::Verification { .. })
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub fn verification(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Verification { what: what.into(), reason: reason.into() }
+    }
+}

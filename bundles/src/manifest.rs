@@ -1,0 +1,128 @@
+//! bundle.json, schema v1: the contract between builder and installer.
+//!
+//! Field order in these structs is the key order on disk (serde keeps
+//! declaration order), so the JSON is stable byte for byte.
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+pub const MANIFEST_PATH: &str = "bundle.json";
+pub const SIGNATURE_PATH: &str = "bundle.json.minisig";
+/// Directory of the single OCI image layout inside a bundle.
+pub const IMAGES_DIR: &str = "images";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleManifest {
+    pub schema: u32,
+    pub name: String,
+    /// RFC 3339, UTC; from SOURCE_DATE_EPOCH when set.
+    pub created: String,
+    /// ferry version that wrote the bundle.
+    pub builder: String,
+    /// Kubernetes version, without a leading `v` (`1.29.6`).
+    pub kubernetes: String,
+    /// `linux/amd64`, `linux/arm64`, sorted.
+    pub platforms: Vec<String>,
+    pub components: Vec<Component>,
+    pub images: Vec<ImageRecord>,
+    /// Every content entry, sorted by path.
+    pub files: Vec<FileEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentKind {
+    /// A single executable, stored under `bin/linux-<arch>/<name>`.
+    Binary,
+    /// An upstream archive kept whole, under `archives/linux-<arch>/<file>`.
+    Archive,
+    /// An addon manifest or chart, under `manifests/`.
+    Manifest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    pub name: String,
+    pub version: String,
+    pub kind: ComponentKind,
+    /// `linux/amd64`; absent for platform-independent files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Path of the file inside the bundle.
+    pub path: String,
+    /// Upstream URL (before any mirror mapping).
+    pub source: String,
+    /// Upstream sha256, hex.
+    pub sha256: String,
+    /// Where the upstream checksum came from: the checksum file URL, or `catalog` when pinned.
+    pub checksum_source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRecord {
+    /// Original reference, `registry.k8s.io/pause:3.9`.
+    pub reference: String,
+    /// Digest of the manifest or index as published upstream, `sha256:<hex>`.
+    pub digest: String,
+    /// Media type of that manifest or index.
+    pub media_type: String,
+    /// Platforms kept, sorted.
+    pub platforms: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    /// Hex sha256 of the content.
+    pub sha256: String,
+    /// Unix permission bits (0o644, 0o755).
+    pub mode: u32,
+    /// Deltas only: the file lives in the base bundle and is not in this tar.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_base: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseRef {
+    pub name: String,
+    /// sha256 of the base bundle's bundle.json bytes, hex.
+    pub manifest_sha256: String,
+}
+
+impl BundleManifest {
+    /// Canonical bytes of bundle.json: pretty JSON with a trailing newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        out.push(b'\n');
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn file(&self, path: &str) -> Option<&FileEntry> {
+        self.files
+            .binary_search_by(|f| f.path.as_str().cmp(path))
+            .ok()
+            .map(|i| &self.files[i])
+    }
+
+    /// Total bytes of content carried in this bundle's tar (excludes `in_base`).
+    pub fn content_bytes(&self) -> u64 {
+        self.files.iter().filter(|f| !f.in_base).map(|f| f.size).sum()
+    }
+}
+
+/// `linux/arm64` -> `linux-arm64`, the directory name used under `bin/` and `archives/`.
+pub fn platform_dir(platform: &str) -> String {
+    platform.replace('/', "-")
+}

@@ -1,0 +1,58 @@
+//! ferry: carry a production Kubernetes cluster across an air gap.
+//! This file is the command line only; the work lives in the crates.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "Carry a production Kubernetes cluster across an air gap")]
+struct Cli {
+    /// Log filter (also RUST_LOG), e.g. `info`, `debug`, `ferry_installer=debug`.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build, sign, inspect, verify and unpack bundles.
+    #[command(subcommand)]
+    Bundle(cli::bundle::BundleCommand),
+    /// Serve the unpacked images as a registry mirror, or push them to a registry.
+    #[command(subcommand)]
+    Registry(cli::registry::RegistryCommand),
+    /// Render the cluster plan (certificates and every host's files) without touching hosts.
+    Plan(cli::plan::PlanArgs),
+    /// Verify and unpack a bundle, then deploy the cluster to the inventory's hosts.
+    Install(cli::install::InstallArgs),
+    /// Show services, etcd health and mirror reachability per host.
+    Status(cli::install::StatusArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let result = match cli.command {
+        Command::Bundle(cmd) => cli::bundle::run(cmd),
+        Command::Registry(cmd) => cli::registry::run(cmd),
+        Command::Plan(args) => cli::plan::run(args),
+        Command::Install(args) => cli::install::run_install(args),
+        Command::Status(args) => cli::install::run_status(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(cli::exit_code(&err))
+        }
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
