@@ -1,1 +1,3 @@
 //! ferry installer crate
+
+pub mod store;
