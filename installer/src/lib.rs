@@ -1,1 +1,4 @@
 //! ferry installer crate
+
+pub mod plan;
+pub mod store;
