@@ -1,4 +1,5 @@
 //! ferry installer crate
 
+pub mod exec;
 pub mod plan;
 pub mod store;
