@@ -1,3 +1,4 @@
 //! ferry installer crate
 
+pub mod registry;
 pub mod store;
