@@ -25,10 +25,16 @@ impl Error {
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn verification(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Verification { what: what.into(), reason: reason.into() }
+        Error::Verification {
+            what: what.into(),
+            reason: reason.into(),
+        }
     }
 }

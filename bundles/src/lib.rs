@@ -13,7 +13,9 @@ pub mod writer;
 
 pub use error::{Error, Result};
 pub use manifest::{BundleManifest, Component, ComponentKind, FileEntry, ImageRecord};
-pub use reader::{read_manifest, verify_and_extract, EntrySink, ManifestRead, NullSink, Trust, VerifiedBundle};
+pub use reader::{
+    read_manifest, verify_and_extract, EntrySink, ManifestRead, NullSink, Trust, VerifiedBundle,
+};
 pub use sign::{generate_keypair, SigningKey, TrustedKeys};
 pub use source::BundleSource;
 pub use writer::{write_bundle, ContentSource, WriteOptions, WriteReport};

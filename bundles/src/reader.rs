@@ -41,7 +41,8 @@ pub struct NullSink;
 
 impl EntrySink for NullSink {
     fn file(&mut self, _entry: &FileEntry, content: &mut dyn Read) -> Result<()> {
-        std::io::copy(content, &mut std::io::sink()).map_err(|e| crate::Error::io("<bundle>", e))?;
+        std::io::copy(content, &mut std::io::sink())
+            .map_err(|e| crate::Error::io("<bundle>", e))?;
         Ok(())
     }
 }
@@ -57,7 +58,11 @@ pub struct VerifiedBundle {
 
 /// Verify the signature, then stream, check and hand every entry to `sink`.
 /// Any problem is `Error::Verification` naming the entry or part.
-pub fn verify_and_extract(src: &BundleSource, trust: &Trust, sink: &mut dyn EntrySink) -> Result<VerifiedBundle> {
+pub fn verify_and_extract(
+    src: &BundleSource,
+    trust: &Trust,
+    sink: &mut dyn EntrySink,
+) -> Result<VerifiedBundle> {
     let _ = (src, trust, sink);
     unimplemented!("verify_and_extract")
 }

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 pub enum BundleSource {
     Single(PathBuf),
     /// `parts_json` lists the parts with size and sha256, plus the whole stream's sha256.
-    Parts { parts_json: PathBuf, parts: Vec<PathBuf> },
+    Parts {
+        parts_json: PathBuf,
+        parts: Vec<PathBuf>,
+    },
 }
 
 impl BundleSource {

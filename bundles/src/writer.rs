@@ -20,7 +20,12 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { frame_size: 32 << 20, level: 3, split: None, mtime: 0 }
+        WriteOptions {
+            frame_size: 32 << 20,
+            level: 3,
+            split: None,
+            mtime: 0,
+        }
     }
 }
 

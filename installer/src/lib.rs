@@ -1,4 +1,5 @@
 //! ferry installer crate
 
+pub mod plan;
 pub mod registry;
 pub mod store;
