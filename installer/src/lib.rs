@@ -2,4 +2,5 @@
 
 pub mod exec;
 pub mod plan;
+pub mod registry;
 pub mod store;
