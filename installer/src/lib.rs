@@ -1,5 +1,6 @@
 //! ferry installer crate
 
+pub mod deploy;
 pub mod exec;
 pub mod plan;
 pub mod registry;
