@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ferry", version, about = "Carry a production Kubernetes cluster across an air gap")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Carry a production Kubernetes cluster across an air gap"
+)]
 struct Cli {
     /// Log filter (also RUST_LOG), e.g. `info`, `debug`, `ferry_installer=debug`.
     #[arg(long, global = true, default_value = "info")]
@@ -54,5 +58,9 @@ fn main() -> ExitCode {
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

@@ -25,10 +25,36 @@ impl Error {
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn verification(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Verification { what: what.into(), reason: reason.into() }
+        Error::Verification {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Error {
+    /// Wraps this error in an io::Error so it can travel through `Read`.
+    pub(crate) fn into_io(self) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, self)
+    }
+
+    /// Unwraps an error made by `into_io`, or names `path` for a plain io::Error.
+    pub(crate) fn from_io(path: impl Into<PathBuf>, e: std::io::Error) -> Self {
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            if let Some(inner) = e.into_inner() {
+                if let Ok(ours) = inner.downcast::<Error>() {
+                    return *ours;
+                }
+            }
+            unreachable!("checked above")
+        }
+        Error::io(path, e)
     }
 }

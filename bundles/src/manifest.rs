@@ -118,7 +118,11 @@ impl BundleManifest {
 
     /// Total bytes of content carried in this bundle's tar (excludes `in_base`).
     pub fn content_bytes(&self) -> u64 {
-        self.files.iter().filter(|f| !f.in_base).map(|f| f.size).sum()
+        self.files
+            .iter()
+            .filter(|f| !f.in_base)
+            .map(|f| f.size)
+            .sum()
     }
 }
 
