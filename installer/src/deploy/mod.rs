@@ -13,6 +13,7 @@ mod baseline;
 pub mod preflight;
 mod registry_sync;
 pub mod report;
+pub mod status;
 
 pub use preflight::Finding;
 pub use report::{DeployReport, HostReport, Status};

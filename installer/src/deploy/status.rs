@@ -1,0 +1,170 @@
+//! `ferry status`: per host, the plan's units and their state, etcd health
+//! (on etcd hosts, over TLS with the cluster's certificates) and whether the
+//! registry mirror(s) answer from that host with the cluster CA.
+
+use super::{connect, DeployOptions, Status};
+use crate::exec::{fan_out, sh_quote, Executor};
+use crate::plan::{ClusterPlan, FileContent, HostPlan, Role};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitState {
+    pub unit: String,
+    pub active: String,
+    pub enabled: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    pub host: String,
+    pub address: String,
+    pub reachable: bool,
+    pub error: Option<String>,
+    pub units: Vec<UnitState>,
+    /// `Some(true)` healthy, `Some(false)` not, None when the host is not an etcd member.
+    pub etcd_healthy: Option<bool>,
+    pub etcd_detail: Option<String>,
+    /// (mirror, answered) for every mirror of the plan.
+    pub mirrors: Vec<(String, bool)>,
+}
+
+impl HostStatus {
+    pub fn healthy(&self) -> bool {
+        self.reachable
+            && self.units.iter().all(|u| u.active == "active")
+            && self.etcd_healthy != Some(false)
+            && self.mirrors.iter().all(|(_, ok)| *ok)
+    }
+}
+
+fn find_file<'a>(host: &'a HostPlan, suffixes: &[&str]) -> Option<&'a PathBuf> {
+    suffixes
+        .iter()
+        .find_map(|s| host.files.iter().find(|f| f.path.to_string_lossy().ends_with(s)).map(|f| &f.path))
+}
+
+/// The CA file containerd uses for the mirror (from the plan's hosts.toml).
+fn mirror_ca(host: &HostPlan) -> Option<String> {
+    host.files.iter().find_map(|f| {
+        if !f.path.to_string_lossy().ends_with("hosts.toml") {
+            return None;
+        }
+        let FileContent::Inline(b) = &f.content else { return None };
+        String::from_utf8_lossy(b).lines().find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("ca = \"").and_then(|r| r.strip_suffix('"')).map(str::to_string)
+        })
+    })
+}
+
+async fn etcd_health(plan: &ClusterPlan, host: &HostPlan, exec: &Executor) -> (bool, String) {
+    let ca = find_file(host, &["etcd/ca.pem"]);
+    let cert = find_file(host, &["etcd/client.pem", "etcd/peer.pem", "etcd/server.pem"]);
+    let (Some(ca), Some(cert)) = (ca, cert) else {
+        return (false, "the plan has no etcd CA/client certificate for this host".into());
+    };
+    let key = cert.to_string_lossy().replace(".pem", "-key.pem");
+    let endpoint = format!("https://{}:2379", host.address);
+    let script = format!(
+        "ETCDCTL_API=3 {etcdctl} --endpoints={endpoint} --cacert={ca} --cert={cert} --key={key} --command-timeout=5s endpoint health 2>&1",
+        etcdctl = sh_quote(&plan.bin_dir.join("etcdctl").to_string_lossy()),
+        ca = sh_quote(&ca.to_string_lossy()),
+        cert = sh_quote(&cert.to_string_lossy()),
+        key = sh_quote(&key),
+    );
+    match exec.run(&script).await {
+        Ok(o) => (o.success() && o.stdout.contains("is healthy"), o.stdout.trim().to_string()),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+async fn host_status(plan: &ClusterPlan, host: &HostPlan, opts: &DeployOptions) -> HostStatus {
+    let run = connect(host, opts).await;
+    let mut st = HostStatus {
+        host: host.name.clone(),
+        address: host.address.clone(),
+        reachable: run.status == Status::Ok,
+        error: run.error.clone(),
+        units: Vec::new(),
+        etcd_healthy: None,
+        etcd_detail: None,
+        mirrors: Vec::new(),
+    };
+    let Some(exec) = run.exec.as_ref() else { return st };
+    for s in &host.services {
+        let u = sh_quote(&s.unit);
+        let q = |what: &'static str| {
+            let u = u.clone();
+            async move {
+                exec.run(&format!("systemctl {what} {u}"))
+                    .await
+                    .map(|o| o.stdout.trim().to_string())
+                    .unwrap_or_else(|e| format!("unknown ({e})"))
+            }
+        };
+        st.units.push(UnitState {
+            unit: s.unit.clone(),
+            active: q("is-active").await,
+            enabled: q("is-enabled").await,
+        });
+    }
+    if host.has(Role::Etcd) {
+        let (ok, detail) = etcd_health(plan, host, exec).await;
+        st.etcd_healthy = Some(ok);
+        st.etcd_detail = Some(detail);
+    }
+    if host.has(Role::Master) || host.has(Role::Node) {
+        let ca = mirror_ca(host);
+        for m in &plan.registry_mirrors {
+            let ca_arg = ca.as_deref().map(|c| format!("--cacert {}", sh_quote(c))).unwrap_or_default();
+            let ok = exec
+                .run(&format!("curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 {ca_arg} https://{m}/v2/"))
+                .await
+                .map(|o| o.stdout.trim() == "200")
+                .unwrap_or(false);
+            st.mirrors.push((m.clone(), ok));
+        }
+    }
+    if let Some(Executor::Ssh(s)) = run.exec {
+        s.close().await;
+    }
+    st
+}
+
+pub async fn status(plan: &ClusterPlan, opts: &DeployOptions) -> Vec<HostStatus> {
+    fan_out(plan.hosts.iter().collect(), opts.forks, |h| host_status(plan, h, opts)).await
+}
+
+pub fn table(hosts: &[HostStatus]) -> String {
+    let mut s = String::new();
+    for h in hosts {
+        let state = if !h.reachable {
+            "UNREACHABLE"
+        } else if h.healthy() {
+            "ok"
+        } else {
+            "DEGRADED"
+        };
+        let _ = writeln!(s, "{} ({}): {state}", h.host, h.address);
+        if let Some(e) = &h.error {
+            let _ = writeln!(s, "  error: {e}");
+        }
+        for u in &h.units {
+            let _ = writeln!(s, "  {:32} {:10} {}", u.unit, u.active, u.enabled);
+        }
+        if let Some(ok) = h.etcd_healthy {
+            let _ = writeln!(s, "  etcd: {}", if ok { "healthy" } else { "UNHEALTHY" });
+            if !ok {
+                for l in h.etcd_detail.as_deref().unwrap_or_default().lines().take(3) {
+                    let _ = writeln!(s, "    {l}");
+                }
+            }
+        }
+        for (m, ok) in &h.mirrors {
+            let _ = writeln!(s, "  mirror {m}: {}", if *ok { "reachable" } else { "NOT REACHABLE" });
+        }
+    }
+    s
+}

@@ -1,0 +1,356 @@
+//! `ferry install` end to end on a 7-host rig: 3 masters that are also etcd
+//! members, 2 nodes, 2 ex_lb hosts; the test process is the deploy host.
+//!
+//! Real parts: etcd, etcdctl, containerd, ctr, runc and the CNI plugins are
+//! Debian's binaries carried in the fixture bundle; haproxy, keepalived,
+//! systemd and sshd are the machine's own; the registry mirror is ferry's.
+//! STAND-INS: kube-apiserver, kube-controller-manager, kube-scheduler,
+//! kubelet, kube-proxy, kubectl, crictl and helm are the python script
+//! tests/fixtures/standins/kube-standin.py (not Kubernetes). The stand-in
+//! apiserver serves TLS with the certificate ferry rendered, which is what
+//! the VIP test talks to.
+
+mod common;
+
+use common::rig::Rig;
+use common::upstream::{Upstream, UpstreamOptions};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const MASTERS: [&str; 3] = ["h1", "h2", "h3"];
+const NODES: [&str; 2] = ["h4", "h5"];
+const LBS: [&str; 2] = ["h6", "h7"];
+const OCTET: u8 = 5;
+
+fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn vip() -> String {
+    format!("198.18.{OCTET}.250")
+}
+
+fn inventory(rig: &Rig) -> String {
+    let a = |h: &str| rig.addr(h).to_string();
+    let mut s = String::from("[all]\n");
+    for (i, h) in MASTERS.iter().enumerate() {
+        s += &format!("{} ansible_host={} ip={} etcd_name=etcd-{} node_name={h}\n", a(h), a(h), a(h), i + 1);
+    }
+    for h in NODES.iter().chain(LBS.iter()) {
+        s += &format!("{} ansible_host={} ip={} node_name={h}\n", a(h), a(h), a(h));
+    }
+    s += "[etcd]\n";
+    for h in MASTERS {
+        s += &format!("{}\n", a(h));
+    }
+    s += "[kube_master]\n";
+    for h in MASTERS {
+        s += &format!("{}\n", a(h));
+    }
+    s += "[kube_node]\n";
+    for h in NODES {
+        s += &format!("{}\n", a(h));
+    }
+    s += "[ex_lb]\n";
+    for h in LBS {
+        s += &format!("{}\n", a(h));
+    }
+    s += &format!(
+        "[all:vars]\nansible_user=root\nansible_ssh_port=22\nansible_ssh_private_key_file={}\n",
+        rig.key().display()
+    );
+    s
+}
+
+fn config() -> String {
+    format!(
+        "CLUSTER_NAME: \"e2e\"\nK8S_VER: \"1.29.6\"\nCONTAINER_RUNTIME: \"containerd\"\nVIP: \"{}\"\nVIP_IF: \"eth0\"\nHOST_SUBNET_PREFIX: 24\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\n",
+        vip()
+    )
+}
+
+struct Setup {
+    rig: Rig,
+    dir: tempfile::TempDir,
+    bundle: PathBuf,
+    key_pub: PathBuf,
+}
+
+impl Setup {
+    fn install(&self) -> Output {
+        let d = self.dir.path();
+        ferry()
+            .args(["install", "--json", "--forks", "7", "--ssh-known-hosts", "strict"])
+            .arg("--bundle")
+            .arg(&self.bundle)
+            .arg("--inventory")
+            .arg(d.join("hosts"))
+            .arg("--config")
+            .arg(d.join("config.yml"))
+            .arg("--trust")
+            .arg(&self.key_pub)
+            .arg("--data-dir")
+            .arg(d.join("data"))
+            .arg("--cluster-dir")
+            .arg(d.join("cluster"))
+            .arg("--ssh-config")
+            .arg(self.rig.ssh_config())
+            .output()
+            .expect("run ferry install")
+    }
+
+    fn cluster_dir(&self) -> PathBuf {
+        self.dir.path().join("cluster")
+    }
+}
+
+fn setup() -> Setup {
+    eprintln!("NOTE: kube-* binaries, kubectl, crictl and helm in this test are python stand-ins (tests/fixtures/standins), not Kubernetes");
+    let rig = Rig::up(7, "fe2e", OCTET);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let up = Upstream::start(UpstreamOptions {
+        platforms: "linux/amd64".into(),
+        ..UpstreamOptions::default()
+    });
+    ok(ferry().args(["bundle", "keygen", "-o"]).arg(d.join("key")).output().unwrap(), "keygen");
+    let bundle = d.join("e2e.tar.zst");
+    ok(
+        ferry()
+            .args(["bundle", "build", "--k8s", "1.29.6", "--platform", "linux/amd64", "--plain"])
+            .arg("--sign-key")
+            .arg(d.join("key.key"))
+            .arg("--cache-dir")
+            .arg(d.join("cache"))
+            .arg("-o")
+            .arg(&bundle)
+            .args(up.mirror_args())
+            .output()
+            .unwrap(),
+        "bundle build",
+    );
+    drop(up);
+    std::fs::write(d.join("hosts"), inventory(&rig)).unwrap();
+    std::fs::write(d.join("config.yml"), config()).unwrap();
+    Setup {
+        rig,
+        key_pub: d.join("key.pub"),
+        bundle,
+        dir,
+    }
+}
+
+fn report(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("install --json printed no report ({e}):\n{stdout}"))
+}
+
+fn counts(report: &Value) -> (usize, usize) {
+    let hosts = report["hosts"].as_array().expect("hosts");
+    let sum = |k: &str| hosts.iter().map(|h| h[k].as_array().map_or(0, Vec::len)).sum();
+    (sum("changed_files"), sum("restarted_units"))
+}
+
+/// `--flag=value` from a unit's ExecStart.
+fn unit_flag(unit_text: &str, flag: &str) -> String {
+    let key = format!("--{flag}=");
+    unit_text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&key))
+        .unwrap_or_else(|| panic!("no {key} in unit:\n{unit_text}"))
+        .to_string()
+}
+
+fn etcdctl(s: &Setup, host: &str, args: &str) -> String {
+    let unit = s.rig.sh(host, "systemctl cat etcd.service");
+    let exe = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ExecStart=").map(|r| r.split_whitespace().next().unwrap_or("").to_string()))
+        .expect("ExecStart in etcd.service");
+    let ctl = Path::new(&exe).with_file_name("etcdctl");
+    s.rig.sh(
+        host,
+        &format!(
+            "ETCDCTL_API=3 {} --endpoints=https://{}:2379 --cacert={} --cert={} --key={} {args}",
+            ctl.display(),
+            s.rig.addr(host),
+            unit_flag(&unit, "trusted-ca-file"),
+            unit_flag(&unit, "peer-cert-file"),
+            unit_flag(&unit, "peer-key-file"),
+        ),
+    )
+}
+
+fn vip_holder(rig: &Rig) -> Option<&'static str> {
+    LBS.into_iter()
+        .find(|h| rig.sh(h, "ip -4 -o addr show dev eth0").contains(&format!(" {}/", vip())))
+}
+
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn install_deploys_a_working_cluster_to_seven_hosts() {
+    let s = setup();
+    let rig = &s.rig;
+
+    let t = Instant::now();
+    let first = s.install();
+    let first_secs = t.elapsed().as_secs_f64();
+    let first_out = ok(first, "ferry install");
+    let r1 = report(&first_out);
+    assert!(counts(&r1).0 > 0 && counts(&r1).1 > 0, "first install changed nothing: {r1}");
+    eprintln!("measured: 7-host install {first_secs:.1}s");
+
+    // etcd: 3 members healthy over TLS; a key written through one is read from another.
+    let health = etcdctl(&s, "h1", "endpoint health --cluster");
+    assert_eq!(health.matches("is healthy").count(), 3, "{health}");
+    etcdctl(&s, "h1", "put ferry-e2e written-on-h1");
+    assert_eq!(etcdctl(&s, "h3", "get --print-value-only ferry-e2e").trim(), "written-on-h1");
+
+    // containerd from ferry's unit pulls every image of the bundle by its upstream
+    // name through the mirror (the hosts have no route anywhere else).
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(s.dir.path().join("data/bundles").read_dir().unwrap().next().unwrap().unwrap().path().join("bundle.json")).unwrap(),
+    )
+    .unwrap();
+    let images: Vec<String> = manifest["images"].as_array().unwrap().iter().map(|i| i["reference"].as_str().unwrap().to_string()).collect();
+    assert!(images.iter().any(|i| i.contains("pause")), "{images:?}");
+    for h in MASTERS.iter().chain(NODES.iter()) {
+        let unit = rig.sh(h, "systemctl cat containerd.service | head -n 3");
+        assert!(unit.contains("/etc/systemd/system/containerd.service"), "{h}: containerd unit is not ferry's: {unit}");
+        let sandbox = rig.sh(h, "grep -E '^\\s*sandbox_image' /etc/containerd/config.toml");
+        assert!(sandbox.contains("pause"), "{h}: {sandbox}");
+        for img in &images {
+            rig.sh(h, &format!("ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d {img} >/dev/null"));
+        }
+        let listed = rig.sh(h, "ctr -n k8s.io images ls -q");
+        for img in &images {
+            assert!(listed.contains(img.as_str()), "{h}: {img} not in containerd after pull:\n{listed}");
+        }
+    }
+
+    // The apiserver (stand-in, serving ferry's certificate) answers through the VIP.
+    let holder = wait_for("keepalived to take the VIP", 30, || vip_holder(rig));
+    let admin = std::fs::read_to_string(find(&s.cluster_dir(), "admin.kubeconfig").or_else(|| find(&s.cluster_dir(), "kubeconfig")).expect("admin kubeconfig in the cluster dir")).unwrap();
+    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).expect("server in kubeconfig").to_string();
+    assert!(server.contains(&vip()), "kubeconfig does not point at the VIP: {server}");
+    let ca = find(&s.cluster_dir(), "ca.pem").expect("ca.pem in the cluster dir");
+    let healthz = |url: &str| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(&ca)
+            .arg(format!("{url}/healthz"))
+            .output()
+            .unwrap()
+    };
+    assert_eq!(ok(healthz(&server), "healthz through the VIP"), "ok");
+    // Stopping the holder's keepalived moves the VIP, and the apiserver still answers.
+    rig.sh(holder, "systemctl stop keepalived");
+    let other = wait_for("the VIP to move", 30, || vip_holder(rig).filter(|h| *h != holder));
+    assert_ne!(other, holder);
+    assert_eq!(ok(healthz(&server), "healthz after the VIP moved"), "ok");
+    rig.sh(holder, "systemctl start keepalived");
+
+    // Every unit ferry wrote is enabled and active; etcd healthy and mirrors reachable per status.
+    let st = ferry()
+        .args(["status", "--json", "--ssh-known-hosts", "strict"])
+        .arg("--inventory")
+        .arg(s.dir.path().join("hosts"))
+        .arg("--config")
+        .arg(s.dir.path().join("config.yml"))
+        .arg("--data-dir")
+        .arg(s.dir.path().join("data"))
+        .arg("--cluster-dir")
+        .arg(s.cluster_dir())
+        .arg("--ssh-config")
+        .arg(rig.ssh_config())
+        .output()
+        .unwrap();
+    let st: Value = serde_json::from_str(&ok(st, "ferry status")).unwrap();
+    let mut units = 0;
+    for h in st.as_array().unwrap() {
+        for u in h["units"].as_array().unwrap() {
+            units += 1;
+            assert_eq!(u["active"], "active", "{}: {u}", h["host"]);
+            assert_eq!(u["enabled"], "enabled", "{}: {u}", h["host"]);
+        }
+        if MASTERS.contains(&h["host"].as_str().unwrap()) {
+            assert_eq!(h["etcd_healthy"], true, "{h}");
+        }
+        for m in h["mirrors"].as_array().unwrap() {
+            assert_eq!(m[1], true, "{}: mirror {m}", h["host"]);
+        }
+    }
+    assert!(units >= 7 * 2, "too few units reported: {units}");
+
+    // Nothing changed: the second run writes and restarts nothing.
+    let t = Instant::now();
+    let second = s.install();
+    let second_secs = t.elapsed().as_secs_f64();
+    let r2 = report(&ok(second, "second ferry install"));
+    assert_eq!(counts(&r2), (0, 0), "second install changed something: {r2}");
+    eprintln!("measured: no-op re-run {second_secs:.1}s");
+
+    // Fault: a node's sshd is down during the run -> that node fails with its log, the rest completes.
+    rig.sh("h5", "systemctl stop ssh; pkill -KILL -x sshd || true");
+    rig.sh("h1", "rm -f /etc/containerd/config.toml");
+    let third = s.install();
+    assert!(!third.status.success(), "install with h5 unreachable succeeded");
+    let r3 = report(&String::from_utf8_lossy(&third.stdout));
+    for h in r3["hosts"].as_array().unwrap() {
+        let name = h["host"].as_str().unwrap();
+        if name == "h5" {
+            assert_eq!(h["status"], "failed", "{h}");
+            let log = h["log"].as_str().unwrap();
+            assert!(std::fs::read_to_string(log).unwrap().contains("FAILED"), "{log}");
+        } else {
+            assert_eq!(h["status"], "ok", "{h}");
+        }
+    }
+    assert!(rig.sh("h1", "cat /etc/containerd/config.toml").contains("sandbox_image"));
+    rig.sh("h5", "systemctl start ssh");
+    let fourth = s.install();
+    let r4 = report(&ok(fourth, "re-run after sshd is back"));
+    assert!(r4["hosts"].as_array().unwrap().iter().all(|h| h["status"] == "ok"), "{r4}");
+}
+
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    walk(dir).into_iter().find(|p| p.file_name().is_some_and(|n| n == name))
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
