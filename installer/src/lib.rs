@@ -1,4 +1,11 @@
 //! ferry installer crate
 
+pub mod closure;
+pub mod config;
+pub mod images;
+pub mod inventory;
+pub mod pki;
 pub mod plan;
+pub mod render;
 pub mod store;
+pub mod validate;
