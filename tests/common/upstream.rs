@@ -1,0 +1,384 @@
+//! Fixture upstream for tests: Debian's docker-registry seeded with small real
+//! multi-arch images (tests/fixtures/mkimages.py, pushed with skopeo), and a
+//! loopback file server (tests/fixtures/fileserver.py) that serves binaries and
+//! checksum files at their upstream paths (tests/fixtures/mkupstream.sh) and
+//! counts requests per path. The builder reaches both only through the
+//! `--mirror` arguments returned by [`Upstream::mirror_args`].
+//!
+//! Everything runs on 127.0.0.1 with free ports; [`Upstream`] stops the
+//! processes and removes its directory on drop, also when a test fails.
+//!
+//! ```ignore
+//! let up = Upstream::start(UpstreamOptions::default());
+//! ferry(["bundle", "build", "--k8s", "1.29.6"]).args(up.mirror_args())...
+//! let counts = up.requests();
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The catalog 1.29.6 images (the prod profile's closure).
+pub const CATALOG_IMAGES: &[&str] = &[
+    "registry.k8s.io/pause:3.9",
+    "registry.k8s.io/coredns/coredns:v1.11.1",
+    "registry.k8s.io/dns/k8s-dns-node-cache:1.22.28",
+    "registry.k8s.io/metrics-server/metrics-server:v0.7.1",
+    "quay.io/cilium/cilium:v1.15.6",
+    "quay.io/cilium/operator-generic:v1.15.6",
+    "quay.io/cilium/hubble-relay:v1.15.6",
+    "quay.io/jetstack/cert-manager-controller:v1.14.5",
+    "quay.io/jetstack/cert-manager-webhook:v1.14.5",
+    "quay.io/jetstack/cert-manager-cainjector:v1.14.5",
+];
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    repo_root().join("tests/fixtures")
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    /// Images pushed with every platform of `platforms`.
+    pub images: Vec<String>,
+    pub platforms: String,
+    /// Images pushed with only linux/amd64 (to test a missing platform).
+    pub amd64_only_images: Vec<String>,
+    /// File server: wait this long before each file response.
+    pub delay_ms: u64,
+    /// File server: bytes per second per response (0 = unlimited).
+    pub rate: u64,
+}
+
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        UpstreamOptions {
+            images: CATALOG_IMAGES.iter().map(|s| s.to_string()).collect(),
+            platforms: "linux/amd64,linux/arm64".into(),
+            amd64_only_images: Vec::new(),
+            delay_ms: 0,
+            rate: 0,
+        }
+    }
+}
+
+/// Request counts from the file server, by URL path (`/dl.k8s.io/release/...`).
+#[derive(Debug, Clone, Default)]
+pub struct Requests {
+    pub started: BTreeMap<String, u64>,
+    pub completed: BTreeMap<String, u64>,
+}
+
+impl Requests {
+    pub fn total_started(&self) -> u64 {
+        self.started.values().sum()
+    }
+}
+
+pub struct Upstream {
+    pub dir: tempfile::TempDir,
+    /// Root served by the file server (a hard-linked copy of the shared fixture
+    /// tree, so a test may replace files in it without touching other tests).
+    pub files: PathBuf,
+    /// OCI layout the registry was seeded from (mkimages.py output).
+    pub images: PathBuf,
+    pub registry_addr: String,
+    pub file_addr: String,
+    registry: Child,
+    fileserver: Child,
+}
+
+impl Upstream {
+    pub fn start(opts: UpstreamOptions) -> Upstream {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-upstream-")
+            .tempdir()
+            .expect("temp dir");
+        let files = dir.path().join("files");
+        let status = Command::new("cp")
+            .arg("-al")
+            .arg(shared_fixture_files())
+            .arg(&files)
+            .status()
+            .expect("run cp");
+        assert!(status.success(), "cp -al of the fixture files failed");
+
+        // Registry: Debian's docker-registry, filesystem storage in our temp dir.
+        let rport = free_port();
+        let config = dir.path().join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{rport}\n",
+                dir.path().join("registry-data").display()
+            ),
+        )
+        .expect("write registry config");
+        let reglog = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
+        let registry = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(reglog.try_clone().expect("dup log"))
+            .stderr(reglog)
+            .spawn()
+            .expect("start /usr/bin/docker-registry (apt-get install docker-registry)");
+
+        let port_file = dir.path().join("fileserver.port");
+        let mut fs_cmd = Command::new("python3");
+        fs_cmd
+            .arg(fixtures_dir().join("fileserver.py"))
+            .arg(&files)
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--delay-ms")
+            .arg(opts.delay_ms.to_string())
+            .arg("--rate")
+            .arg(opts.rate.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let fileserver = fs_cmd.spawn().expect("start tests/fixtures/fileserver.py");
+
+        let mut up = Upstream {
+            images: dir.path().join("images"),
+            files,
+            registry_addr: format!("127.0.0.1:{rport}"),
+            file_addr: String::new(),
+            dir,
+            registry,
+            fileserver,
+        };
+        up.file_addr = format!("127.0.0.1:{}", wait_port_file(&port_file));
+        wait_registry(&up.registry_addr);
+
+        if !opts.images.is_empty() {
+            let layout = up.images.clone();
+            mkimages(&layout, &opts.platforms, &opts.images);
+            for r in &opts.images {
+                up.push(&layout, r);
+            }
+        }
+        if !opts.amd64_only_images.is_empty() {
+            let layout = up.dir.path().join("images-amd64");
+            mkimages(&layout, "linux/amd64", &opts.amd64_only_images);
+            for r in &opts.amd64_only_images {
+                up.push(&layout, r);
+            }
+        }
+        up
+    }
+
+    /// Copy image `reference` from an OCI layout into the fixture registry
+    /// (as `<registry>/<upstream host>/<repo>:<tag>`).
+    pub fn push(&self, layout: &Path, reference: &str) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:{reference}", layout.display()))
+            .arg(format!("docker://{}/{reference}", self.registry_addr))
+            .output()
+            .expect("run skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo copy {reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `--mirror` arguments that route every catalog upstream to this fixture.
+    pub fn mirror_args(&self) -> Vec<String> {
+        let (r, f) = (&self.registry_addr, &self.file_addr);
+        vec![
+            format!("--mirror=registry.k8s.io=http://{r}/registry.k8s.io"),
+            format!("--mirror=quay.io=http://{r}/quay.io"),
+            format!("--mirror=https://dl.k8s.io=http://{f}/dl.k8s.io"),
+            format!("--mirror=https://github.com=http://{f}/github.com"),
+            format!("--mirror=https://get.helm.sh=http://{f}/get.helm.sh"),
+        ]
+    }
+
+    /// The file path served at `url_path` (`/dl.k8s.io/release/...`).
+    pub fn file(&self, url_path: &str) -> PathBuf {
+        self.files.join(url_path.trim_start_matches('/'))
+    }
+
+    /// Request counts at the file server so far.
+    pub fn requests(&self) -> Requests {
+        let out = Command::new("curl")
+            .args(["-fsS", &format!("http://{}/__requests", self.file_addr)])
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "file server counts: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("counts JSON");
+        let table = |k: &str| -> BTreeMap<String, u64> {
+            v[k].as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(p, n)| (p.clone(), n.as_u64().unwrap_or(0)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Requests {
+            started: table("started"),
+            completed: table("completed"),
+        }
+    }
+
+    /// Blob GETs the registry answered so far, by digest (`sha256:<hex>`),
+    /// parsed from its access log.
+    pub fn registry_blob_gets(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        let Ok(f) = std::fs::File::open(self.dir.path().join("registry.log")) else {
+            return out;
+        };
+        for line in BufReader::new(f).lines().map_while(Result::ok) {
+            // access log: ... "GET /v2/<repo>/blobs/sha256:<hex> HTTP/1.1" 200 ...
+            let Some(start) = line.find("\"GET /v2/") else {
+                continue;
+            };
+            let rest = &line[start + 5..];
+            let Some(uri) = rest.split_whitespace().next() else {
+                continue;
+            };
+            if let Some(pos) = uri.find("/blobs/sha256:") {
+                let digest = uri[pos + 7..].to_string();
+                *out.entry(digest).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        for child in [&mut self.registry, &mut self.fileserver] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The fixture binaries tree (mkupstream.sh), built once per target dir and
+/// script version, then shared read-only (tests hard-link copy it).
+pub fn shared_fixture_files() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = fixtures_dir().join("mkupstream.sh");
+        let mut stamp = std::fs::read(&script).expect("read mkupstream.sh");
+        stamp.extend(
+            std::fs::read(fixtures_dir().join("standins/kube-standin.py")).expect("read stand-in"),
+        );
+        let tag = short_hash(&stamp);
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let dir = base.join(format!("fixture-upstream-{tag}"));
+        if dir.join(".done").exists() {
+            return dir;
+        }
+        // Build next to it and rename, so concurrent test binaries never see a half tree.
+        let tmp = tempfile::Builder::new()
+            .prefix("fixture-upstream-build-")
+            .tempdir_in(&base)
+            .expect("temp dir");
+        let out = tmp.path().join("files");
+        let st = Command::new("bash")
+            .arg(&script)
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run mkupstream.sh");
+        assert!(st.success(), "tests/fixtures/mkupstream.sh failed");
+        std::fs::write(out.join(".done"), b"").expect("stamp");
+        if std::fs::rename(&out, &dir).is_err() && !dir.join(".done").exists() {
+            panic!("could not place fixture tree at {}", dir.display());
+        }
+        dir
+    })
+    .clone()
+}
+
+fn mkimages(layout: &Path, platforms: &str, refs: &[String]) {
+    let out = Command::new("python3")
+        .arg(fixtures_dir().join("mkimages.py"))
+        .arg("--out")
+        .arg(layout)
+        .arg("--platforms")
+        .arg(platforms)
+        .arg("--shared-bytes")
+        .arg("262144")
+        .args(refs)
+        .output()
+        .expect("run mkimages.py");
+    assert!(
+        out.status.success(),
+        "mkimages.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Digest of each image index in an OCI layout, by ref name.
+pub fn layout_digests(layout: &Path) -> BTreeMap<String, String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("JSON");
+    let mut out = BTreeMap::new();
+    for m in index["manifests"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(d)) = (
+            m["annotations"]["org.opencontainers.image.ref.name"].as_str(),
+            m["digest"].as_str(),
+        ) {
+            out.insert(name.to_string(), d.to_string());
+        }
+    }
+    out
+}
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    l.local_addr().expect("addr").port()
+}
+
+fn wait_port_file(path: &Path) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if let Ok(p) = s.trim().parse() {
+                return p;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("file server did not start (no {})", path.display());
+}
+
+fn wait_registry(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let ok = Command::new("curl")
+            .args(["-fsS", "-o", "/dev/null", &format!("http://{addr}/v2/")])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("docker-registry on {addr} did not come up");
+}
+
+fn short_hash(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(data)[..6])
+}
