@@ -141,7 +141,10 @@ impl Reader<'_> {
 
     fn problem(&mut self, key: &str, msg: String) {
         let origin = self.origin(key);
-        self.problems.push(Problem { origin, message: msg });
+        self.problems.push(Problem {
+            origin,
+            message: msg,
+        });
     }
 
     fn opt_string(&mut self, key: &str) -> Option<Setting<String>> {
@@ -156,12 +159,17 @@ impl Reader<'_> {
                 return None;
             }
         };
-        Some(Setting { value: text, origin: self.origin(key) })
+        Some(Setting {
+            value: text,
+            origin: self.origin(key),
+        })
     }
 
     fn string(&mut self, key: &str, default: &str) -> Setting<String> {
-        self.opt_string(key)
-            .unwrap_or_else(|| Setting { value: default.to_string(), origin: Origin::new(self.path, 0) })
+        self.opt_string(key).unwrap_or_else(|| Setting {
+            value: default.to_string(),
+            origin: Origin::new(self.path, 0),
+        })
     }
 
     fn bool(&mut self, key: &str, default: bool) -> Setting<bool> {
@@ -172,11 +180,17 @@ impl Reader<'_> {
             Some(Yaml::String(s)) if s == "false" || s == "no" => false,
             Some(other) => {
                 let shown = serde_norway::to_string(other).unwrap_or_default();
-                self.problem(key, format!("{key} must be true or false, found `{}`", shown.trim()));
+                self.problem(
+                    key,
+                    format!("{key} must be true or false, found `{}`", shown.trim()),
+                );
                 default
             }
         };
-        Setting { value, origin: self.origin(key) }
+        Setting {
+            value,
+            origin: self.origin(key),
+        }
     }
 
     fn number<T: TryFrom<u64> + Copy>(&mut self, key: &str, default: T) -> Setting<T> {
@@ -192,13 +206,22 @@ impl Reader<'_> {
                     Some(n) => n,
                     None => {
                         let shown = serde_norway::to_string(v).unwrap_or_default();
-                        self.problem(key, format!("{key} must be a whole number in range, found `{}`", shown.trim()));
+                        self.problem(
+                            key,
+                            format!(
+                                "{key} must be a whole number in range, found `{}`",
+                                shown.trim()
+                            ),
+                        );
                         default
                     }
                 }
             }
         };
-        Setting { value, origin: self.origin(key) }
+        Setting {
+            value,
+            origin: self.origin(key),
+        }
     }
 
     fn list(&mut self, key: &str, default: &[&str]) -> Setting<Vec<String>> {
@@ -220,12 +243,18 @@ impl Reader<'_> {
                 default.iter().map(|s| s.to_string()).collect()
             }
         };
-        Setting { value, origin: self.origin(key) }
+        Setting {
+            value,
+            origin: self.origin(key),
+        }
     }
 
     fn map(&mut self, key: &str, default: &[(&str, &str)]) -> Setting<BTreeMap<String, String>> {
         let value = match self.map.get(key).cloned() {
-            None | Some(Yaml::Null) => default.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            None | Some(Yaml::Null) => default
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             Some(Yaml::Mapping(m)) => {
                 let mut out = BTreeMap::new();
                 for (k, v) in m {
@@ -249,11 +278,17 @@ impl Reader<'_> {
                 out
             }
             Some(_) => {
-                self.problem(key, format!("{key} must be a mapping (indented `key: value` lines)"));
+                self.problem(
+                    key,
+                    format!("{key} must be a mapping (indented `key: value` lines)"),
+                );
                 BTreeMap::new()
             }
         };
-        Setting { value, origin: self.origin(key) }
+        Setting {
+            value,
+            origin: self.origin(key),
+        }
     }
 }
 
@@ -289,7 +324,10 @@ impl Config {
             Yaml::Mapping(m) => m,
             Yaml::Null => Default::default(),
             _ => {
-                return Err(PlanError::invalid(Origin::new(path, 1), "config.yml must be a mapping of KEY: value"))
+                return Err(PlanError::invalid(
+                    Origin::new(path, 1),
+                    "config.yml must be a mapping of KEY: value",
+                ))
             }
         };
         let mut map = BTreeMap::new();
@@ -305,7 +343,12 @@ impl Config {
                 tracing::warn!("{}: unknown key {key} is ignored", Origin::new(path, line));
             }
         }
-        let mut r = Reader { path, map, lines, problems: Vec::new() };
+        let mut r = Reader {
+            path,
+            map,
+            lines,
+            problems: Vec::new(),
+        };
         let default_plugins = [
             "NodeRestriction",
             "NamespaceLifecycle",
@@ -317,7 +360,11 @@ impl Config {
             "MutatingAdmissionWebhook",
             "ValidatingAdmissionWebhook",
         ];
-        let reserved = [("cpu", "500m"), ("memory", "1Gi"), ("ephemeral-storage", "5Gi")];
+        let reserved = [
+            ("cpu", "500m"),
+            ("memory", "1Gi"),
+            ("ephemeral-storage", "5Gi"),
+        ];
         let cfg = Config {
             path: path.to_path_buf(),
             cluster_name: r.string("CLUSTER_NAME", "prod-k8s"),
@@ -345,7 +392,8 @@ impl Config {
             etcd_client_port: r.number("ETCD_CLIENT_PORT", 2379u16),
             etcd_peer_port: r.number("ETCD_PEER_PORT", 2380u16),
             apiserver_bind_port: r.number("KUBE_APISERVER_BIND_PORT", 6443u16),
-            apiserver_max_requests_inflight: r.number("KUBE_APISERVER_MAX_REQUESTS_INFLIGHT", 3000u32),
+            apiserver_max_requests_inflight: r
+                .number("KUBE_APISERVER_MAX_REQUESTS_INFLIGHT", 3000u32),
             apiserver_max_mutating_requests_inflight: r
                 .number("KUBE_APISERVER_MAX_MUTATING_REQUESTS_INFLIGHT", 1500u32),
             apiserver_event_ttl: r.string("KUBE_APISERVER_EVENT_TTL", "1h"),
@@ -354,7 +402,8 @@ impl Config {
             apiserver_audit_log_max_age: r.number("KUBE_APISERVER_AUDIT_LOG_MAX_AGE", 7u32),
             apiserver_audit_log_max_backup: r.number("KUBE_APISERVER_AUDIT_LOG_MAX_BACKUP", 10u32),
             apiserver_audit_log_max_size: r.number("KUBE_APISERVER_AUDIT_LOG_MAX_SIZE", 100u32),
-            apiserver_admission_plugins: r.list("KUBE_APISERVER_ENABLE_ADMISSION_PLUGINS", &default_plugins),
+            apiserver_admission_plugins: r
+                .list("KUBE_APISERVER_ENABLE_ADMISSION_PLUGINS", &default_plugins),
             kubelet_root_dir: r.string("KUBELET_ROOT_DIR", "/var/lib/kubelet"),
             max_pods: r.number("MAX_PODS", 110u32),
             kube_reserved_enabled: r.bool("KUBE_RESERVED_ENABLED", true),
@@ -362,7 +411,11 @@ impl Config {
             system_reserved: r.map("SYSTEM_RESERVED", &reserved),
             eviction_hard: r.map(
                 "EVICTION_HARD",
-                &[("memory.available", "500Mi"), ("nodefs.available", "10%"), ("imagefs.available", "15%")],
+                &[
+                    ("memory.available", "500Mi"),
+                    ("nodefs.available", "10%"),
+                    ("imagefs.available", "15%"),
+                ],
             ),
             metrics_server_enabled: r.bool("METRICS_SERVER_ENABLED", true),
             ingress_nginx_enabled: r.bool("INGRESS_NGINX_ENABLED", false),
@@ -388,8 +441,11 @@ mod tests {
 
     #[test]
     fn defaults_and_lines() {
-        let c = Config::parse(Path::new("c.yml"), "# x\nCLUSTER_NAME: a\nMAX_PODS: 90\nKUBE_RESERVED:\n  cpu: 1\n")
-            .unwrap();
+        let c = Config::parse(
+            Path::new("c.yml"),
+            "# x\nCLUSTER_NAME: a\nMAX_PODS: 90\nKUBE_RESERVED:\n  cpu: 1\n",
+        )
+        .unwrap();
         assert_eq!(c.cluster_name.value, "a");
         assert_eq!(c.cluster_name.origin.line, 2);
         assert_eq!(c.max_pods.value, 90);
@@ -400,7 +456,9 @@ mod tests {
 
     #[test]
     fn bad_type_names_line() {
-        let err = Config::parse(Path::new("c.yml"), "A: 1\nMAX_PODS: lots\n").unwrap_err().to_string();
+        let err = Config::parse(Path::new("c.yml"), "A: 1\nMAX_PODS: lots\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("c.yml:2"), "{err}");
         assert!(err.contains("MAX_PODS"), "{err}");
     }

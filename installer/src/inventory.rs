@@ -67,7 +67,10 @@ impl Inventory {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Inventory> {
-        let mut inv = Inventory { path: path.to_path_buf(), ..Default::default() };
+        let mut inv = Inventory {
+            path: path.to_path_buf(),
+            ..Default::default()
+        };
         let mut section = Section::Hosts("ungrouped".to_string());
         for (idx, raw) in text.lines().enumerate() {
             let line_no = idx + 1;
@@ -78,10 +81,16 @@ impl Inventory {
             }
             if line.starts_with('[') {
                 let Some(inner) = line.strip_prefix('[').and_then(|l| l.split(']').next()) else {
-                    return Err(PlanError::invalid(origin, format!("malformed section header `{line}`")));
+                    return Err(PlanError::invalid(
+                        origin,
+                        format!("malformed section header `{line}`"),
+                    ));
                 };
                 if !line.contains(']') {
-                    return Err(PlanError::invalid(origin, format!("malformed section header `{line}`: missing `]`")));
+                    return Err(PlanError::invalid(
+                        origin,
+                        format!("malformed section header `{line}`: missing `]`"),
+                    ));
                 }
                 section = match inner.split_once(':') {
                     Some((g, "vars")) => Section::Vars(normalise_group(g)),
@@ -89,7 +98,9 @@ impl Inventory {
                     Some((_, other)) => {
                         return Err(PlanError::invalid(
                             origin,
-                            format!("unknown section kind `:{other}` (expected `:vars` or `:children`)"),
+                            format!(
+                                "unknown section kind `:{other}` (expected `:vars` or `:children`)"
+                            ),
                         ))
                     }
                     None => Section::Hosts(normalise_group(inner)),
@@ -103,23 +114,37 @@ impl Inventory {
             match &section {
                 Section::Vars(group) => {
                     let (k, v) = split_assignment(line).ok_or_else(|| {
-                        PlanError::invalid(origin.clone(), format!("expected `key=value` in [{group}:vars], found `{line}`"))
+                        PlanError::invalid(
+                            origin.clone(),
+                            format!("expected `key=value` in [{group}:vars], found `{line}`"),
+                        )
                     })?;
-                    let value = unquote(v.trim()).map_err(|m| PlanError::invalid(origin.clone(), m))?;
-                    inv.group_vars
-                        .entry(group.clone())
-                        .or_default()
-                        .insert(k.trim().to_string(), Value { text: value, origin: origin.clone() });
+                    let value =
+                        unquote(v.trim()).map_err(|m| PlanError::invalid(origin.clone(), m))?;
+                    inv.group_vars.entry(group.clone()).or_default().insert(
+                        k.trim().to_string(),
+                        Value {
+                            text: value,
+                            origin: origin.clone(),
+                        },
+                    );
                 }
                 Section::Children(group) => {
-                    let child = tokenize(line).map_err(|m| PlanError::invalid(origin.clone(), m))?;
+                    let child =
+                        tokenize(line).map_err(|m| PlanError::invalid(origin.clone(), m))?;
                     if let Some(c) = child.first() {
-                        inv.children.entry(group.clone()).or_default().push(normalise_group(c));
+                        inv.children
+                            .entry(group.clone())
+                            .or_default()
+                            .push(normalise_group(c));
                     }
                 }
                 Section::Hosts(group) => {
-                    let tokens = tokenize(line).map_err(|m| PlanError::invalid(origin.clone(), m))?;
-                    let Some((host, rest)) = tokens.split_first() else { continue };
+                    let tokens =
+                        tokenize(line).map_err(|m| PlanError::invalid(origin.clone(), m))?;
+                    let Some((host, rest)) = tokens.split_first() else {
+                        continue;
+                    };
                     if host.contains('[') && host.contains(':') {
                         return Err(PlanError::invalid(
                             origin,
@@ -129,13 +154,26 @@ impl Inventory {
                     let mut vars = BTreeMap::new();
                     for tok in rest {
                         let (k, v) = tok.split_once('=').ok_or_else(|| {
-                            PlanError::invalid(origin.clone(), format!("expected `key=value` after host `{host}`, found `{tok}`"))
+                            PlanError::invalid(
+                                origin.clone(),
+                                format!("expected `key=value` after host `{host}`, found `{tok}`"),
+                            )
                         })?;
-                        vars.insert(k.to_string(), Value { text: v.to_string(), origin: origin.clone() });
+                        vars.insert(
+                            k.to_string(),
+                            Value {
+                                text: v.to_string(),
+                                origin: origin.clone(),
+                            },
+                        );
                     }
                     match inv.hosts.iter_mut().find(|h| h.host == *host) {
                         Some(h) => h.vars.extend(vars),
-                        None => inv.hosts.push(InvHost { host: host.clone(), origin: origin.clone(), vars }),
+                        None => inv.hosts.push(InvHost {
+                            host: host.clone(),
+                            origin: origin.clone(),
+                            vars,
+                        }),
                     }
                     if group != "all" && group != "ungrouped" {
                         let members = inv.groups.entry(group.clone()).or_default();
@@ -177,8 +215,12 @@ impl Inventory {
 
     /// Groups a host belongs to (directly or through children), `all` last.
     fn groups_of(&self, host: &str) -> Vec<String> {
-        let mut gs: Vec<String> =
-            self.groups.keys().filter(|g| self.group(g).iter().any(|(h, _)| h == host)).cloned().collect();
+        let mut gs: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|g| self.group(g).iter().any(|(h, _)| h == host))
+            .cloned()
+            .collect();
         gs.push("all".to_string());
         gs
     }
@@ -199,7 +241,10 @@ impl Inventory {
 
     /// An `[all:vars]` value (empty counts as unset).
     pub fn all_var(&self, key: &str) -> Option<&Value> {
-        self.group_vars.get("all").and_then(|v| v.get(key)).filter(|v| !v.text.is_empty())
+        self.group_vars
+            .get("all")
+            .and_then(|v| v.get(key))
+            .filter(|v| !v.text.is_empty())
     }
 }
 

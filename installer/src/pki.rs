@@ -9,8 +9,8 @@
 use crate::plan::{PlanError, Result, Role};
 use crate::validate::Cluster;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -95,10 +95,13 @@ pub struct Pki {
 
 impl Pki {
     pub fn get(&self, name: &str) -> Result<&[u8]> {
-        self.files.get(name).map(|v| v.as_slice()).ok_or_else(|| PlanError::Pki {
-            name: name.into(),
-            reason: format!("not found in {}", self.dir.display()),
-        })
+        self.files
+            .get(name)
+            .map(|v| v.as_slice())
+            .ok_or_else(|| PlanError::Pki {
+                name: name.into(),
+                reason: format!("not found in {}", self.dir.display()),
+            })
     }
 
     pub fn text(&self, name: &str) -> Result<String> {
@@ -107,7 +110,10 @@ impl Pki {
 }
 
 fn pki_err(name: &str, e: impl std::fmt::Display) -> PlanError {
-    PlanError::Pki { name: name.into(), reason: e.to_string() }
+    PlanError::Pki {
+        name: name.into(),
+        reason: e.to_string(),
+    }
 }
 
 /// Every leaf the cluster needs.
@@ -134,8 +140,18 @@ pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
             });
         }
     }
-    out.push(LeafSpec::client("etcd/apiserver-etcd-client", Ca::Etcd, "kube-apiserver-etcd-client", None));
-    out.push(LeafSpec::client("etcd/healthcheck-client", Ca::Etcd, "kube-etcd-healthcheck-client", None));
+    out.push(LeafSpec::client(
+        "etcd/apiserver-etcd-client",
+        Ca::Etcd,
+        "kube-apiserver-etcd-client",
+        None,
+    ));
+    out.push(LeafSpec::client(
+        "etcd/healthcheck-client",
+        Ca::Etcd,
+        "kube-etcd-healthcheck-client",
+        None,
+    ));
 
     let mut dns = vec![
         "kubernetes".to_string(),
@@ -162,12 +178,42 @@ pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
         dns,
         ips,
     });
-    out.push(LeafSpec::client("apiserver-kubelet-client", Ca::Cluster, "kube-apiserver-kubelet-client", Some("system:masters")));
-    out.push(LeafSpec::client("front-proxy-client", Ca::FrontProxy, "front-proxy-client", None));
-    out.push(LeafSpec::client("admin", Ca::Cluster, "admin", Some("system:masters")));
-    out.push(LeafSpec::client("kube-controller-manager", Ca::Cluster, "system:kube-controller-manager", None));
-    out.push(LeafSpec::client("kube-scheduler", Ca::Cluster, "system:kube-scheduler", None));
-    out.push(LeafSpec::client("kube-proxy", Ca::Cluster, "system:kube-proxy", None));
+    out.push(LeafSpec::client(
+        "apiserver-kubelet-client",
+        Ca::Cluster,
+        "kube-apiserver-kubelet-client",
+        Some("system:masters"),
+    ));
+    out.push(LeafSpec::client(
+        "front-proxy-client",
+        Ca::FrontProxy,
+        "front-proxy-client",
+        None,
+    ));
+    out.push(LeafSpec::client(
+        "admin",
+        Ca::Cluster,
+        "admin",
+        Some("system:masters"),
+    ));
+    out.push(LeafSpec::client(
+        "kube-controller-manager",
+        Ca::Cluster,
+        "system:kube-controller-manager",
+        None,
+    ));
+    out.push(LeafSpec::client(
+        "kube-scheduler",
+        Ca::Cluster,
+        "system:kube-scheduler",
+        None,
+    ));
+    out.push(LeafSpec::client(
+        "kube-proxy",
+        Ca::Cluster,
+        "system:kube-proxy",
+        None,
+    ));
     for n in cluster.with_role(Role::Node) {
         out.push(LeafSpec::client(
             &format!("kubelet/{}", n.name),
@@ -195,8 +241,16 @@ pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
             org: None,
             server: true,
             client: false,
-            dns: registry.iter().map(|n| n.name.clone()).chain(["localhost".to_string()]).collect(),
-            ips: registry.iter().map(|n| IpAddr::V4(n.ip)).chain([localhost]).collect(),
+            dns: registry
+                .iter()
+                .map(|n| n.name.clone())
+                .chain(["localhost".to_string()])
+                .collect(),
+            ips: registry
+                .iter()
+                .map(|n| IpAddr::V4(n.ip))
+                .chain([localhost])
+                .collect(),
         });
     }
     out
@@ -219,7 +273,9 @@ pub fn write_if_changed(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
         .mode(mode)
         .open(&tmp)
         .map_err(|e| PlanError::io(&tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| PlanError::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| PlanError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| PlanError::io(path, e))
 }
 
@@ -251,15 +307,24 @@ fn ensure_ca(dir: &Path, ca: Ca, cn: &str) -> Result<(String, String)> {
     let cert_path = dir.join(format!("{}.pem", ca.name()));
     let key_path = dir.join(format!("{}-key.pem", ca.name()));
     if let (Some(c), Some(k)) = (read_opt(&cert_path)?, read_opt(&key_path)?) {
-        return Ok((String::from_utf8_lossy(&c).into_owned(), String::from_utf8_lossy(&k).into_owned()));
+        return Ok((
+            String::from_utf8_lossy(&c).into_owned(),
+            String::from_utf8_lossy(&k).into_owned(),
+        ));
     }
     let key = KeyPair::generate().map_err(|e| pki_err(ca.name(), e))?;
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(cn, Some("ferry"));
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     validity(&mut params, CA_DAYS);
-    let cert = params.self_signed(&key).map_err(|e| pki_err(ca.name(), e))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| pki_err(ca.name(), e))?;
     let (c, k) = (cert.pem(), key.serialize_pem());
     write_if_changed(&key_path, k.as_bytes(), true)?;
     write_if_changed(&cert_path, c.as_bytes(), false)?;
@@ -271,8 +336,15 @@ pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki
     let dir = cluster_dir.join("pki");
     std::fs::create_dir_all(dir.join("etcd")).map_err(|e| PlanError::io(&dir, e))?;
     let mut cas = BTreeMap::new();
-    for (ca, cn) in [(Ca::Cluster, "kubernetes-ca"), (Ca::Etcd, "etcd-ca"), (Ca::FrontProxy, "front-proxy-ca")] {
-        cas.insert(ca.name(), ensure_ca(&dir, ca, &format!("{}-{cn}", cluster.name))?);
+    for (ca, cn) in [
+        (Ca::Cluster, "kubernetes-ca"),
+        (Ca::Etcd, "etcd-ca"),
+        (Ca::FrontProxy, "front-proxy-ca"),
+    ] {
+        cas.insert(
+            ca.name(),
+            ensure_ca(&dir, ca, &format!("{}-{cn}", cluster.name))?,
+        );
     }
     let issued_path = dir.join(ISSUED_FILE);
     let mut issued: BTreeMap<String, String> = match read_opt(&issued_path)? {
@@ -291,23 +363,35 @@ pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki
             continue;
         }
         let key = match &existing_key {
-            Some(k) => KeyPair::from_pem(&String::from_utf8_lossy(k)).map_err(|e| pki_err(&spec.name, e))?,
+            Some(k) => KeyPair::from_pem(&String::from_utf8_lossy(k))
+                .map_err(|e| pki_err(&spec.name, e))?,
             None => KeyPair::generate().map_err(|e| pki_err(&spec.name, e))?,
         };
         let (ca_cert, ca_key) = &cas[spec.ca.name()];
         let ca_key = KeyPair::from_pem(ca_key).map_err(|e| pki_err(spec.ca.name(), e))?;
-        let issuer = Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(|e| pki_err(spec.ca.name(), e))?;
+        let issuer =
+            Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(|e| pki_err(spec.ca.name(), e))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(&spec.cn, spec.org.as_deref());
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         if spec.server {
-            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
         }
         if spec.client {
-            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
         }
         for d in &spec.dns {
-            let name = d.clone().try_into().map_err(|e| pki_err(&spec.name, format!("SAN {d}: {e}")))?;
+            let name = d
+                .clone()
+                .try_into()
+                .map_err(|e| pki_err(&spec.name, format!("SAN {d}: {e}")))?;
             params.subject_alt_names.push(SanType::DnsName(name));
         }
         for ip in &spec.ips {
@@ -315,14 +399,17 @@ pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki
         }
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, LEAF_DAYS);
-        let cert = params.signed_by(&key, &issuer).map_err(|e| pki_err(&spec.name, e))?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(|e| pki_err(&spec.name, e))?;
         if existing_key.is_none() {
             write_if_changed(&key_path, key.serialize_pem().as_bytes(), true)?;
         }
         write_if_changed(&cert_path, cert.pem().as_bytes(), false)?;
         issued.insert(spec.name.clone(), spec.fingerprint());
     }
-    let mut issued_bytes = serde_json::to_vec_pretty(&issued).map_err(|e| pki_err(ISSUED_FILE, e))?;
+    let mut issued_bytes =
+        serde_json::to_vec_pretty(&issued).map_err(|e| pki_err(ISSUED_FILE, e))?;
     issued_bytes.push(b'\n');
     write_if_changed(&issued_path, &issued_bytes, false)?;
 
@@ -330,7 +417,9 @@ pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki
     let sa_key_path = dir.join("sa.key");
     let sa_pub_path = dir.join("sa.pub");
     let sa_key = match read_opt(&sa_key_path)? {
-        Some(k) => KeyPair::from_pem(&String::from_utf8_lossy(&k)).map_err(|e| pki_err("sa.key", e))?,
+        Some(k) => {
+            KeyPair::from_pem(&String::from_utf8_lossy(&k)).map_err(|e| pki_err("sa.key", e))?
+        }
         None => {
             let k = KeyPair::generate().map_err(|e| pki_err("sa.key", e))?;
             write_if_changed(&sa_key_path, k.serialize_pem().as_bytes(), true)?;
@@ -344,7 +433,10 @@ pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki
     for entry in walkdir::WalkDir::new(&dir).sort_by_file_name() {
         let entry = entry.map_err(|e| pki_err(&dir.display().to_string(), e))?;
         if entry.file_type().is_file() {
-            let rel = entry.path().strip_prefix(&dir).map_err(|e| pki_err("pki", e))?;
+            let rel = entry
+                .path()
+                .strip_prefix(&dir)
+                .map_err(|e| pki_err("pki", e))?;
             let bytes = std::fs::read(entry.path()).map_err(|e| PlanError::io(entry.path(), e))?;
             files.insert(rel.to_string_lossy().into_owned(), bytes);
         }
@@ -360,7 +452,8 @@ pub fn ensure_secret_key(cluster_dir: &Path, name: &str) -> Result<String> {
         return Ok(String::from_utf8_lossy(&b).trim().to_string());
     }
     let mut key = [0u8; 32];
-    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| PlanError::io("/dev/urandom", e))?;
+    let mut f =
+        std::fs::File::open("/dev/urandom").map_err(|e| PlanError::io("/dev/urandom", e))?;
     std::io::Read::read_exact(&mut f, &mut key).map_err(|e| PlanError::io("/dev/urandom", e))?;
     let text = base64::engine::general_purpose::STANDARD.encode(key);
     write_if_changed(&path, format!("{text}\n").as_bytes(), true)?;

@@ -4,7 +4,8 @@
 use crate::images::{self, find_archive, find_binary, find_image, pinned, ImageRef};
 use crate::pki::Pki;
 use crate::plan::{
-    FileContent, HostPlan, PlanError, PlannedArchive, PlannedFile, PlannedService, Result, Role, Step,
+    FileContent, HostPlan, PlanError, PlannedArchive, PlannedFile, PlannedService, Result, Role,
+    Step,
 };
 use crate::validate::{Cluster, LbRole, NodeSpec};
 use base64::Engine;
@@ -69,23 +70,36 @@ impl Renderer {
     pub fn new(bundle: &BundleManifest) -> Result<Renderer> {
         let mut env = Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        // Configs, not HTML: values go in as written (the templates quote where needed).
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
                 .trim_blocks(true)
                 .lstrip_blocks(true)
                 .keep_trailing_newline(true)
                 .build()
-                .map_err(|e| PlanError::Template { template: "syntax".into(), reason: e.to_string() })?,
+                .map_err(|e| PlanError::Template {
+                    template: "syntax".into(),
+                    reason: e.to_string(),
+                })?,
         );
         for (name, src) in TEMPLATES {
             env.add_template(name, src)
-                .map_err(|e| PlanError::Template { template: name.to_string(), reason: e.to_string() })?;
+                .map_err(|e| PlanError::Template {
+                    template: name.to_string(),
+                    reason: e.to_string(),
+                })?;
         }
         let missing = Arc::new(Mutex::new(Vec::new()));
         let images: BTreeMap<String, String> = bundle
             .images
             .iter()
-            .map(|i| (ImageRef::parse(&i.reference).short_name().to_string(), pinned(i)))
+            .map(|i| {
+                (
+                    ImageRef::parse(&i.reference).short_name().to_string(),
+                    pinned(i),
+                )
+            })
             .collect();
         let m = missing.clone();
         env.add_function("image", move |short: String| -> String {
@@ -106,13 +120,23 @@ impl Renderer {
         let t = self
             .env
             .get_template(name)
-            .map_err(|e| PlanError::Template { template: name.into(), reason: e.to_string() })?;
-        t.render(minijinja::value::Serde(ctx)).map_err(|e| PlanError::Template { template: name.into(), reason: format!("{e:#}") })
+            .map_err(|e| PlanError::Template {
+                template: name.into(),
+                reason: e.to_string(),
+            })?;
+        t.render(minijinja::value::Serde(ctx))
+            .map_err(|e| PlanError::Template {
+                template: name.into(),
+                reason: format!("{e:#}"),
+            })
     }
 
     /// Images asked for by name and absent from the bundle (drained).
     pub fn take_missing(&self) -> Vec<String> {
-        self.missing.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+        self.missing
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
     }
 }
 
@@ -125,7 +149,14 @@ struct HostFiles {
 }
 
 impl HostFiles {
-    fn add(&mut self, path: impl Into<PathBuf>, mode: u32, content: FileContent, step: Step, secret: bool) -> Result<()> {
+    fn add(
+        &mut self,
+        path: impl Into<PathBuf>,
+        mode: u32,
+        content: FileContent,
+        step: Step,
+        secret: bool,
+    ) -> Result<()> {
         let path = path.into();
         if let Some(prev) = self.files.iter().find(|f| f.path == path) {
             if prev.content.sha256() == content.sha256() {
@@ -133,15 +164,30 @@ impl HostFiles {
             }
             return Err(PlanError::Template {
                 template: path.display().to_string(),
-                reason: format!("host {}: two different contents planned for one path", self.host),
+                reason: format!(
+                    "host {}: two different contents planned for one path",
+                    self.host
+                ),
             });
         }
-        self.files.push(PlannedFile { path, mode, secret, content, step });
+        self.files.push(PlannedFile {
+            path,
+            mode,
+            secret,
+            content,
+            step,
+        });
         Ok(())
     }
 
     fn text(&mut self, path: impl Into<PathBuf>, text: String, step: Step) -> Result<()> {
-        self.add(path, 0o644, FileContent::Inline(text.into_bytes()), step, false)
+        self.add(
+            path,
+            0o644,
+            FileContent::Inline(text.into_bytes()),
+            step,
+            false,
+        )
     }
 
     fn secret(&mut self, path: impl Into<PathBuf>, bytes: Vec<u8>, step: Step) -> Result<()> {
@@ -149,7 +195,11 @@ impl HostFiles {
     }
 
     fn service(&mut self, unit: &str, step: Step, enable: bool) {
-        self.services.push(PlannedService { unit: unit.into(), step, enable });
+        self.services.push(PlannedService {
+            unit: unit.into(),
+            step,
+            enable,
+        });
     }
 }
 
@@ -167,8 +217,10 @@ pub struct RenderInput<'a> {
 pub type Missing = Vec<String>;
 
 fn cluster_ctx(c: &Cluster) -> Json {
-    let etcd_endpoints: Vec<String> =
-        c.with_role(Role::Etcd).map(|n| format!("https://{}:{}", n.ip, c.config.etcd_client_port.value)).collect();
+    let etcd_endpoints: Vec<String> = c
+        .with_role(Role::Etcd)
+        .map(|n| format!("https://{}:{}", n.ip, c.config.etcd_client_port.value))
+        .collect();
     json!({
         "name": c.name,
         "bin_dir": c.bin_dir,
@@ -204,7 +256,10 @@ pub fn sandbox_image(c: &Cluster, bundle: &BundleManifest, missing: &mut Missing
         (Some(s), Some(p)) => {
             let want = ImageRef::parse(&s.value);
             let have = ImageRef::parse(&p.reference);
-            if want.registry == have.registry && want.repository == have.repository && want.tag == have.tag {
+            if want.registry == have.registry
+                && want.repository == have.repository
+                && want.tag == have.tag
+            {
                 have.name_tag()
             } else if want.short_name() == have.short_name() && want.tag == have.tag {
                 tracing::warn!(
@@ -225,7 +280,10 @@ pub fn sandbox_image(c: &Cluster, bundle: &BundleManifest, missing: &mut Missing
             }
         }
         (_, None) => {
-            missing.push("/etc/containerd/config.toml: the bundle carries no pause image for the sandbox".into());
+            missing.push(
+                "/etc/containerd/config.toml: the bundle carries no pause image for the sandbox"
+                    .into(),
+            );
             "missing-from-bundle/pause".into()
         }
     }
@@ -251,7 +309,11 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
         let mut v: Vec<String> = c
             .nodes
             .iter()
-            .filter_map(|n| ipnet::Ipv4Net::new(n.ip, prefix).ok().map(|x| x.trunc().to_string()))
+            .filter_map(|n| {
+                ipnet::Ipv4Net::new(n.ip, prefix)
+                    .ok()
+                    .map(|x| x.trunc().to_string())
+            })
             .collect();
         v.sort();
         v.dedup();
@@ -260,15 +322,28 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
 
     let mut out = Vec::new();
     for n in &c.nodes {
-        let mut h = HostFiles { host: n.name.clone(), files: vec![], archives: vec![], services: vec![] };
+        let mut h = HostFiles {
+            host: n.name.clone(),
+            files: vec![],
+            archives: vec![],
+            services: vec![],
+        };
         let host = host_ctx(n, chrony_managed);
         let base = json!({"cluster": cluster, "host": host});
         let is_node = n.roles.contains(&Role::Node);
         let platform = format!("linux/{}", n.arch);
 
         // Baseline: every host.
-        h.text("/etc/modules-load.d/k8s.conf", r.render("baseline/modules-load.conf", &base)?, Step::Baseline)?;
-        h.text("/etc/sysctl.d/99-kubernetes-cri.conf", r.render("baseline/sysctl.conf", &base)?, Step::Baseline)?;
+        h.text(
+            "/etc/modules-load.d/k8s.conf",
+            r.render("baseline/modules-load.conf", &base)?,
+            Step::Baseline,
+        )?;
+        h.text(
+            "/etc/sysctl.d/99-kubernetes-cri.conf",
+            r.render("baseline/sysctl.conf", &base)?,
+            Step::Baseline,
+        )?;
         h.text(
             format!("{SYSTEMD_DIR}/ferry-swapoff.service"),
             r.render("systemd/ferry-swapoff.service", &base)?,
@@ -278,10 +353,18 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
         h.service("systemd-sysctl.service", Step::Baseline, false);
         h.service("ferry-swapoff.service", Step::Baseline, true);
         if chrony_managed {
-            let servers: Vec<String> = chrony_hosts.iter().filter(|x| x.name != n.name).map(|x| x.ip.to_string()).collect();
+            let servers: Vec<String> = chrony_hosts
+                .iter()
+                .filter(|x| x.name != n.name)
+                .map(|x| x.ip.to_string())
+                .collect();
             let ctx = json!({"cluster": cluster, "host": host,
                 "chrony": {"servers": chrony_hosts.iter().map(|x| x.ip.to_string()).collect::<Vec<_>>(), "peers": servers, "allow": host_nets}});
-            h.text("/etc/chrony/chrony.conf", r.render("baseline/chrony.conf", &ctx)?, Step::Baseline)?;
+            h.text(
+                "/etc/chrony/chrony.conf",
+                r.render("baseline/chrony.conf", &ctx)?,
+                Step::Baseline,
+            )?;
             h.service("chrony.service", Step::Baseline, true);
         }
 
@@ -291,7 +374,13 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
             bins.extend(["etcd", "etcdctl"]);
         }
         if n.roles.contains(&Role::Master) {
-            bins.extend(["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "helm"]);
+            bins.extend([
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kubectl",
+                "helm",
+            ]);
         }
         if is_node {
             bins.extend(["kubelet", "kube-proxy", "crictl"]);
@@ -301,16 +390,27 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                 Some((path, sha256, size, mode)) => h.add(
                     bin_dir.join(b),
                     if mode == 0 { 0o755 } else { mode },
-                    FileContent::BundleFile { bundle_path: path, sha256, size },
+                    FileContent::BundleFile {
+                        bundle_path: path,
+                        sha256,
+                        size,
+                    },
                     Step::Binaries,
                     false,
                 )?,
-                None => missing.push(format!("host {}: binary {b} for {platform} is not in the bundle", n.name)),
+                None => missing.push(format!(
+                    "host {}: binary {b} for {platform} is not in the bundle",
+                    n.name
+                )),
             }
         }
         if n.roles.contains(&Role::Registry) {
             let content = match find_binary(input.bundle, &n.arch, "ferry") {
-                Some((path, sha256, size, _)) => FileContent::BundleFile { bundle_path: path, sha256, size },
+                Some((path, sha256, size, _)) => FileContent::BundleFile {
+                    bundle_path: path,
+                    sha256,
+                    size,
+                },
                 None => FileContent::FerryExecutable,
             };
             h.add(bin_dir.join("ferry"), 0o755, content, Step::Binaries, false)?;
@@ -323,11 +423,18 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                 Some((path, sha256, size, _)) => h.add(
                     &runc_path,
                     0o755,
-                    FileContent::BundleFile { bundle_path: path, sha256, size },
+                    FileContent::BundleFile {
+                        bundle_path: path,
+                        sha256,
+                        size,
+                    },
                     Step::Containerd,
                     false,
                 )?,
-                None => missing.push(format!("host {}: binary runc for {platform} is not in the bundle", n.name)),
+                None => missing.push(format!(
+                    "host {}: binary runc for {platform} is not in the bundle",
+                    n.name
+                )),
             }
             if cfg.task_install_containerd.value {
                 match find_archive(input.bundle, &n.arch, "containerd") {
@@ -339,7 +446,10 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                         strip_components: 1,
                         step: Step::Containerd,
                     }),
-                    None => missing.push(format!("host {}: the containerd archive for {platform} is not in the bundle", n.name)),
+                    None => missing.push(format!(
+                        "host {}: the containerd archive for {platform} is not in the bundle",
+                        n.name
+                    )),
                 }
             }
             match find_archive(input.bundle, &n.arch, "cni") {
@@ -351,28 +461,66 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                     strip_components: 0,
                     step: Step::Containerd,
                 }),
-                None => missing.push(format!("host {}: the CNI plugins archive for {platform} is not in the bundle", n.name)),
+                None => missing.push(format!(
+                    "host {}: the CNI plugins archive for {platform} is not in the bundle",
+                    n.name
+                )),
             }
             let ctx = json!({"cluster": cluster, "host": host,
                 "containerd": {"sandbox_image": sandbox, "runc": runc_path, "bin_dir": runtime_bin_dir}});
-            h.text("/etc/containerd/config.toml", r.render("containerd/config.toml", &ctx)?, Step::Containerd)?;
-            h.add(ca_dir.join("ca.pem"), 0o644, FileContent::Inline(pki.get("ca.pem")?.to_vec()), Step::Containerd, false)?;
+            h.text(
+                "/etc/containerd/config.toml",
+                r.render("containerd/config.toml", &ctx)?,
+                Step::Containerd,
+            )?;
+            h.add(
+                ca_dir.join("ca.pem"),
+                0o644,
+                FileContent::Inline(pki.get("ca.pem")?.to_vec()),
+                Step::Containerd,
+                false,
+            )?;
             for reg in images::registries(input.bundle) {
-                let upstream = if reg == "docker.io" { "https://registry-1.docker.io".to_string() } else { format!("https://{reg}") };
+                let upstream = if reg == "docker.io" {
+                    "https://registry-1.docker.io".to_string()
+                } else {
+                    format!("https://{reg}")
+                };
                 let ctx = json!({"cluster": cluster, "registry": reg, "upstream": upstream, "mirrors": mirrors,
                     "fallbacks": cfg.registry_mirrors.value, "ca_file": ca_dir.join("ca.pem")});
-                h.text(format!("/etc/containerd/certs.d/{reg}/hosts.toml"), r.render("containerd/hosts.toml", &ctx)?, Step::Containerd)?;
+                h.text(
+                    format!("/etc/containerd/certs.d/{reg}/hosts.toml"),
+                    r.render("containerd/hosts.toml", &ctx)?,
+                    Step::Containerd,
+                )?;
             }
-            h.text(format!("{SYSTEMD_DIR}/containerd.service"), r.render("systemd/containerd.service", &ctx)?, Step::Containerd)?;
+            h.text(
+                format!("{SYSTEMD_DIR}/containerd.service"),
+                r.render("systemd/containerd.service", &ctx)?,
+                Step::Containerd,
+            )?;
             h.service("containerd.service", Step::Containerd, true);
         }
 
         // The registry mirror.
         if n.roles.contains(&Role::Registry) {
-            h.text("/etc/ferry/registry/tls.pem", pki.text("registry.pem")?, Step::Registry)?;
-            h.secret("/etc/ferry/registry/tls-key.pem", pki.get("registry-key.pem")?.to_vec(), Step::Registry)?;
-            let ctx = json!({"cluster": cluster, "host": host, "registry": {"port": c.registry_port}});
-            h.text(format!("{SYSTEMD_DIR}/ferry-registry.service"), r.render("systemd/ferry-registry.service", &ctx)?, Step::Registry)?;
+            h.text(
+                "/etc/ferry/registry/tls.pem",
+                pki.text("registry.pem")?,
+                Step::Registry,
+            )?;
+            h.secret(
+                "/etc/ferry/registry/tls-key.pem",
+                pki.get("registry-key.pem")?.to_vec(),
+                Step::Registry,
+            )?;
+            let ctx =
+                json!({"cluster": cluster, "host": host, "registry": {"port": c.registry_port}});
+            h.text(
+                format!("{SYSTEMD_DIR}/ferry-registry.service"),
+                r.render("systemd/ferry-registry.service", &ctx)?,
+                Step::Registry,
+            )?;
             h.service("ferry-registry.service", Step::Registry, true);
         }
 
@@ -380,7 +528,14 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
         if let Some(member) = &n.etcd_name {
             let initial: Vec<String> = c
                 .with_role(Role::Etcd)
-                .map(|m| format!("{}=https://{}:{}", m.etcd_name.clone().unwrap_or_default(), m.ip, cfg.etcd_peer_port.value))
+                .map(|m| {
+                    format!(
+                        "{}=https://{}:{}",
+                        m.etcd_name.clone().unwrap_or_default(),
+                        m.ip,
+                        cfg.etcd_peer_port.value
+                    )
+                })
                 .collect();
             let ctx = json!({"cluster": cluster, "host": host, "etcd": {
                 "name": member, "data_dir": cfg.etcd_data_dir.value, "wal_dir": cfg.etcd_wal_dir.value,
@@ -388,12 +543,32 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                 "initial_cluster": initial.join(","), "auto_compaction_retention": cfg.etcd_auto_compaction_retention.value,
                 "snapshot_count": cfg.etcd_snapshot_count.value}});
             let etcd_dir = ca_dir.join("etcd");
-            h.text(etcd_dir.join("ca.pem"), pki.text("etcd/ca.pem")?, Step::Etcd)?;
-            for (kind, src) in [("server", format!("etcd/{member}-server")), ("peer", format!("etcd/{member}-peer")), ("healthcheck-client", "etcd/healthcheck-client".to_string())] {
-                h.text(etcd_dir.join(format!("{kind}.pem")), pki.text(&format!("{src}.pem"))?, Step::Etcd)?;
-                h.secret(etcd_dir.join(format!("{kind}-key.pem")), pki.get(&format!("{src}-key.pem"))?.to_vec(), Step::Etcd)?;
+            h.text(
+                etcd_dir.join("ca.pem"),
+                pki.text("etcd/ca.pem")?,
+                Step::Etcd,
+            )?;
+            for (kind, src) in [
+                ("server", format!("etcd/{member}-server")),
+                ("peer", format!("etcd/{member}-peer")),
+                ("healthcheck-client", "etcd/healthcheck-client".to_string()),
+            ] {
+                h.text(
+                    etcd_dir.join(format!("{kind}.pem")),
+                    pki.text(&format!("{src}.pem"))?,
+                    Step::Etcd,
+                )?;
+                h.secret(
+                    etcd_dir.join(format!("{kind}-key.pem")),
+                    pki.get(&format!("{src}-key.pem"))?.to_vec(),
+                    Step::Etcd,
+                )?;
             }
-            h.text(format!("{SYSTEMD_DIR}/etcd.service"), r.render("systemd/etcd.service", &ctx)?, Step::Etcd)?;
+            h.text(
+                format!("{SYSTEMD_DIR}/etcd.service"),
+                r.render("systemd/etcd.service", &ctx)?,
+                Step::Etcd,
+            )?;
             h.service("etcd.service", Step::Etcd, true);
         }
 
@@ -409,24 +584,74 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                 "audit_log_max_age": cfg.apiserver_audit_log_max_age.value,
                 "audit_log_max_backup": cfg.apiserver_audit_log_max_backup.value,
                 "audit_log_max_size": cfg.apiserver_audit_log_max_size.value}});
-            for f in ["ca.pem", "apiserver.pem", "apiserver-kubelet-client.pem", "front-proxy-ca.pem", "front-proxy-client.pem", "sa.pub"] {
+            for f in [
+                "ca.pem",
+                "apiserver.pem",
+                "apiserver-kubelet-client.pem",
+                "front-proxy-ca.pem",
+                "front-proxy-client.pem",
+                "sa.pub",
+            ] {
                 h.text(ca_dir.join(f), pki.text(f)?, Step::ControlPlane)?;
             }
-            for f in ["ca-key.pem", "apiserver-key.pem", "apiserver-kubelet-client-key.pem", "front-proxy-client-key.pem", "sa.key"] {
+            for f in [
+                "ca-key.pem",
+                "apiserver-key.pem",
+                "apiserver-kubelet-client-key.pem",
+                "front-proxy-client-key.pem",
+                "sa.key",
+            ] {
                 h.secret(ca_dir.join(f), pki.get(f)?.to_vec(), Step::ControlPlane)?;
             }
-            h.text(ca_dir.join("etcd/ca.pem"), pki.text("etcd/ca.pem")?, Step::ControlPlane)?;
-            h.text(ca_dir.join("etcd/apiserver-etcd-client.pem"), pki.text("etcd/apiserver-etcd-client.pem")?, Step::ControlPlane)?;
-            h.secret(ca_dir.join("etcd/apiserver-etcd-client-key.pem"), pki.get("etcd/apiserver-etcd-client-key.pem")?.to_vec(), Step::ControlPlane)?;
-            h.text("/etc/kubernetes/audit-policy.yaml", r.render("kubernetes/audit-policy.yaml", &ctx)?, Step::ControlPlane)?;
-            h.text("/etc/kubernetes/admission-config.yaml", r.render("kubernetes/admission-config.yaml", &ctx)?, Step::ControlPlane)?;
-            h.secret("/etc/kubernetes/encryption-config.yaml", r.render("kubernetes/encryption-config.yaml", &ctx)?.into_bytes(), Step::ControlPlane)?;
+            h.text(
+                ca_dir.join("etcd/ca.pem"),
+                pki.text("etcd/ca.pem")?,
+                Step::ControlPlane,
+            )?;
+            h.text(
+                ca_dir.join("etcd/apiserver-etcd-client.pem"),
+                pki.text("etcd/apiserver-etcd-client.pem")?,
+                Step::ControlPlane,
+            )?;
+            h.secret(
+                ca_dir.join("etcd/apiserver-etcd-client-key.pem"),
+                pki.get("etcd/apiserver-etcd-client-key.pem")?.to_vec(),
+                Step::ControlPlane,
+            )?;
+            h.text(
+                "/etc/kubernetes/audit-policy.yaml",
+                r.render("kubernetes/audit-policy.yaml", &ctx)?,
+                Step::ControlPlane,
+            )?;
+            h.text(
+                "/etc/kubernetes/admission-config.yaml",
+                r.render("kubernetes/admission-config.yaml", &ctx)?,
+                Step::ControlPlane,
+            )?;
+            h.secret(
+                "/etc/kubernetes/encryption-config.yaml",
+                r.render("kubernetes/encryption-config.yaml", &ctx)?
+                    .into_bytes(),
+                Step::ControlPlane,
+            )?;
             for k in ["kube-controller-manager", "kube-scheduler", "admin"] {
                 let kc = kubeconfig(input, k)?;
-                h.secret(format!("/etc/kubernetes/{k}.kubeconfig"), kc.into_bytes(), Step::ControlPlane)?;
+                h.secret(
+                    format!("/etc/kubernetes/{k}.kubeconfig"),
+                    kc.into_bytes(),
+                    Step::ControlPlane,
+                )?;
             }
-            for unit in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
-                h.text(format!("{SYSTEMD_DIR}/{unit}.service"), r.render(&format!("systemd/{unit}.service"), &ctx)?, Step::ControlPlane)?;
+            for unit in [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ] {
+                h.text(
+                    format!("{SYSTEMD_DIR}/{unit}.service"),
+                    r.render(&format!("systemd/{unit}.service"), &ctx)?,
+                    Step::ControlPlane,
+                )?;
                 h.service(&format!("{unit}.service"), Step::ControlPlane, true);
             }
         }
@@ -441,16 +666,31 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                     Some(role) => role == LbRole::Master,
                     None => !any_master && idx == 0,
                 };
-                let router_id = 1 + (c.name.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32)) % 254);
-                let masters: Vec<Json> = c.with_role(Role::Master).map(|m| json!({"name": m.name, "ip": m.ip.to_string()})).collect();
+                let router_id = 1
+                    + (c.name
+                        .bytes()
+                        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32))
+                        % 254);
+                let masters: Vec<Json> = c
+                    .with_role(Role::Master)
+                    .map(|m| json!({"name": m.name, "ip": m.ip.to_string()}))
+                    .collect();
                 let ctx = json!({"cluster": cluster, "host": host, "lb": {
                     "vip": vip.to_string(), "port": c.lb_port, "masters": masters,
                     "state": if is_master {"MASTER"} else {"BACKUP"},
                     "priority": if is_master {150} else {100usize.saturating_sub(idx)},
                     "interface": cfg.vip_if.value, "router_id": router_id,
                     "peers": lbs.iter().filter(|x| x.name != n.name).map(|x| x.ip.to_string()).collect::<Vec<_>>()}});
-                h.text("/etc/haproxy/haproxy.cfg", r.render("lb/haproxy.cfg", &ctx)?, Step::AccessLayer)?;
-                h.text("/etc/keepalived/keepalived.conf", r.render("lb/keepalived.conf", &ctx)?, Step::AccessLayer)?;
+                h.text(
+                    "/etc/haproxy/haproxy.cfg",
+                    r.render("lb/haproxy.cfg", &ctx)?,
+                    Step::AccessLayer,
+                )?;
+                h.text(
+                    "/etc/keepalived/keepalived.conf",
+                    r.render("lb/keepalived.conf", &ctx)?,
+                    Step::AccessLayer,
+                )?;
                 h.service("haproxy.service", Step::AccessLayer, true);
                 h.service("keepalived.service", Step::AccessLayer, true);
             }
@@ -467,15 +707,54 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                 "system_reserved": cfg.system_reserved.value,
                 "eviction_hard": cfg.eviction_hard.value});
             let ctx = json!({"cluster": cluster, "host": host, "kubelet": kubelet});
-            h.add(ca_dir.join("ca.pem"), 0o644, FileContent::Inline(pki.get("ca.pem")?.to_vec()), Step::Nodes, false)?;
-            h.text(ca_dir.join("kubelet.pem"), pki.text(&format!("kubelet/{}-server.pem", n.name))?, Step::Nodes)?;
-            h.secret(ca_dir.join("kubelet-key.pem"), pki.get(&format!("kubelet/{}-server-key.pem", n.name))?.to_vec(), Step::Nodes)?;
-            h.secret("/etc/kubernetes/kubelet.kubeconfig", kubeconfig(input, &format!("kubelet-{}", n.name))?.into_bytes(), Step::Nodes)?;
-            h.secret("/etc/kubernetes/kube-proxy.kubeconfig", kubeconfig(input, "kube-proxy")?.into_bytes(), Step::Nodes)?;
-            h.text(format!("{}/config.yaml", cfg.kubelet_root_dir.value), r.render("kubernetes/kubelet-config.yaml", &ctx)?, Step::Nodes)?;
-            h.text("/var/lib/kube-proxy/config.yaml", r.render("kubernetes/kube-proxy-config.yaml", &ctx)?, Step::Nodes)?;
-            h.text(format!("{SYSTEMD_DIR}/kubelet.service"), r.render("systemd/kubelet.service", &ctx)?, Step::Nodes)?;
-            h.text(format!("{SYSTEMD_DIR}/kube-proxy.service"), r.render("systemd/kube-proxy.service", &ctx)?, Step::Nodes)?;
+            h.add(
+                ca_dir.join("ca.pem"),
+                0o644,
+                FileContent::Inline(pki.get("ca.pem")?.to_vec()),
+                Step::Nodes,
+                false,
+            )?;
+            h.text(
+                ca_dir.join("kubelet.pem"),
+                pki.text(&format!("kubelet/{}-server.pem", n.name))?,
+                Step::Nodes,
+            )?;
+            h.secret(
+                ca_dir.join("kubelet-key.pem"),
+                pki.get(&format!("kubelet/{}-server-key.pem", n.name))?
+                    .to_vec(),
+                Step::Nodes,
+            )?;
+            h.secret(
+                "/etc/kubernetes/kubelet.kubeconfig",
+                kubeconfig(input, &format!("kubelet-{}", n.name))?.into_bytes(),
+                Step::Nodes,
+            )?;
+            h.secret(
+                "/etc/kubernetes/kube-proxy.kubeconfig",
+                kubeconfig(input, "kube-proxy")?.into_bytes(),
+                Step::Nodes,
+            )?;
+            h.text(
+                format!("{}/config.yaml", cfg.kubelet_root_dir.value),
+                r.render("kubernetes/kubelet-config.yaml", &ctx)?,
+                Step::Nodes,
+            )?;
+            h.text(
+                "/var/lib/kube-proxy/config.yaml",
+                r.render("kubernetes/kube-proxy-config.yaml", &ctx)?,
+                Step::Nodes,
+            )?;
+            h.text(
+                format!("{SYSTEMD_DIR}/kubelet.service"),
+                r.render("systemd/kubelet.service", &ctx)?,
+                Step::Nodes,
+            )?;
+            h.text(
+                format!("{SYSTEMD_DIR}/kube-proxy.service"),
+                r.render("systemd/kube-proxy.service", &ctx)?,
+                Step::Nodes,
+            )?;
             h.service("kubelet.service", Step::Nodes, true);
             h.service("kube-proxy.service", Step::Nodes, true);
         }
@@ -487,10 +766,14 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
             }
         }
         for short in r.take_missing() {
-            missing.push(format!("host {}: addon manifests reference image {short}, which is not in the bundle", n.name));
+            missing.push(format!(
+                "host {}: addon manifests reference image {short}, which is not in the bundle",
+                n.name
+            ));
         }
 
-        h.files.sort_by(|a, b| (a.step, &a.path).cmp(&(b.step, &b.path)));
+        h.files
+            .sort_by(|a, b| (a.step, &a.path).cmp(&(b.step, &b.path)));
         h.services.sort_by_key(|s| s.step);
         out.push(HostPlan {
             name: n.name.clone(),
@@ -539,25 +822,58 @@ pub fn render_addons(r: &Renderer, c: &Cluster) -> Result<Vec<(String, String)>>
 
 /// The kubeconfig of `name` from the cluster dir's set.
 fn kubeconfig(input: &RenderInput, name: &str) -> Result<String> {
-    input.kubeconfigs.get(name).cloned().ok_or_else(|| PlanError::Pki {
-        name: format!("{name}.kubeconfig"),
-        reason: "not generated".into(),
-    })
+    input
+        .kubeconfigs
+        .get(name)
+        .cloned()
+        .ok_or_else(|| PlanError::Pki {
+            name: format!("{name}.kubeconfig"),
+            reason: "not generated".into(),
+        })
 }
 
 /// Every kubeconfig: name -> (user, certificate base name in the PKI, server).
-pub fn render_kubeconfigs(r: &Renderer, c: &Cluster, pki: &Pki) -> Result<BTreeMap<String, String>> {
+pub fn render_kubeconfigs(
+    r: &Renderer,
+    c: &Cluster,
+    pki: &Pki,
+) -> Result<BTreeMap<String, String>> {
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let local = format!("https://127.0.0.1:{}", c.apiserver_port);
     let endpoint = c.apiserver_endpoint();
     let mut list: Vec<(String, String, String, String)> = vec![
-        ("admin".into(), "admin".into(), "admin".into(), endpoint.clone()),
-        ("kube-controller-manager".into(), "system:kube-controller-manager".into(), "kube-controller-manager".into(), local.clone()),
-        ("kube-scheduler".into(), "system:kube-scheduler".into(), "kube-scheduler".into(), local),
-        ("kube-proxy".into(), "system:kube-proxy".into(), "kube-proxy".into(), endpoint.clone()),
+        (
+            "admin".into(),
+            "admin".into(),
+            "admin".into(),
+            endpoint.clone(),
+        ),
+        (
+            "kube-controller-manager".into(),
+            "system:kube-controller-manager".into(),
+            "kube-controller-manager".into(),
+            local.clone(),
+        ),
+        (
+            "kube-scheduler".into(),
+            "system:kube-scheduler".into(),
+            "kube-scheduler".into(),
+            local,
+        ),
+        (
+            "kube-proxy".into(),
+            "system:kube-proxy".into(),
+            "kube-proxy".into(),
+            endpoint.clone(),
+        ),
     ];
     for n in c.with_role(Role::Node) {
-        list.push((format!("kubelet-{}", n.name), format!("system:node:{}", n.name), format!("kubelet/{}", n.name), endpoint.clone()));
+        list.push((
+            format!("kubelet-{}", n.name),
+            format!("system:node:{}", n.name),
+            format!("kubelet/{}", n.name),
+            endpoint.clone(),
+        ));
     }
     let ca = b64(pki.get("ca.pem")?);
     let mut out = BTreeMap::new();

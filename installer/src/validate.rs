@@ -76,14 +76,20 @@ impl Cluster {
         match self.vip {
             Some(vip) => format!("https://{vip}:{}", self.lb_port),
             None => {
-                let first = self.with_role(Role::Master).next().map(|n| n.ip.to_string()).unwrap_or_default();
+                let first = self
+                    .with_role(Role::Master)
+                    .next()
+                    .map(|n| n.ip.to_string())
+                    .unwrap_or_default();
                 format!("https://{first}:{}", self.apiserver_port)
             }
         }
     }
 
     pub fn registry_mirrors(&self) -> Vec<String> {
-        self.with_role(Role::Registry).map(|n| format!("{}:{}", n.ip, self.registry_port)).collect()
+        self.with_role(Role::Registry)
+            .map(|n| format!("{}:{}", n.ip, self.registry_port))
+            .collect()
     }
 }
 
@@ -120,9 +126,24 @@ const USED_VARS: &[&str] = &[
 ];
 
 /// Inventory keys that kubeasz uses and ferry has no use for (no warning).
-const IGNORED_VARS: &[&str] = &["base_dir", "cluster_dir", "CLUSTER", "NEW_INSTALL", "ansible_python_interpreter"];
+const IGNORED_VARS: &[&str] = &[
+    "base_dir",
+    "cluster_dir",
+    "CLUSTER",
+    "NEW_INSTALL",
+    "ansible_python_interpreter",
+];
 
-const KNOWN_GROUPS: &[&str] = &["all", "etcd", "kube_master", "kube_node", "ex_lb", "chrony", "harbor", "ungrouped"];
+const KNOWN_GROUPS: &[&str] = &[
+    "all",
+    "etcd",
+    "kube_master",
+    "kube_node",
+    "ex_lb",
+    "chrony",
+    "harbor",
+    "ungrouped",
+];
 
 struct Checker<'a> {
     inv: &'a Inventory,
@@ -132,7 +153,10 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn fail(&mut self, origin: &Origin, msg: impl Into<String>) {
-        self.problems.push(Problem { origin: origin.clone(), message: msg.into() });
+        self.problems.push(Problem {
+            origin: origin.clone(),
+            message: msg.into(),
+        });
     }
 
     /// An inventory value ferry uses: Jinja is refused, never taken literally.
@@ -206,7 +230,11 @@ fn lower(s: &str) -> String {
 
 /// Check everything and build the cluster description, or list every problem.
 pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Result<Cluster> {
-    let mut c = Checker { inv, cfg, problems: Vec::new() };
+    let mut c = Checker {
+        inv,
+        cfg,
+        problems: Vec::new(),
+    };
     let file_origin = Origin::new(&inv.path, 1);
 
     // Unknown groups and variables: warn, and report Jinja in values ferry ignores.
@@ -220,20 +248,29 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             if !USED_VARS.contains(&k.as_str()) && !IGNORED_VARS.contains(&k.as_str()) {
                 tracing::warn!("{}: [{group}:vars] {k} is not used by ferry", v.origin);
             } else if v.is_jinja() && !USED_VARS.contains(&k.as_str()) {
-                tracing::warn!("{}: {k}={} holds Jinja; ferry does not evaluate it and does not use it", v.origin, v.text);
+                tracing::warn!(
+                    "{}: {k}={} holds Jinja; ferry does not evaluate it and does not use it",
+                    v.origin,
+                    v.text
+                );
             }
         }
     }
 
     // Settings both files may carry.
-    let port_setting =
-        Setting { value: cfg.apiserver_bind_port.value.to_string(), origin: cfg.apiserver_bind_port.origin.clone() };
+    let port_setting = Setting {
+        value: cfg.apiserver_bind_port.value.to_string(),
+        origin: cfg.apiserver_bind_port.origin.clone(),
+    };
     let port_text = c.agree(&port_setting, "SECURE_PORT", same);
     let apiserver_port = parse_port(&mut c, &port_text, &port_setting.origin, "apiserver port");
     let runtime = c.agree(&cfg.container_runtime, "CONTAINER_RUNTIME", lower);
     if runtime != "containerd" {
         let o = origin_of(inv, "CONTAINER_RUNTIME", &cfg.container_runtime.origin);
-        c.fail(&o, format!("container runtime \"{runtime}\" is not supported; ferry installs containerd"));
+        c.fail(
+            &o,
+            format!("container runtime \"{runtime}\" is not supported; ferry installs containerd"),
+        );
     }
     let cni = lower(&c.agree(&cfg.cni_plugin, "CLUSTER_NETWORK", lower));
     if cni != "cilium" {
@@ -243,19 +280,38 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
     let proxy_mode = lower(&c.agree(&cfg.proxy_mode, "PROXY_MODE", lower));
     if proxy_mode != "ipvs" && proxy_mode != "iptables" {
         let o = origin_of(inv, "PROXY_MODE", &cfg.proxy_mode.origin);
-        c.fail(&o, format!("PROXY_MODE \"{proxy_mode}\" is not one of ipvs, iptables"));
+        c.fail(
+            &o,
+            format!("PROXY_MODE \"{proxy_mode}\" is not one of ipvs, iptables"),
+        );
     }
     let service_text = c.agree(&cfg.service_cidr, "SERVICE_CIDR", same);
     let cluster_text = c.agree(&cfg.cluster_cidr, "CLUSTER_CIDR", same);
     let node_port_range = c.agree(&cfg.node_port_range, "NODE_PORT_RANGE", same);
-    let dns_domain = no_trailing_dot(&c.agree(&cfg.dns_domain, "CLUSTER_DNS_DOMAIN", no_trailing_dot));
-    let service_cidr = parse_cidr(&mut c, &service_text, &origin_of(inv, "SERVICE_CIDR", &cfg.service_cidr.origin));
-    let cluster_cidr = parse_cidr(&mut c, &cluster_text, &origin_of(inv, "CLUSTER_CIDR", &cfg.cluster_cidr.origin));
-    check_port_range(&mut c, &node_port_range, &origin_of(inv, "NODE_PORT_RANGE", &cfg.node_port_range.origin));
+    let dns_domain =
+        no_trailing_dot(&c.agree(&cfg.dns_domain, "CLUSTER_DNS_DOMAIN", no_trailing_dot));
+    let service_cidr = parse_cidr(
+        &mut c,
+        &service_text,
+        &origin_of(inv, "SERVICE_CIDR", &cfg.service_cidr.origin),
+    );
+    let cluster_cidr = parse_cidr(
+        &mut c,
+        &cluster_text,
+        &origin_of(inv, "CLUSTER_CIDR", &cfg.cluster_cidr.origin),
+    );
+    check_port_range(
+        &mut c,
+        &node_port_range,
+        &origin_of(inv, "NODE_PORT_RANGE", &cfg.node_port_range.origin),
+    );
     if !["native", "vxlan", "geneve"].contains(&cfg.cilium_tunnel_mode.value.as_str()) {
         c.fail(
             &cfg.cilium_tunnel_mode.origin,
-            format!("CILIUM_TUNNEL_MODE \"{}\" is not one of native, vxlan, geneve", cfg.cilium_tunnel_mode.value),
+            format!(
+                "CILIUM_TUNNEL_MODE \"{}\" is not one of native, vxlan, geneve",
+                cfg.cilium_tunnel_mode.value
+            ),
         );
     }
     if cfg.ingress_nginx_enabled.value {
@@ -265,10 +321,19 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         );
     }
     if cfg.host_subnet_prefix.value > 32 {
-        c.fail(&cfg.host_subnet_prefix.origin, "HOST_SUBNET_PREFIX must be between 0 and 32");
+        c.fail(
+            &cfg.host_subnet_prefix.origin,
+            "HOST_SUBNET_PREFIX must be between 0 and 32",
+        );
     }
-    let bin_dir = c.all_var("bin_dir").map(|v| v.text).unwrap_or_else(|| "/opt/kube/bin".into());
-    let ca_dir = c.all_var("ca_dir").map(|v| v.text).unwrap_or_else(|| "/etc/kubernetes/ssl".into());
+    let bin_dir = c
+        .all_var("bin_dir")
+        .map(|v| v.text)
+        .unwrap_or_else(|| "/opt/kube/bin".into());
+    let ca_dir = c
+        .all_var("ca_dir")
+        .map(|v| v.text)
+        .unwrap_or_else(|| "/etc/kubernetes/ssl".into());
 
     // Kubernetes version: must be the bundle's.
     let kubernetes = bundle.kubernetes.trim_start_matches('v').to_string();
@@ -291,11 +356,19 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
     let ex_lb = inv.group("ex_lb");
     let chrony = inv.group("chrony");
     if masters.is_empty() {
-        let o = inv.group_lines.get("kube_master").cloned().unwrap_or(file_origin.clone());
+        let o = inv
+            .group_lines
+            .get("kube_master")
+            .cloned()
+            .unwrap_or(file_origin.clone());
         c.fail(&o, "no master: list at least one host under [kube_master]");
     }
-    if etcd.is_empty() || etcd.len() % 2 == 0 {
-        let o = inv.group_lines.get("etcd").cloned().unwrap_or(file_origin.clone());
+    if etcd.is_empty() || etcd.len().is_multiple_of(2) {
+        let o = inv
+            .group_lines
+            .get("etcd")
+            .cloned()
+            .unwrap_or(file_origin.clone());
         c.fail(
             &o,
             format!(
@@ -308,12 +381,26 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
     let mut nodes: Vec<NodeSpec> = Vec::new();
     let ordered: Vec<String> = {
         // Inventory order of first appearance, limited to hosts in a group ferry uses.
-        let in_use: BTreeSet<&String> =
-            masters.iter().chain(&etcd).chain(&kube_nodes).chain(&ex_lb).chain(&chrony).map(|(h, _)| h).collect();
-        inv.hosts.iter().map(|h| &h.host).filter(|h| in_use.contains(h)).cloned().collect()
+        let in_use: BTreeSet<&String> = masters
+            .iter()
+            .chain(&etcd)
+            .chain(&kube_nodes)
+            .chain(&ex_lb)
+            .chain(&chrony)
+            .map(|(h, _)| h)
+            .collect();
+        inv.hosts
+            .iter()
+            .map(|h| &h.host)
+            .filter(|h| in_use.contains(h))
+            .cloned()
+            .collect()
     };
     for host in &ordered {
-        let origin = inv.host(host).map(|h| h.origin.clone()).unwrap_or(file_origin.clone());
+        let origin = inv
+            .host(host)
+            .map(|h| h.origin.clone())
+            .unwrap_or(file_origin.clone());
         let mut roles = BTreeSet::new();
         let member = |g: &Vec<(String, Origin)>| g.iter().any(|(h, _)| h == host);
         if member(&masters) {
@@ -332,7 +419,9 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         if member(&chrony) {
             roles.insert(Role::Chrony);
         }
-        let ip_val = c.host_var(host, "ip").or_else(|| c.host_var(host, "ansible_host"));
+        let ip_val = c
+            .host_var(host, "ip")
+            .or_else(|| c.host_var(host, "ansible_host"));
         let (ip_text, ip_origin) = match &ip_val {
             Some(v) => (v.text.clone(), v.origin.clone()),
             None => (host.clone(), origin.clone()),
@@ -353,7 +442,10 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             c.fail(&origin, format!("host {host}: node name \"{name}\" must be lower-case letters, digits, '-' or '.'"));
         }
         let etcd_name = roles.contains(&Role::Etcd).then(|| {
-            c.host_var(host, "etcd_name").or_else(|| c.host_var(host, "NODE_NAME")).map(|v| v.text).unwrap_or(name.clone())
+            c.host_var(host, "etcd_name")
+                .or_else(|| c.host_var(host, "NODE_NAME"))
+                .map(|v| v.text)
+                .unwrap_or(name.clone())
         });
         let lb_role = match roles.contains(&Role::ExLb) {
             false => None,
@@ -362,21 +454,38 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
                 Some(v) if v.text.eq_ignore_ascii_case("master") => Some(LbRole::Master),
                 Some(v) if v.text.eq_ignore_ascii_case("backup") => Some(LbRole::Backup),
                 Some(v) => {
-                    c.fail(&v.origin, format!("LB_ROLE=\"{}\" must be master or backup", v.text));
+                    c.fail(
+                        &v.origin,
+                        format!("LB_ROLE=\"{}\" must be master or backup", v.text),
+                    );
                     None
                 }
             },
         };
-        let ssh_host = c.host_var(host, "ansible_host").map(|v| v.text).unwrap_or(host.clone());
-        let port = c.host_var(host, "ansible_port").or_else(|| c.host_var(host, "ansible_ssh_port"));
+        let ssh_host = c
+            .host_var(host, "ansible_host")
+            .map(|v| v.text)
+            .unwrap_or(host.clone());
+        let port = c
+            .host_var(host, "ansible_port")
+            .or_else(|| c.host_var(host, "ansible_ssh_port"));
         let ssh_port = match port {
             Some(p) => parse_port(&mut c, &p.text, &p.origin, "SSH port"),
             None => 22,
         };
-        let user = c.host_var(host, "ansible_user").map(|v| v.text).or(ssh_user.clone()).unwrap_or("root".into());
-        let identity_file = c.host_var(host, "ansible_ssh_private_key_file").map(|v| PathBuf::from(v.text));
+        let user = c
+            .host_var(host, "ansible_user")
+            .map(|v| v.text)
+            .or(ssh_user.clone())
+            .unwrap_or("root".into());
+        let identity_file = c
+            .host_var(host, "ansible_ssh_private_key_file")
+            .map(|v| PathBuf::from(v.text));
         let arch_val = c.host_var(host, "arch");
-        let arch = arch_val.as_ref().map(|v| v.text.clone()).unwrap_or("amd64".into());
+        let arch = arch_val
+            .as_ref()
+            .map(|v| v.text.clone())
+            .unwrap_or("amd64".into());
         let platform = format!("linux/{arch}");
         if !bundle.platforms.contains(&platform) {
             let o = arch_val.map(|v| v.origin).unwrap_or(origin.clone());
@@ -393,7 +502,12 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             name,
             inventory_host: host.clone(),
             ip,
-            ssh: SshTarget { host: ssh_host, port: ssh_port, user, identity_file },
+            ssh: SshTarget {
+                host: ssh_host,
+                port: ssh_port,
+                user,
+                identity_file,
+            },
             arch,
             roles,
             etcd_name,
@@ -409,14 +523,32 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
     let mut dup = Vec::new();
     for n in &nodes {
         if let Some(prev) = by_ip.insert(n.ip, n) {
-            dup.push((n.origin.clone(), format!("duplicate IP {}: hosts {} and {} (at {})", n.ip, prev.inventory_host, n.inventory_host, prev.origin)));
+            dup.push((
+                n.origin.clone(),
+                format!(
+                    "duplicate IP {}: hosts {} and {} (at {})",
+                    n.ip, prev.inventory_host, n.inventory_host, prev.origin
+                ),
+            ));
         }
         if let Some(prev) = by_name.insert(&n.name, n) {
-            dup.push((n.origin.clone(), format!("duplicate node name {}: hosts {} and {} (at {})", n.name, prev.inventory_host, n.inventory_host, prev.origin)));
+            dup.push((
+                n.origin.clone(),
+                format!(
+                    "duplicate node name {}: hosts {} and {} (at {})",
+                    n.name, prev.inventory_host, n.inventory_host, prev.origin
+                ),
+            ));
         }
         if let Some(e) = &n.etcd_name {
             if let Some(prev) = by_etcd.insert(e, n) {
-                dup.push((n.origin.clone(), format!("duplicate etcd member name {e}: hosts {} and {} (at {})", prev.inventory_host, n.inventory_host, prev.origin)));
+                dup.push((
+                    n.origin.clone(),
+                    format!(
+                        "duplicate etcd member name {e}: hosts {} and {} (at {})",
+                        prev.inventory_host, n.inventory_host, prev.origin
+                    ),
+                ));
             }
         }
     }
@@ -432,10 +564,18 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             match &vip_text {
                 Some(cv) if cv.value != v.text => c.fail(
                     &cv.origin,
-                    format!("VIP: \"{}\" disagrees with EX_APISERVER_VIP={} at {}; make them the same", cv.value, v.text, v.origin),
+                    format!(
+                        "VIP: \"{}\" disagrees with EX_APISERVER_VIP={} at {}; make them the same",
+                        cv.value, v.text, v.origin
+                    ),
                 ),
                 Some(_) => {}
-                None => vip_text = Some(Setting { value: v.text.clone(), origin: v.origin.clone() }),
+                None => {
+                    vip_text = Some(Setting {
+                        value: v.text.clone(),
+                        origin: v.origin.clone(),
+                    })
+                }
             }
         }
         if let Some(p) = c.host_var(h, "EX_APISERVER_PORT") {
@@ -445,28 +585,36 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
     let vip = match &vip_text {
         None => {
             if !ex_lb.is_empty() {
-                let o = inv.group_lines.get("ex_lb").cloned().unwrap_or(file_origin.clone());
+                let o = inv
+                    .group_lines
+                    .get("ex_lb")
+                    .cloned()
+                    .unwrap_or(file_origin.clone());
                 c.fail(&o, "[ex_lb] hosts need a VIP: set VIP in config.yml (or EX_APISERVER_VIP on the [ex_lb] lines)");
             }
             None
         }
-        Some(v) => match v.value.parse::<Ipv4Addr>() {
-            Err(_) => {
-                c.fail(&v.origin, format!("VIP \"{}\" is not an IPv4 address", v.value));
-                None
-            }
-            Ok(vip) => {
-                if ex_lb.is_empty() {
-                    c.fail(&v.origin, "VIP is set but [ex_lb] has no hosts to hold it (haproxy + keepalived); add two [ex_lb] hosts");
+        Some(v) => {
+            match v.value.parse::<Ipv4Addr>() {
+                Err(_) => {
+                    c.fail(
+                        &v.origin,
+                        format!("VIP \"{}\" is not an IPv4 address", v.value),
+                    );
+                    None
                 }
-                if let Some(n) = nodes.iter().find(|n| n.ip == vip) {
-                    c.fail(&v.origin, format!("VIP {vip} is the address of host {} (at {}); pick an unused address", n.inventory_host, n.origin));
-                }
-                let prefix = cfg.host_subnet_prefix.value.min(32);
-                for m in nodes.iter().filter(|n| n.roles.contains(&Role::Master)) {
-                    let net = Ipv4Net::new(m.ip, prefix).map(|n| n.trunc()).ok();
-                    if net.is_some_and(|net| !net.contains(&vip)) {
-                        c.fail(
+                Ok(vip) => {
+                    if ex_lb.is_empty() {
+                        c.fail(&v.origin, "VIP is set but [ex_lb] has no hosts to hold it (haproxy + keepalived); add two [ex_lb] hosts");
+                    }
+                    if let Some(n) = nodes.iter().find(|n| n.ip == vip) {
+                        c.fail(&v.origin, format!("VIP {vip} is the address of host {} (at {}); pick an unused address", n.inventory_host, n.origin));
+                    }
+                    let prefix = cfg.host_subnet_prefix.value.min(32);
+                    for m in nodes.iter().filter(|n| n.roles.contains(&Role::Master)) {
+                        let net = Ipv4Net::new(m.ip, prefix).map(|n| n.trunc()).ok();
+                        if net.is_some_and(|net| !net.contains(&vip)) {
+                            c.fail(
                             &v.origin,
                             format!(
                                 "VIP {vip} is not in master {}'s subnet {}/{prefix} (HOST_SUBNET_PREFIX); keepalived can only hold an address of the masters' network",
@@ -474,12 +622,13 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
                                 net.map(|n| n.network().to_string()).unwrap_or_default()
                             ),
                         );
-                        break;
+                            break;
+                        }
                     }
+                    Some(vip)
                 }
-                Some(vip)
             }
-        },
+        }
     };
 
     // CIDRs: pod vs service vs host networks.
@@ -515,19 +664,28 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         }
     } else {
         for want in &registry_hosts {
-            match nodes.iter_mut().find(|n| &n.inventory_host == want || &n.name == want || n.ip.to_string() == *want) {
+            match nodes
+                .iter_mut()
+                .find(|n| &n.inventory_host == want || &n.name == want || n.ip.to_string() == *want)
+            {
                 Some(n) => {
                     n.roles.insert(Role::Registry);
                 }
                 None => c.fail(
                     &cfg.ferry_registry_hosts.origin,
-                    format!("FERRY_REGISTRY_HOSTS names {want}, which is not a host of {}", inv.path.display()),
+                    format!(
+                        "FERRY_REGISTRY_HOSTS names {want}, which is not a host of {}",
+                        inv.path.display()
+                    ),
                 ),
             }
         }
     }
     if cfg.ferry_registry_port.value == 0 {
-        c.fail(&cfg.ferry_registry_port.origin, "FERRY_REGISTRY_PORT must not be 0");
+        c.fail(
+            &cfg.ferry_registry_port.origin,
+            "FERRY_REGISTRY_PORT must not be 0",
+        );
     }
 
     if !c.problems.is_empty() {
@@ -562,7 +720,9 @@ fn origin_of(inv: &Inventory, inv_key: &str, cfg_origin: &Origin) -> Origin {
     if cfg_origin.line > 0 {
         return cfg_origin.clone();
     }
-    inv.all_var(inv_key).map(|v| v.origin.clone()).unwrap_or_else(|| cfg_origin.clone())
+    inv.all_var(inv_key)
+        .map(|v| v.origin.clone())
+        .unwrap_or_else(|| cfg_origin.clone())
 }
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
@@ -573,11 +733,20 @@ fn parse_cidr(c: &mut Checker, text: &str, origin: &Origin) -> Option<Ipv4Net> {
     match text.parse::<Ipv4Net>() {
         Ok(net) if net == net.trunc() => Some(net),
         Ok(net) => {
-            c.fail(origin, format!("\"{text}\" has host bits set; did you mean {}?", net.trunc()));
+            c.fail(
+                origin,
+                format!(
+                    "\"{text}\" has host bits set; did you mean {}?",
+                    net.trunc()
+                ),
+            );
             None
         }
         Err(_) => {
-            c.fail(origin, format!("\"{text}\" is not an IPv4 CIDR like 10.96.0.0/16"));
+            c.fail(
+                origin,
+                format!("\"{text}\" is not an IPv4 CIDR like 10.96.0.0/16"),
+            );
             None
         }
     }
@@ -587,7 +756,10 @@ fn parse_port(c: &mut Checker, text: &str, origin: &Origin, what: &str) -> u16 {
     match text.trim().parse::<u16>() {
         Ok(p) if p > 0 => p,
         _ => {
-            c.fail(origin, format!("{what} \"{text}\" is not a port number (1-65535)"));
+            c.fail(
+                origin,
+                format!("{what} \"{text}\" is not a port number (1-65535)"),
+            );
             0
         }
     }
@@ -599,14 +771,18 @@ fn check_port_range(c: &mut Checker, text: &str, origin: &Origin) {
         .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
         .is_some_and(|(a, b)| a > 0 && a < b);
     if !ok {
-        c.fail(origin, format!("NODE_PORT_RANGE \"{text}\" must be FIRST-LAST, like 30000-32767"));
+        c.fail(
+            origin,
+            format!("NODE_PORT_RANGE \"{text}\" must be FIRST-LAST, like 30000-32767"),
+        );
     }
 }
 
 fn valid_dns_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '.')
+        && s.chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '.')
         && s.starts_with(|ch: char| ch.is_ascii_alphanumeric())
         && s.ends_with(|ch: char| ch.is_ascii_alphanumeric())
 }

@@ -31,9 +31,12 @@ pub struct PlanArgs {
 
 /// bundle.json from a bundle file, or a bare bundle.json (for review before the bundle arrives).
 pub fn load_manifest(path: &Path) -> anyhow::Result<BundleManifest> {
-    if path.extension().is_some_and(|e| e == "json") && !path.to_string_lossy().ends_with(".parts.json") {
+    if path.extension().is_some_and(|e| e == "json")
+        && !path.to_string_lossy().ends_with(".parts.json")
+    {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return BundleManifest::from_bytes(&bytes).with_context(|| format!("{}: not a bundle.json", path.display()));
+        return BundleManifest::from_bytes(&bytes)
+            .with_context(|| format!("{}: not a bundle.json", path.display()));
     }
     let source = BundleSource::open(path)?;
     Ok(ferry_bundles::read_manifest(&source)?.manifest)
@@ -46,7 +49,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         &args.config,
         &bundle,
         args.cluster_dir.as_deref(),
-        &PlanOptions { rotate: args.rotate },
+        &PlanOptions {
+            rotate: args.rotate,
+        },
     )?;
     if let Some(out) = &args.out {
         write_tree(&plan, out)?;
@@ -65,7 +70,9 @@ fn write_tree(plan: &ClusterPlan, out: &Path) -> anyhow::Result<()> {
     for h in &plan.hosts {
         let root = out.join("hosts").join(&h.name);
         for f in &h.files {
-            let FileContent::Inline(bytes) = &f.content else { continue };
+            let FileContent::Inline(bytes) = &f.content else {
+                continue;
+            };
             let rel = f.path.strip_prefix("/").unwrap_or(&f.path);
             ferry_installer::pki::write_if_changed(&root.join(rel), bytes, f.secret)?;
         }
@@ -92,8 +99,12 @@ fn summary(plan: &ClusterPlan, out: Option<&Path>) -> String {
     ));
     for h in &plan.hosts {
         let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
-        let units: Vec<&str> =
-            h.services.iter().filter(|u| u.enable).map(|u| u.unit.trim_end_matches(".service")).collect();
+        let units: Vec<&str> = h
+            .services
+            .iter()
+            .filter(|u| u.enable)
+            .map(|u| u.unit.trim_end_matches(".service"))
+            .collect();
         s.push_str(&format!(
             "{:<12} {:<15} {:<6} {:<32} {:>5} {:>8}  {}\n",
             h.name,
@@ -106,7 +117,11 @@ fn summary(plan: &ClusterPlan, out: Option<&Path>) -> String {
         ));
     }
     if let Some(out) = out {
-        s.push_str(&format!("wrote {} host trees and plan.json to {}\n", plan.hosts.len(), out.display()));
+        s.push_str(&format!(
+            "wrote {} host trees and plan.json to {}\n",
+            plan.hosts.len(),
+            out.display()
+        ));
     }
     s
 }

@@ -42,13 +42,17 @@ pub fn build_plan(
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
     let cluster = crate::validate::validate(&inv, &cfg, bundle)?;
-    let cluster_dir = cluster_dir.map(Path::to_path_buf).unwrap_or_else(|| default_cluster_dir(&cluster.name));
+    let cluster_dir = cluster_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| default_cluster_dir(&cluster.name));
     let pki = crate::pki::ensure(&cluster, &cluster_dir, opts.rotate)?;
     let encryption_key = crate::pki::ensure_secret_key(&cluster_dir, "encryption-key")?;
     let renderer = crate::render::Renderer::new(bundle)?;
     let kubeconfigs = crate::render::render_kubeconfigs(&renderer, &cluster, &pki)?;
     for (name, text) in &kubeconfigs {
-        let path = cluster_dir.join("kubeconfig").join(format!("{name}.kubeconfig"));
+        let path = cluster_dir
+            .join("kubeconfig")
+            .join(format!("{name}.kubeconfig"));
         crate::pki::write_if_changed(&path, text.as_bytes(), true)?;
     }
     let input = crate::render::RenderInput {
