@@ -2,6 +2,7 @@
 
 pub mod closure;
 pub mod config;
+pub mod deploy;
 pub mod exec;
 pub mod images;
 pub mod inventory;
