@@ -31,6 +31,10 @@ use std::time::Instant;
 /// Where registry hosts keep their copy of the store (the mirror unit serves it).
 pub const REMOTE_DATA_DIR: &str = "/var/lib/ferry";
 
+/// Baseline units that act on the kernel (modules, sysctl, swap). In a
+/// container the kernel is the machine's own: these are not started there.
+pub const KERNEL_UNITS: [&str; 3] = ["systemd-modules-load.service", "systemd-sysctl.service", "ferry-swapoff.service"];
+
 pub const STEPS: [Step; 9] = [
     Step::Baseline,
     Step::Binaries,
@@ -96,6 +100,8 @@ pub struct HostRun {
     pub restarted: Vec<String>,
     /// Something of the current step changed on this host.
     pub step_changed: bool,
+    /// The host is a container (a test host): the kernel is the machine's.
+    pub container: bool,
 }
 
 impl HostRun {
@@ -152,6 +158,7 @@ async fn connect(plan: &HostPlan, opts: &DeployOptions) -> HostRun {
         changed: Vec::new(),
         restarted: Vec::new(),
         step_changed: false,
+        container: false,
     };
     if is_local(&plan.ssh.host) {
         run.exec = Some(Executor::Local(LocalExecutor::new(&plan.name, log)));

@@ -33,7 +33,7 @@ pub struct HostStatus {
 impl HostStatus {
     pub fn healthy(&self) -> bool {
         self.reachable
-            && self.units.iter().all(|u| u.active == "active")
+            && self.units.iter().all(|u| u.active == "active" || u.enabled == "-")
             && self.etcd_healthy != Some(false)
             && self.mirrors.iter().all(|(_, ok)| *ok)
     }
@@ -61,12 +61,17 @@ fn mirror_ca(host: &HostPlan) -> Option<String> {
 
 async fn etcd_health(plan: &ClusterPlan, host: &HostPlan, exec: &Executor) -> (bool, String) {
     let ca = find_file(host, &["etcd/ca.pem"]);
-    let cert = find_file(host, &["etcd/client.pem", "etcd/peer.pem", "etcd/server.pem"]);
+    let cert = find_file(host, &["etcd/healthcheck-client.pem", "etcd/client.pem", "etcd/peer.pem"]);
     let (Some(ca), Some(cert)) = (ca, cert) else {
         return (false, "the plan has no etcd CA/client certificate for this host".into());
     };
     let key = cert.to_string_lossy().replace(".pem", "-key.pem");
-    let endpoint = format!("https://{}:2379", host.address);
+    let endpoint = plan
+        .etcd_endpoints
+        .iter()
+        .find(|e| e.contains(&format!("//{}:", host.address)))
+        .cloned()
+        .unwrap_or_else(|| format!("https://{}:2379", host.address));
     let script = format!(
         "ETCDCTL_API=3 {etcdctl} --endpoints={endpoint} --cacert={ca} --cert={cert} --key={key} --command-timeout=5s endpoint health 2>&1",
         etcdctl = sh_quote(&plan.bin_dir.join("etcdctl").to_string_lossy()),
@@ -93,7 +98,19 @@ async fn host_status(plan: &ClusterPlan, host: &HostPlan, opts: &DeployOptions) 
         mirrors: Vec::new(),
     };
     let Some(exec) = run.exec.as_ref() else { return st };
+    let container = exec
+        .run("systemd-detect-virt -c")
+        .await
+        .is_ok_and(|o| o.success() && o.stdout.trim() != "none");
     for s in &host.services {
+        if container && super::KERNEL_UNITS.contains(&s.unit.as_str()) {
+            st.units.push(UnitState {
+                unit: s.unit.clone(),
+                active: "not run in a container".into(),
+                enabled: "-".into(),
+            });
+            continue;
+        }
         let u = sh_quote(&s.unit);
         let q = |what: &'static str| {
             let u = u.clone();
