@@ -4,3 +4,4 @@ pub mod exec;
 pub mod plan;
 pub mod registry;
 pub mod store;
+pub mod unpack;
