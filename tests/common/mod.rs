@@ -5,4 +5,5 @@
 pub mod bundles;
 pub mod mirror;
 pub mod rig;
+pub mod testbundle;
 pub mod upstream;
