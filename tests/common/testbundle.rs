@@ -182,3 +182,21 @@ pub fn craft(good: &Path, out: &Path, mutation: &[&str]) {
         String::from_utf8_lossy(&res.stderr)
     );
 }
+
+/// `ferry bundle unpack --trust PUBLIC --data-dir DATA BUNDLE`, asserting success.
+pub fn unpack_into(bundle: &Path, public: &Path, data: &Path) {
+    let out = super::mirror::ferry()
+        .args(["bundle", "unpack", "--trust"])
+        .arg(public)
+        .arg("--data-dir")
+        .arg(data)
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "unpack {}: {}",
+        bundle.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
