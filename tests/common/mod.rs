@@ -2,6 +2,8 @@
 //! Each test binary uses a subset, so unused items are expected.
 #![allow(dead_code)]
 
+pub mod bundles;
 pub mod mirror;
 pub mod rig;
+pub mod testbundle;
 pub mod upstream;
