@@ -23,7 +23,11 @@ const MASTERS: [&str; 3] = ["h1", "h2", "h3"];
 const NODES: [&str; 2] = ["h4", "h5"];
 const LBS: [&str; 2] = ["h6", "h7"];
 const OCTET: u8 = 5;
-const KERNEL_UNITS: [&str; 3] = ["systemd-modules-load.service", "systemd-sysctl.service", "ferry-swapoff.service"];
+const KERNEL_UNITS: [&str; 3] = [
+    "systemd-modules-load.service",
+    "systemd-sysctl.service",
+    "ferry-swapoff.service",
+];
 
 fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -48,7 +52,13 @@ fn inventory(rig: &Rig) -> String {
     let a = |h: &str| rig.addr(h).to_string();
     let mut s = String::from("[all]\n");
     for (i, h) in MASTERS.iter().enumerate() {
-        s += &format!("{} ansible_host={} ip={} etcd_name=etcd-{} node_name={h}\n", a(h), a(h), a(h), i + 1);
+        s += &format!(
+            "{} ansible_host={} ip={} etcd_name=etcd-{} node_name={h}\n",
+            a(h),
+            a(h),
+            a(h),
+            i + 1
+        );
     }
     for h in NODES.iter().chain(LBS.iter()) {
         s += &format!("{} ansible_host={} ip={} node_name={h}\n", a(h), a(h), a(h));
@@ -94,7 +104,14 @@ impl Setup {
     fn install(&self) -> Output {
         let d = self.dir.path();
         ferry()
-            .args(["install", "--json", "--forks", "7", "--ssh-known-hosts", "strict"])
+            .args([
+                "install",
+                "--json",
+                "--forks",
+                "7",
+                "--ssh-known-hosts",
+                "strict",
+            ])
             .arg("--bundle")
             .arg(&self.bundle)
             .arg("--inventory")
@@ -127,11 +144,26 @@ fn setup() -> Setup {
         platforms: "linux/amd64".into(),
         ..UpstreamOptions::default()
     });
-    ok(ferry().args(["bundle", "keygen", "-o"]).arg(d.join("key")).output().unwrap(), "keygen");
+    ok(
+        ferry()
+            .args(["bundle", "keygen", "-o"])
+            .arg(d.join("key"))
+            .output()
+            .unwrap(),
+        "keygen",
+    );
     let bundle = d.join("e2e.tar.zst");
     ok(
         ferry()
-            .args(["bundle", "build", "--k8s", "1.29.6", "--platform", "linux/amd64", "--plain"])
+            .args([
+                "bundle",
+                "build",
+                "--k8s",
+                "1.29.6",
+                "--platform",
+                "linux/amd64",
+                "--plain",
+            ])
             .arg("--sign-key")
             .arg(d.join("key.key"))
             .arg("--cache-dir")
@@ -155,12 +187,18 @@ fn setup() -> Setup {
 }
 
 fn report(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("install --json printed no report ({e}):\n{stdout}"))
+    serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("install --json printed no report ({e}):\n{stdout}"))
 }
 
 fn counts(report: &Value) -> (usize, usize) {
     let hosts = report["hosts"].as_array().expect("hosts");
-    let sum = |k: &str| hosts.iter().map(|h| h[k].as_array().map_or(0, Vec::len)).sum();
+    let sum = |k: &str| {
+        hosts
+            .iter()
+            .map(|h| h[k].as_array().map_or(0, Vec::len))
+            .sum()
+    };
     (sum("changed_files"), sum("restarted_units"))
 }
 
@@ -178,7 +216,11 @@ fn etcdctl(s: &Setup, host: &str, args: &str) -> String {
     let unit = s.rig.sh(host, "systemctl cat etcd.service");
     let exe = unit
         .lines()
-        .find_map(|l| l.trim().strip_prefix("ExecStart=").map(|r| r.split_whitespace().next().unwrap_or("").to_string()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("ExecStart=")
+                .map(|r| r.split_whitespace().next().unwrap_or("").to_string())
+        })
         .expect("ExecStart in etcd.service");
     let ctl = Path::new(&exe).with_file_name("etcdctl");
     s.rig.sh(
@@ -195,8 +237,10 @@ fn etcdctl(s: &Setup, host: &str, args: &str) -> String {
 }
 
 fn vip_holder(rig: &Rig) -> Option<&'static str> {
-    LBS.into_iter()
-        .find(|h| rig.sh(h, "ip -4 -o addr show dev eth0").contains(&format!(" {}/", vip())))
+    LBS.into_iter().find(|h| {
+        rig.sh(h, "ip -4 -o addr show dev eth0")
+            .contains(&format!(" {}/", vip()))
+    })
 }
 
 fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
@@ -205,7 +249,10 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -220,42 +267,82 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
     let first_secs = t.elapsed().as_secs_f64();
     let first_out = ok(first, "ferry install");
     let r1 = report(&first_out);
-    assert!(counts(&r1).0 > 0 && counts(&r1).1 > 0, "first install changed nothing: {r1}");
+    assert!(
+        counts(&r1).0 > 0 && counts(&r1).1 > 0,
+        "first install changed nothing: {r1}"
+    );
     eprintln!("measured: 7-host install {first_secs:.1}s");
 
     // etcd: 3 members healthy over TLS; a key written through one is read from another.
     let health = etcdctl(&s, "h1", "endpoint health --cluster");
     assert_eq!(health.matches("is healthy").count(), 3, "{health}");
     etcdctl(&s, "h1", "put ferry-e2e written-on-h1");
-    assert_eq!(etcdctl(&s, "h3", "get --print-value-only ferry-e2e").trim(), "written-on-h1");
+    assert_eq!(
+        etcdctl(&s, "h3", "get --print-value-only ferry-e2e").trim(),
+        "written-on-h1"
+    );
 
     // containerd from ferry's unit pulls every image of the bundle by its upstream
     // name through the mirror (the hosts have no route anywhere else).
     let manifest: Value = serde_json::from_slice(
-        &std::fs::read(s.dir.path().join("data/bundles").read_dir().unwrap().next().unwrap().unwrap().path().join("bundle.json")).unwrap(),
+        &std::fs::read(
+            s.dir
+                .path()
+                .join("data/bundles")
+                .read_dir()
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path()
+                .join("bundle.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
-    let images: Vec<String> = manifest["images"].as_array().unwrap().iter().map(|i| i["reference"].as_str().unwrap().to_string()).collect();
+    let images: Vec<String> = manifest["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap().to_string())
+        .collect();
     assert!(images.iter().any(|i| i.contains("pause")), "{images:?}");
     for h in MASTERS.iter().chain(NODES.iter()) {
         let unit = rig.sh(h, "systemctl cat containerd.service | head -n 3");
-        assert!(unit.contains("/etc/systemd/system/containerd.service"), "{h}: containerd unit is not ferry's: {unit}");
-        let sandbox = rig.sh(h, "grep -E '^\\s*sandbox_image' /etc/containerd/config.toml");
+        assert!(
+            unit.contains("/etc/systemd/system/containerd.service"),
+            "{h}: containerd unit is not ferry's: {unit}"
+        );
+        let sandbox = rig.sh(
+            h,
+            "grep -E '^\\s*sandbox_image' /etc/containerd/config.toml",
+        );
         assert!(sandbox.contains("pause"), "{h}: {sandbox}");
         for img in &images {
             rig.sh(h, &format!("ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d {img} >/dev/null"));
         }
         let listed = rig.sh(h, "ctr -n k8s.io images ls -q");
         for img in &images {
-            assert!(listed.contains(img.as_str()), "{h}: {img} not in containerd after pull:\n{listed}");
+            assert!(
+                listed.contains(img.as_str()),
+                "{h}: {img} not in containerd after pull:\n{listed}"
+            );
         }
     }
 
     // The apiserver (stand-in, serving ferry's certificate) answers through the VIP.
     let holder = wait_for("keepalived to take the VIP", 30, || vip_holder(rig));
-    let admin = std::fs::read_to_string(s.cluster_dir().join("kubeconfig/admin.kubeconfig")).expect("admin kubeconfig in the cluster dir");
-    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).expect("server in kubeconfig").to_string();
-    assert!(server.contains(&vip()), "kubeconfig does not point at the VIP: {server}");
+    let admin = std::fs::read_to_string(s.cluster_dir().join("kubeconfig/admin.kubeconfig"))
+        .expect("admin kubeconfig in the cluster dir");
+    let server = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .expect("server in kubeconfig")
+        .to_string();
+    assert!(
+        server.contains(&vip()),
+        "kubeconfig does not point at the VIP: {server}"
+    );
     let ca = s.cluster_dir().join("pki/ca.pem");
     let healthz = |url: &str| {
         Command::new("curl")
@@ -268,7 +355,9 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
     assert_eq!(ok(healthz(&server), "healthz through the VIP"), "ok");
     // Stopping the holder's keepalived moves the VIP, and the apiserver still answers.
     rig.sh(holder, "systemctl stop keepalived");
-    let other = wait_for("the VIP to move", 30, || vip_holder(rig).filter(|h| *h != holder));
+    let other = wait_for("the VIP to move", 30, || {
+        vip_holder(rig).filter(|h| *h != holder)
+    });
     assert_ne!(other, holder);
     assert_eq!(ok(healthz(&server), "healthz after the VIP moved"), "ok");
     rig.sh(holder, "systemctl start keepalived");
@@ -316,28 +405,47 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
     let second = s.install();
     let second_secs = t.elapsed().as_secs_f64();
     let r2 = report(&ok(second, "second ferry install"));
-    assert_eq!(counts(&r2), (0, 0), "second install changed something: {r2}");
+    assert_eq!(
+        counts(&r2),
+        (0, 0),
+        "second install changed something: {r2}"
+    );
     eprintln!("measured: no-op re-run {second_secs:.1}s");
 
     // Fault: a node's sshd is down during the run -> that node fails with its log, the rest completes.
     rig.sh("h5", "systemctl stop ssh; pkill -KILL -x sshd || true");
     rig.sh("h1", "rm -f /etc/containerd/config.toml");
     let third = s.install();
-    assert!(!third.status.success(), "install with h5 unreachable succeeded");
+    assert!(
+        !third.status.success(),
+        "install with h5 unreachable succeeded"
+    );
     let r3 = report(&String::from_utf8_lossy(&third.stdout));
     for h in r3["hosts"].as_array().unwrap() {
         let name = h["host"].as_str().unwrap();
         if name == "h5" {
             assert_eq!(h["status"], "failed", "{h}");
             let log = h["log"].as_str().unwrap();
-            assert!(std::fs::read_to_string(log).unwrap().contains("FAILED"), "{log}");
+            assert!(
+                std::fs::read_to_string(log).unwrap().contains("FAILED"),
+                "{log}"
+            );
         } else {
             assert_eq!(h["status"], "ok", "{h}");
         }
     }
-    assert!(rig.sh("h1", "cat /etc/containerd/config.toml").contains("sandbox_image"));
+    assert!(rig
+        .sh("h1", "cat /etc/containerd/config.toml")
+        .contains("sandbox_image"));
     rig.sh("h5", "systemctl start ssh");
     let fourth = s.install();
     let r4 = report(&ok(fourth, "re-run after sshd is back"));
-    assert!(r4["hosts"].as_array().unwrap().iter().all(|h| h["status"] == "ok"), "{r4}");
+    assert!(
+        r4["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["status"] == "ok"),
+        "{r4}"
+    );
 }

@@ -91,7 +91,10 @@ pub struct StatusArgs {
 
 fn trust(paths: &[PathBuf], insecure: bool, src: &BundleSource) -> anyhow::Result<Trust> {
     if insecure {
-        eprintln!("warning: --insecure-skip-signature: the signature of {} is not checked", src.display());
+        eprintln!(
+            "warning: --insecure-skip-signature: the signature of {} is not checked",
+            src.display()
+        );
         return Ok(Trust::InsecureUnsigned);
     }
     let paths = if paths.is_empty() {
@@ -99,7 +102,9 @@ fn trust(paths: &[PathBuf], insecure: bool, src: &BundleSource) -> anyhow::Resul
     } else {
         paths.to_vec()
     };
-    Ok(Trust::Keys(TrustedKeys::load(&paths).context("loading trusted keys")?))
+    Ok(Trust::Keys(
+        TrustedKeys::load(&paths).context("loading trusted keys")?,
+    ))
 }
 
 fn options(ssh: &SshArgs, plan: &ClusterPlan, limit: &[String]) -> DeployOptions {
@@ -123,29 +128,66 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn plan(inventory: &Path, config: &Path, store: &Store, bundle: &str, cluster_dir: Option<&Path>) -> anyhow::Result<ClusterPlan> {
+fn plan(
+    inventory: &Path,
+    config: &Path,
+    store: &Store,
+    bundle: &str,
+    cluster_dir: Option<&Path>,
+) -> anyhow::Result<ClusterPlan> {
     let manifest = store
         .manifest(bundle)
         .with_context(|| format!("reading bundle {bundle} in {}", store.root().display()))?;
-    build_plan(inventory, config, &manifest, cluster_dir, &PlanOptions::default()).with_context(|| {
-        format!("planning the cluster from {} and {}", inventory.display(), config.display())
+    build_plan(
+        inventory,
+        config,
+        &manifest,
+        cluster_dir,
+        &PlanOptions::default(),
+    )
+    .with_context(|| {
+        format!(
+            "planning the cluster from {} and {}",
+            inventory.display(),
+            config.display()
+        )
     })
 }
 
 pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
     let src = BundleSource::open(&args.bundle)?;
     let trust = trust(&args.trust, args.insecure_skip_signature, &src)?;
-    let unpacked = ferry_installer::unpack::unpack(&src, &trust, &args.data_dir)
-        .with_context(|| format!("unpacking {} into {}", src.display(), args.data_dir.display()))?;
+    let unpacked =
+        ferry_installer::unpack::unpack(&src, &trust, &args.data_dir).with_context(|| {
+            format!(
+                "unpacking {} into {}",
+                src.display(),
+                args.data_dir.display()
+            )
+        })?;
     if !args.json {
         if unpacked.already_unpacked {
-            eprintln!("bundle {}: already unpacked in {}", unpacked.name, unpacked.dir.display());
+            eprintln!(
+                "bundle {}: already unpacked in {}",
+                unpacked.name,
+                unpacked.dir.display()
+            );
         } else {
-            eprintln!("bundle {}: verified and unpacked into {}", unpacked.name, unpacked.dir.display());
+            eprintln!(
+                "bundle {}: verified and unpacked into {}",
+                unpacked.name,
+                unpacked.dir.display()
+            );
         }
     }
     let store = Store::open(&args.data_dir);
-    let plan = plan(&args.inventory, &args.config, &store, &unpacked.name, args.cluster_dir.as_deref())?;
+    let plan = plan(
+        &args.inventory,
+        &args.config,
+        &store,
+        &unpacked.name,
+        args.cluster_dir.as_deref(),
+    )?;
     let manifest = store.manifest(&unpacked.name)?;
     let ctx = DeployContext {
         store,
@@ -174,9 +216,19 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
             let n = findings.iter().filter(|f| !f.warning).count();
             let list: Vec<String> = findings
                 .iter()
-                .map(|f| format!("  {} {}: {}", if f.warning { "warning" } else { "problem" }, f.host, f.problem))
+                .map(|f| {
+                    format!(
+                        "  {} {}: {}",
+                        if f.warning { "warning" } else { "problem" },
+                        f.host,
+                        f.problem
+                    )
+                })
                 .collect();
-            anyhow::bail!("preflight found {n} problem(s); nothing was changed:\n{}", list.join("\n"));
+            anyhow::bail!(
+                "preflight found {n} problem(s); nothing was changed:\n{}",
+                list.join("\n")
+            );
         }
         Err(e) => return Err(e.into()),
     };
@@ -205,7 +257,11 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
 pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(c) => c.clone(),
-        None => args.inventory.parent().unwrap_or(Path::new(".")).join("config.yml"),
+        None => args
+            .inventory
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("config.yml"),
     };
     let store = Store::open(&args.data_dir);
     let bundle = match &args.bundle_name {
@@ -214,12 +270,25 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
             let all = store.bundles()?;
             match all.as_slice() {
                 [one] => one.clone(),
-                [] => anyhow::bail!("no bundle unpacked in {}: pass --data-dir", args.data_dir.display()),
-                many => anyhow::bail!("several bundles in {} ({}): pass --bundle-name", args.data_dir.display(), many.join(", ")),
+                [] => anyhow::bail!(
+                    "no bundle unpacked in {}: pass --data-dir",
+                    args.data_dir.display()
+                ),
+                many => anyhow::bail!(
+                    "several bundles in {} ({}): pass --bundle-name",
+                    args.data_dir.display(),
+                    many.join(", ")
+                ),
             }
         }
     };
-    let plan = plan(&args.inventory, &config, &store, &bundle, args.cluster_dir.as_deref())?;
+    let plan = plan(
+        &args.inventory,
+        &config,
+        &store,
+        &bundle,
+        args.cluster_dir.as_deref(),
+    )?;
     let opts = options(&args.ssh, &plan, &[]);
     let hosts = runtime()?.block_on(deploy::status::status(&plan, &opts));
     if args.json {
@@ -227,7 +296,11 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", deploy::status::table(&hosts));
     }
-    let bad: Vec<&str> = hosts.iter().filter(|h| !h.healthy()).map(|h| h.host.as_str()).collect();
+    let bad: Vec<&str> = hosts
+        .iter()
+        .filter(|h| !h.healthy())
+        .map(|h| h.host.as_str())
+        .collect();
     if !bad.is_empty() {
         anyhow::bail!("not healthy: {}", bad.join(", "));
     }

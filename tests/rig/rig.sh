@@ -122,6 +122,8 @@ PasswordAuthentication no
 UseDNS no
 MaxSessions 64
 MaxStartups 64:30:128
+# No PAM session (logind) per command: test hosts answer multiplexed commands faster.
+UsePAM no
 EOF
   # Services apt enabled on this machine stay off in test hosts: an overlay
   # whiteout (0/0 char device) hides the link, so the installer can still
@@ -193,7 +195,11 @@ host_init() {
   cd "$r"
   pivot_root . .oldroot
   umount -l /.oldroot
-  exec env -i container=ferry-rig TERM=dumb /lib/systemd/systemd --log-target=console </dev/null >/dev/console 2>&1
+  # Services may raise their open-file limit (haproxy wants ~100k), as on a real host.
+  ulimit -Hn "$(cat /proc/sys/fs/nr_open)"
+  # Kernel modules and the clock belong to the machine: the hosts cannot change them.
+  exec setpriv --bounding-set -sys_module,-sys_time \
+    env -i container=ferry-rig TERM=dumb /lib/systemd/systemd --log-target=console </dev/null >/dev/console 2>&1
 }
 
 start_host() {

@@ -137,7 +137,8 @@ async fn place_files(ctx: &DeployContext, run: &mut HostRun, step: Step) -> Step
 }
 
 /// `systemctl daemon-reload` when unit files changed, enable what the plan
-/// enables, restart units of a changed step and start units that are not active.
+/// enables, restart units of a changed step and start units that are not
+/// active, then wait until they are active: one round trip each.
 async fn services(run: &mut HostRun, step: Step) -> StepResult {
     let units: Vec<_> = run
         .plan
@@ -150,69 +151,69 @@ async fn services(run: &mut HostRun, step: Step) -> StepResult {
         return Ok(());
     }
     let exec = run.exec()?;
+    let mut script = String::from("set -u\n");
     if run.step_changed {
-        exec.check("systemctl daemon-reload").await.map_err(err)?;
+        script.push_str("systemctl daemon-reload || exit 1\n");
     }
-    let mut restarted = Vec::new();
     for s in &units {
         let u = sh_quote(&s.unit);
-        if s.enable {
-            let state = exec
-                .run(&format!("systemctl is-enabled {u}"))
-                .await
-                .map_err(err)?;
-            if state.stdout.trim() != "enabled" {
-                exec.check(&format!("systemctl enable {u}"))
-                    .await
-                    .map_err(err)?;
+        if run.container && super::KERNEL_UNITS.contains(&s.unit.as_str()) {
+            exec.log().line(&format!(
+                "{}: not started in a container (it would act on the machine's kernel)",
+                s.unit
+            ));
+            if s.enable {
+                script.push_str(&format!(
+                    "[ \"$(systemctl is-enabled {u} 2>/dev/null)\" = enabled ] || systemctl enable {u} >/dev/null 2>&1 || {{ echo \"cannot enable {u}\" >&2; exit 1; }}\n"
+                ));
             }
+            continue;
         }
-        let active = exec
-            .run(&format!("systemctl is-active {u}"))
-            .await
-            .map_err(err)?;
-        if run.step_changed || active.stdout.trim() != "active" {
-            // --no-block: members of a cluster (etcd) start together and wait for each other.
-            exec.check(&format!(
-                "systemctl reset-failed {u} 2>/dev/null; systemctl restart --no-block {u}"
-            ))
-            .await
-            .map_err(err)?;
-            restarted.push(s.unit.clone());
+        if s.enable {
+            script.push_str(&format!(
+                "[ \"$(systemctl is-enabled {u} 2>/dev/null)\" = enabled ] || systemctl enable {u} >/dev/null 2>&1 || {{ echo \"cannot enable {u}\" >&2; exit 1; }}\n"
+            ));
         }
+        // --no-block: members of a cluster (etcd) start together and wait for each other.
+        script.push_str(&format!(
+            "if [ {changed} = 1 ] || [ \"$(systemctl is-active {u})\" != active ]; then systemctl reset-failed {u} 2>/dev/null; systemctl restart --no-block {u} || exit 1; echo restarted {u}; fi\n",
+            changed = u8::from(run.step_changed)
+        ));
     }
-    for unit in &restarted {
-        wait_active(exec, unit).await?;
-    }
+    let out = exec.check(&script).await.map_err(err)?;
+    let restarted: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("restarted "))
+        .map(|u| u.trim_matches('\'').to_string())
+        .collect();
+    wait_active(exec, &restarted).await?;
     run.restarted.extend(restarted);
     Ok(())
 }
 
-pub async fn wait_active(exec: &Executor, unit: &str) -> StepResult {
-    let u = sh_quote(unit);
-    let deadline = tokio::time::Instant::now() + ACTIVE_TIMEOUT;
-    loop {
-        let st = exec
-            .run(&format!("systemctl is-active {u}"))
-            .await
-            .map_err(err)?;
-        let state = st.stdout.trim().to_string();
-        if state == "active" {
-            return Ok(());
-        }
-        if state == "failed" || tokio::time::Instant::now() > deadline {
-            let journal = exec
-                .run(&format!(
-                    "journalctl -u {u} -n 15 --no-pager -o cat 2>&1 | tail -n 15"
-                ))
-                .await
-                .map(|o| o.stdout)
-                .unwrap_or_default();
-            return Err(format!(
-                "{unit} did not become active (state {state}); last log lines:\n{journal}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+/// Waits until every unit of `units` is active (one remote loop).
+pub async fn wait_active(exec: &Executor, units: &[String]) -> StepResult {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = units.iter().map(|u| sh_quote(u)).collect();
+    let polls = ACTIVE_TIMEOUT.as_secs() * 2;
+    let script = format!(
+        "for i in $(seq 1 {polls}); do pending=''; for u in {list}; do s=$(systemctl is-active \"$u\"); \
+         case \"$s\" in active) ;; failed) echo \"$u failed\"; journalctl -u \"$u\" -n 15 --no-pager -o cat 2>&1 | tail -n 15; exit 1;; \
+         *) pending=\"$pending $u($s)\";; esac; done; [ -z \"$pending\" ] && exit 0; sleep 0.5; done; \
+         echo \"not active after {secs}s:$pending\"; for u in {list}; do journalctl -u \"$u\" -n 5 --no-pager -o cat 2>&1 | tail -n 5; done; exit 1",
+        list = list.join(" "),
+        secs = ACTIVE_TIMEOUT.as_secs()
+    );
+    let out = exec.run(&script).await.map_err(err)?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "units did not become active: {}",
+            out.stdout.trim()
+        ))
     }
 }
 

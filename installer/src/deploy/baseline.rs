@@ -56,6 +56,9 @@ pub async fn apply(run: &mut HostRun) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     }
+    // One script: write each key only when it differs, tolerate keys this kernel lacks.
+    let mut script = String::new();
+    let mut any = false;
     for (k, v) in pairs {
         if container && !k.starts_with("net.") {
             log.line(&format!(
@@ -63,27 +66,26 @@ pub async fn apply(run: &mut HostRun) -> Result<(), String> {
             ));
             continue;
         }
+        any = true;
         let path = format!("/proc/sys/{}", k.replace('.', "/"));
-        // Write only when different, and tolerate keys this kernel does not have.
-        let script = format!(
-            "p={p}; if [ ! -e \"$p\" ]; then echo missing; elif [ \"$(cat \"$p\" | tr -s '[:space:]' ' ' | sed 's/ $//')\" = {v} ]; then echo same; else sysctl -q -w {kv} && echo set; fi",
+        script.push_str(&format!(
+            "p={p}; if [ ! -e \"$p\" ]; then echo \"missing {k}\"; elif [ \"$(tr -s '[:space:]' ' ' < \"$p\" | sed 's/ $//')\" != {v} ]; then sysctl -q -w {kv} && echo \"set {k}\" || echo \"failed {k}\"; fi\n",
             p = sh_quote(&path),
             v = sh_quote(&v.split_whitespace().collect::<Vec<_>>().join(" ")),
             kv = sh_quote(&format!("{k}={v}")),
-        );
-        let out = exec.run(&script).await.map_err(|e| e.to_string())?;
-        if !out.success() {
-            if container {
-                log.line(&format!(
-                    "baseline: sysctl {k} not settable here: {}",
-                    out.stderr.trim()
-                ));
-                continue;
+        ));
+    }
+    if any {
+        let out = exec.check(&script).await.map_err(|e| e.to_string())?;
+        for line in out.lines() {
+            if let Some(k) = line.strip_prefix("failed ") {
+                if !container {
+                    return Err(format!("sysctl {k} could not be set (see the log)"));
+                }
+                log.line(&format!("baseline: sysctl {k} not settable here"));
+            } else if let Some(k) = line.strip_prefix("missing ") {
+                log.line(&format!("baseline: this kernel has no sysctl {k}; skipped"));
             }
-            return Err(format!("sysctl {k}={v} failed: {}", out.stderr.trim()));
-        }
-        if out.stdout.trim() == "missing" {
-            log.line(&format!("baseline: this kernel has no sysctl {k}; skipped"));
         }
     }
     Ok(())

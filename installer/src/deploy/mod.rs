@@ -33,7 +33,11 @@ pub const REMOTE_DATA_DIR: &str = "/var/lib/ferry";
 
 /// Baseline units that act on the kernel (modules, sysctl, swap). In a
 /// container the kernel is the machine's own: these are not started there.
-pub const KERNEL_UNITS: [&str; 3] = ["systemd-modules-load.service", "systemd-sysctl.service", "ferry-swapoff.service"];
+pub const KERNEL_UNITS: [&str; 3] = [
+    "systemd-modules-load.service",
+    "systemd-sysctl.service",
+    "ferry-swapoff.service",
+];
 
 pub const STEPS: [Step; 9] = [
     Step::Baseline,
@@ -247,6 +251,7 @@ pub async fn deploy(
             let exec = r.exec.as_ref().expect("connected host has an executor");
             let (findings, facts) =
                 preflight::check_host(plan, &r.plan, &ctx.manifest.platforms, exec).await;
+            let container = facts.container;
             for f in &findings {
                 exec.log().line(&format!(
                     "preflight {}: {}",
@@ -254,6 +259,7 @@ pub async fn deploy(
                     f.problem
                 ));
             }
+            r.container = container;
             (findings, (r.plan.name.clone(), facts))
         },
     )
@@ -346,18 +352,27 @@ pub async fn deploy(
             let mut bad = Vec::new();
             if let Ok(exec) = r.exec() {
                 exec.log().line("--- checks");
-                for s in &r.plan.services {
-                    let u = crate::exec::sh_quote(&s.unit);
-                    let active = exec
-                        .run(&format!("systemctl is-active {u}"))
-                        .await
-                        .map(|o| o.stdout.trim().to_string());
-                    let enabled = exec
-                        .run(&format!("systemctl is-enabled {u}"))
-                        .await
-                        .map(|o| o.stdout.trim().to_string());
-                    match (active, enabled) {
-                        (Ok(a), Ok(e)) => {
+                let units: Vec<&crate::plan::PlannedService> = r
+                    .plan
+                    .services
+                    .iter()
+                    .filter(|s| !(r.container && KERNEL_UNITS.contains(&s.unit.as_str())))
+                    .collect();
+                let script: String = units
+                    .iter()
+                    .map(|s| {
+                        let u = crate::exec::sh_quote(&s.unit);
+                        format!("echo {u} $(systemctl is-active {u}) $(systemctl is-enabled {u} 2>/dev/null || echo disabled)\n")
+                    })
+                    .collect();
+                match exec.check(&script).await {
+                    Ok(out) => {
+                        for s in units {
+                            let line = out
+                                .lines()
+                                .find(|l| l.split_whitespace().next() == Some(s.unit.as_str()));
+                            let mut f = line.unwrap_or("").split_whitespace().skip(1);
+                            let (a, e) = (f.next().unwrap_or("unknown"), f.next().unwrap_or("unknown"));
                             if a != "active" {
                                 bad.push(format!("{} is {a}", s.unit));
                             }
@@ -365,8 +380,8 @@ pub async fn deploy(
                                 bad.push(format!("{} is {e} (not enabled)", s.unit));
                             }
                         }
-                        (Err(e), _) | (_, Err(e)) => bad.push(e.to_string()),
                     }
+                    Err(e) => bad.push(e.to_string()),
                 }
             }
             if !bad.is_empty() {

@@ -33,16 +33,22 @@ pub struct HostStatus {
 impl HostStatus {
     pub fn healthy(&self) -> bool {
         self.reachable
-            && self.units.iter().all(|u| u.active == "active" || u.enabled == "-")
+            && self
+                .units
+                .iter()
+                .all(|u| u.active == "active" || u.enabled == "-")
             && self.etcd_healthy != Some(false)
             && self.mirrors.iter().all(|(_, ok)| *ok)
     }
 }
 
 fn find_file<'a>(host: &'a HostPlan, suffixes: &[&str]) -> Option<&'a PathBuf> {
-    suffixes
-        .iter()
-        .find_map(|s| host.files.iter().find(|f| f.path.to_string_lossy().ends_with(s)).map(|f| &f.path))
+    suffixes.iter().find_map(|s| {
+        host.files
+            .iter()
+            .find(|f| f.path.to_string_lossy().ends_with(s))
+            .map(|f| &f.path)
+    })
 }
 
 /// The CA file containerd uses for the mirror (from the plan's hosts.toml).
@@ -51,19 +57,33 @@ fn mirror_ca(host: &HostPlan) -> Option<String> {
         if !f.path.to_string_lossy().ends_with("hosts.toml") {
             return None;
         }
-        let FileContent::Inline(b) = &f.content else { return None };
+        let FileContent::Inline(b) = &f.content else {
+            return None;
+        };
         String::from_utf8_lossy(b).lines().find_map(|l| {
             let l = l.trim();
-            l.strip_prefix("ca = \"").and_then(|r| r.strip_suffix('"')).map(str::to_string)
+            l.strip_prefix("ca = \"")
+                .and_then(|r| r.strip_suffix('"'))
+                .map(str::to_string)
         })
     })
 }
 
 async fn etcd_health(plan: &ClusterPlan, host: &HostPlan, exec: &Executor) -> (bool, String) {
     let ca = find_file(host, &["etcd/ca.pem"]);
-    let cert = find_file(host, &["etcd/healthcheck-client.pem", "etcd/client.pem", "etcd/peer.pem"]);
+    let cert = find_file(
+        host,
+        &[
+            "etcd/healthcheck-client.pem",
+            "etcd/client.pem",
+            "etcd/peer.pem",
+        ],
+    );
     let (Some(ca), Some(cert)) = (ca, cert) else {
-        return (false, "the plan has no etcd CA/client certificate for this host".into());
+        return (
+            false,
+            "the plan has no etcd CA/client certificate for this host".into(),
+        );
     };
     let key = cert.to_string_lossy().replace(".pem", "-key.pem");
     let endpoint = plan
@@ -80,7 +100,10 @@ async fn etcd_health(plan: &ClusterPlan, host: &HostPlan, exec: &Executor) -> (b
         key = sh_quote(&key),
     );
     match exec.run(&script).await {
-        Ok(o) => (o.success() && o.stdout.contains("is healthy"), o.stdout.trim().to_string()),
+        Ok(o) => (
+            o.success() && o.stdout.contains("is healthy"),
+            o.stdout.trim().to_string(),
+        ),
         Err(e) => (false, e.to_string()),
     }
 }
@@ -97,7 +120,9 @@ async fn host_status(plan: &ClusterPlan, host: &HostPlan, opts: &DeployOptions) 
         etcd_detail: None,
         mirrors: Vec::new(),
     };
-    let Some(exec) = run.exec.as_ref() else { return st };
+    let Some(exec) = run.exec.as_ref() else {
+        return st;
+    };
     let container = exec
         .run("systemd-detect-virt -c")
         .await
@@ -135,7 +160,10 @@ async fn host_status(plan: &ClusterPlan, host: &HostPlan, opts: &DeployOptions) 
     if host.has(Role::Master) || host.has(Role::Node) {
         let ca = mirror_ca(host);
         for m in &plan.registry_mirrors {
-            let ca_arg = ca.as_deref().map(|c| format!("--cacert {}", sh_quote(c))).unwrap_or_default();
+            let ca_arg = ca
+                .as_deref()
+                .map(|c| format!("--cacert {}", sh_quote(c)))
+                .unwrap_or_default();
             let ok = exec
                 .run(&format!("curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 {ca_arg} https://{m}/v2/"))
                 .await
@@ -151,7 +179,10 @@ async fn host_status(plan: &ClusterPlan, host: &HostPlan, opts: &DeployOptions) 
 }
 
 pub async fn status(plan: &ClusterPlan, opts: &DeployOptions) -> Vec<HostStatus> {
-    fan_out(plan.hosts.iter().collect(), opts.forks, |h| host_status(plan, h, opts)).await
+    fan_out(plan.hosts.iter().collect(), opts.forks, |h| {
+        host_status(plan, h, opts)
+    })
+    .await
 }
 
 pub fn table(hosts: &[HostStatus]) -> String {
@@ -180,7 +211,11 @@ pub fn table(hosts: &[HostStatus]) -> String {
             }
         }
         for (m, ok) in &h.mirrors {
-            let _ = writeln!(s, "  mirror {m}: {}", if *ok { "reachable" } else { "NOT REACHABLE" });
+            let _ = writeln!(
+                s,
+                "  mirror {m}: {}",
+                if *ok { "reachable" } else { "NOT REACHABLE" }
+            );
         }
     }
     s

@@ -105,26 +105,64 @@ impl Executor {
     }
 
     /// Places every upload whose content or mode differs on the host. Returns
-    /// the paths that changed.
+    /// the paths that changed. In-memory files (configs, certificates) and mode
+    /// fixes go in one script fed on stdin (one round trip, content never on a
+    /// command line); files from disk are streamed one by one.
     pub async fn put_files(&self, uploads: &[Upload]) -> Result<Vec<PathBuf>> {
         let paths: Vec<&Path> = uploads.iter().map(|u| u.path.as_path()).collect();
         let remote = self.file_states(&paths).await?;
         let mut changed = Vec::new();
+        let mut batch = String::from("set -e\numask 077\n");
+        let mut batched = Vec::new();
         for up in uploads {
             let want = up.local_sha256(self.host())?;
-            match remote.get(&up.path) {
-                Some((mode, hash)) if *hash == want && *mode == up.mode => {}
-                Some((_, hash)) if *hash == want => {
-                    self.check(&format!("chmod {:o} {}", up.mode, path_str(&up.path)))
-                        .await?;
-                    self.log()
-                        .line(&format!("mode {:o} {}", up.mode, up.path.display()));
-                    changed.push(up.path.clone());
+            match (remote.get(&up.path), &up.source) {
+                (Some((mode, hash)), _) if *hash == want && *mode == up.mode => {}
+                (Some((_, hash)), _) if *hash == want => {
+                    batch.push_str(&format!("chmod {:o} {}\n", up.mode, path_str(&up.path)));
+                    batched.push((up, format!("mode {:o} {}", up.mode, up.path.display())));
                 }
-                _ => {
+                (_, Source::Bytes(bytes)) => {
+                    batch.push_str(&inline_script(
+                        &up.path,
+                        up.mode,
+                        &want,
+                        bytes,
+                        batched.len(),
+                    ));
+                    batched.push((
+                        up,
+                        format!(
+                            "wrote {} (mode {:o}, sha256 {want})",
+                            up.path.display(),
+                            up.mode
+                        ),
+                    ));
+                }
+                (_, Source::File(_)) => {
                     self.send(up, &want).await?;
                     changed.push(up.path.clone());
                 }
+            }
+        }
+        if !batched.is_empty() {
+            let out = self
+                .run_with("sh -s", Some(&Source::Bytes(Arc::from(batch.into_bytes()))))
+                .await?;
+            if !out.success() {
+                return Err(ExecError::Io {
+                    host: self.host().to_string(),
+                    path: batched[0].0.path.clone(),
+                    reason: format!(
+                        "writing {} files failed: {}",
+                        batched.len(),
+                        out.stderr.trim()
+                    ),
+                });
+            }
+            for (up, line) in batched {
+                self.log().line(&line);
+                changed.push(up.path.clone());
             }
         }
         Ok(changed)
@@ -154,6 +192,24 @@ impl Executor {
         ));
         Ok(())
     }
+}
+
+/// Shell lines writing `bytes` to `path` atomically (temp name, hash check, chmod, rename).
+fn inline_script(path: &Path, mode: u32, sha256: &str, bytes: &[u8], n: usize) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut wrapped = String::with_capacity(b64.len() + b64.len() / 76 + 1);
+    for chunk in b64.as_bytes().chunks(76) {
+        wrapped.push_str(&String::from_utf8_lossy(chunk));
+        wrapped.push('\n');
+    }
+    let dest = path_str(path);
+    format!(
+        "f={dest}; d=$(dirname \"$f\"); mkdir -p \"$d\"; t=\"$d/.ferry-tmp.$$\"\n\
+         base64 -d > \"$t\" <<'FERRY_EOF_{n}'\n{wrapped}FERRY_EOF_{n}\n\
+         if ! echo '{sha256}  '\"$t\" | sha256sum -c --status; then rm -f \"$t\"; echo \"sha256 mismatch writing $f\" >&2; exit 1; fi\n\
+         chmod {mode:o} \"$t\"; mv -f \"$t\" \"$f\"\n"
+    )
 }
 
 #[cfg(test)]
