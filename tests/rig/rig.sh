@@ -125,6 +125,13 @@ MaxStartups 64:30:128
 # No PAM session (logind) per command: test hosts answer multiplexed commands faster.
 UsePAM no
 EOF
+  # This machine caps open files below what haproxy's maxconn asks for, and
+  # haproxy refuses to start then: cap its connections in test hosts only.
+  if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt 200000 ]; then
+    mkdir -p "$up/etc/default"
+    printf '# ferry rig: open files are capped at %s here\nEXTRAOPTS="-S /run/haproxy-master.sock -n %s"\n' \
+      "$(ulimit -Hn)" "$(( $(ulimit -Hn) / 2 - 1000 ))" >"$up/etc/default/haproxy"
+  fi
   # Services apt enabled on this machine stay off in test hosts: an overlay
   # whiteout (0/0 char device) hides the link, so the installer can still
   # enable its own unit of the same name (a mask would block that).
@@ -195,8 +202,6 @@ host_init() {
   cd "$r"
   pivot_root . .oldroot
   umount -l /.oldroot
-  # Services may raise their open-file limit (haproxy wants ~100k), as on a real host.
-  ulimit -Hn "$(cat /proc/sys/fs/nr_open)"
   # Kernel modules and the clock belong to the machine: the hosts cannot change them.
   exec setpriv --bounding-set -sys_module,-sys_time \
     env -i container=ferry-rig TERM=dumb /lib/systemd/systemd --log-target=console </dev/null >/dev/console 2>&1

@@ -57,21 +57,55 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// Hashes of local files already computed in this process, keyed by path,
+/// size and mtime: a big file sent to many hosts is read once.
+static HASHES: std::sync::LazyLock<std::sync::Mutex<HashMap<(PathBuf, u64, i64), String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// sha256 of a local file, memoized, computed off the async threads.
+async fn hash_file_cached(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    let key = (
+        path.to_path_buf(),
+        meta.len(),
+        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+    );
+    if let Some(h) = HASHES.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(h);
+    }
+    let p = path.to_path_buf();
+    let h = tokio::task::spawn_blocking(move || hash_file(&p))
+        .await
+        .map_err(std::io::Error::other)??;
+    if let Ok(mut m) = HASHES.lock() {
+        m.insert(key, h.clone());
+    }
+    Ok(h)
+}
+
 impl Upload {
-    fn local_sha256(&self, host: &str) -> Result<String> {
+    async fn local_sha256(&self, host: &str) -> Result<String> {
         if let Some(h) = &self.sha256 {
             return Ok(h.clone());
         }
         match &self.source {
             Source::Bytes(b) => Ok(hex::encode(Sha256::digest(b))),
-            Source::File(p) => hash_file(p).map_err(|source| ExecError::LocalFile {
-                host: host.to_string(),
-                path: p.clone(),
-                source,
-            }),
+            Source::File(p) => hash_file_cached(p)
+                .await
+                .map_err(|source| ExecError::LocalFile {
+                    host: host.to_string(),
+                    path: p.clone(),
+                    source,
+                }),
         }
     }
 }
+
+/// Files from disk up to this size are read into the batch script instead of streamed.
+const SMALL_FILE: u64 = 256 * 1024;
+/// Size at which a batch script is sent.
+const BATCH_LIMIT: usize = 4 << 20;
 
 /// (mode, sha256) of a file on a host.
 pub type RemoteState = (u32, String);
@@ -115,7 +149,7 @@ impl Executor {
         let mut batch = String::from("set -e\numask 077\n");
         let mut batched = Vec::new();
         for up in uploads {
-            let want = up.local_sha256(self.host())?;
+            let want = up.local_sha256(self.host()).await?;
             match (remote.get(&up.path), &up.source) {
                 (Some((mode, hash)), _) if *hash == want && *mode == up.mode => {}
                 (Some((_, hash)), _) if *hash == want => {
@@ -139,33 +173,79 @@ impl Executor {
                         ),
                     ));
                 }
+                (_, Source::File(p))
+                    if std::fs::metadata(p).is_ok_and(|m| m.len() <= SMALL_FILE) =>
+                {
+                    let bytes = std::fs::read(p).map_err(|source| ExecError::LocalFile {
+                        host: self.host().to_string(),
+                        path: p.clone(),
+                        source,
+                    })?;
+                    batch.push_str(&inline_script(
+                        &up.path,
+                        up.mode,
+                        &want,
+                        &bytes,
+                        batched.len(),
+                    ));
+                    batched.push((
+                        up,
+                        format!(
+                            "wrote {} (mode {:o}, sha256 {want})",
+                            up.path.display(),
+                            up.mode
+                        ),
+                    ));
+                }
                 (_, Source::File(_)) => {
                     self.send(up, &want).await?;
                     changed.push(up.path.clone());
                 }
             }
-        }
-        if !batched.is_empty() {
-            let out = self
-                .run_with("sh -s", Some(&Source::Bytes(Arc::from(batch.into_bytes()))))
-                .await?;
-            if !out.success() {
-                return Err(ExecError::Io {
-                    host: self.host().to_string(),
-                    path: batched[0].0.path.clone(),
-                    reason: format!(
-                        "writing {} files failed: {}",
-                        batched.len(),
-                        out.stderr.trim()
-                    ),
-                });
-            }
-            for (up, line) in batched {
-                self.log().line(&line);
-                changed.push(up.path.clone());
+            // Keep memory bounded: a batch is sent once it holds a few MiB.
+            if batch.len() > BATCH_LIMIT {
+                self.run_batch(&mut batch, &mut batched, &mut changed)
+                    .await?;
             }
         }
+        self.run_batch(&mut batch, &mut batched, &mut changed)
+            .await?;
         Ok(changed)
+    }
+
+    /// Runs the pending batch script (if any) and records what it wrote.
+    async fn run_batch<'a>(
+        &self,
+        batch: &mut String,
+        batched: &mut Vec<(&'a Upload, String)>,
+        changed: &mut Vec<PathBuf>,
+    ) -> Result<()> {
+        if batched.is_empty() {
+            return Ok(());
+        }
+        let script = std::mem::replace(batch, String::from("set -e\numask 077\n"));
+        let out = self
+            .run_with(
+                "sh -s",
+                Some(&Source::Bytes(Arc::from(script.into_bytes()))),
+            )
+            .await?;
+        if !out.success() {
+            return Err(ExecError::Io {
+                host: self.host().to_string(),
+                path: batched[0].0.path.clone(),
+                reason: format!(
+                    "writing {} files failed: {}",
+                    batched.len(),
+                    out.stderr.trim()
+                ),
+            });
+        }
+        for (up, line) in batched.drain(..) {
+            self.log().line(&line);
+            changed.push(up.path.clone());
+        }
+        Ok(())
     }
 
     /// Streams one file to a temporary name, checks its hash there, then renames it into place.
