@@ -117,7 +117,7 @@ impl Executor {
         for chunk in paths.chunks(200) {
             let args: Vec<String> = chunk.iter().map(|p| path_str(p)).collect();
             let script = format!(
-                "for f in {}; do if [ -f \"$f\" ]; then printf '%s ' \"$(stat -c %a \"$f\")\"; sha256sum \"$f\"; fi; done",
+                "for f in {}; do if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then printf '%s ' \"$(stat -c %a \"$f\")\"; sha256sum \"$f\"; fi; done",
                 args.join(" ")
             );
             let out = self.check(&script).await?;
