@@ -5,6 +5,7 @@
 #
 #   build    ferry bundle build (cold cache)  vs  skopeo copy + curl + tar | zstd -T0 (bench/anchor-build.sh)
 #   unpack   ferry bundle unpack (signature + every hash)  vs  zstd -dc | tar -x  [ + sha256sum -c ]
+#            (and, for information, zstd -dc | tar -x + sync -f: durable like ferry's unpack)
 #   registry ferry registry serve  vs  Debian's docker-registry holding the same images:
 #            wrk, 16 connections, every blob of every image / every manifest
 #   memory   peak RSS of build and unpack for the 1.5 GB and the 4.5 GB fixture
@@ -12,7 +13,8 @@
 # Environment: FERRY (binary; default $CARGO_TARGET_DIR/release/ferry), BENCH_WORK
 # (default bench/work: cached fixture and registry data, scratch), BENCH_RUNS
 # (default 3), BENCH_DURATION (seconds per wrk run, default 10), BENCH_SKIP_BIG=1
-# (skip the 4.5 GB memory runs).
+# (skip the 4.5 GB memory runs), BENCH_PERF=1 (also write CPU profiles of build
+# and unpack to bench/work/perf-*.txt).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -21,7 +23,7 @@ WORK=${BENCH_WORK:-$HERE/work}
 RUNS=${BENCH_RUNS:-3}
 DUR=${BENCH_DURATION:-10}
 # Bump when mkfixture.py changes what it writes: the cached fixture is rebuilt.
-FIXTURE_VERSION=1
+FIXTURE_VERSION=2
 FX=$WORK/fixture-v$FIXTURE_VERSION
 RUN=$WORK/run
 RESULTS=$RUN/results.tsv
@@ -161,6 +163,7 @@ BUNDLE=$T/ferry.tar.zst
 zstd -dc "$BUNDLE" | tar -xO bundle.json >"$RUN/bundle.json"
 python3 "$HERE/tools.py" sums "$RUN/bundle.json" "$RUN/sums"
 UNTAR='mkdir -p "$2" && zstd -dc "$1" | tar -x -C "$2"'
+UNTAR_SYNC="$UNTAR"' && sync -f "$2"'
 UNTAR_CHECK="$UNTAR"' && cd "$2" && sha256sum -c --quiet "$3"'
 for i in $(seq 1 "$RUNS"); do
     rm -rf "$T/data"
@@ -168,6 +171,8 @@ for i in $(seq 1 "$RUNS"); do
     [[ $i == "$RUNS" ]] || rm -rf "$T/data"
     rm -rf "$T/x"
     timed unpack untar bash -c "$UNTAR" _ "$BUNDLE" "$T/x"
+    rm -rf "$T/x"
+    timed unpack untar+sync bash -c "$UNTAR_SYNC" _ "$BUNDLE" "$T/x"
     rm -rf "$T/x"
     timed unpack untar+sha256sum bash -c "$UNTAR_CHECK" _ "$BUNDLE" "$T/x" "$RUN/sums"
     rm -rf "$T/x"
@@ -224,6 +229,25 @@ if [[ ${BENCH_SKIP_BIG:-} != 1 ]]; then
     rm -rf "$T/cache"
     timed unpack-x3 ferry "$FERRY" bundle unpack "$T/big.tar.zst" --trust "$WORK/key.pub" --data-dir "$T/data"
     rm -rf "$T/data" "$T/big.tar.zst"
+fi
+
+# ---------------------------------------------------------------- profiles (BENCH_PERF=1)
+# One extra, untimed run of build and unpack under `perf record -e cpu-clock`
+# (software clock: works in VMs without hardware counters); top symbols go to
+# $WORK/perf-build.txt and $WORK/perf-unpack.txt.
+if [[ ${BENCH_PERF:-} == 1 ]] && command -v perf >/dev/null; then
+    rm -rf "$T/cache" "$T/p.tar.zst"
+    ferry_build 1 "$T/p.tar.zst" "$T/cache"
+    perf record -q -e cpu-clock -F 499 -g -o "$RUN/build.perf" -- "${BUILD[@]}" >/dev/null 2>&1
+    rm -rf "$T/cache" "$T/data"
+    perf record -q -e cpu-clock -F 499 -g -o "$RUN/unpack.perf" -- "$FERRY" bundle unpack "$T/p.tar.zst" \
+        --trust "$WORK/key.pub" --data-dir "$T/data" >/dev/null 2>&1
+    for w in build unpack; do
+        perf report -i "$RUN/$w.perf" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -40 >"$WORK/perf-$w.txt"
+    done
+    rm -rf "$T/data" "$T/p.tar.zst"
+    log "profiles in $WORK/perf-build.txt, $WORK/perf-unpack.txt"
 fi
 
 # ---------------------------------------------------------------- report

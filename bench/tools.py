@@ -149,6 +149,9 @@ def report(path, out_md):
         "≤ 1.10x", None if r1 is None else r1 <= 1.1)
     row("unpack, signature + every hash", spread(fu, secs), spread(u2, secs) + " + sha256sum -c", r2, urss,
         "≤ 0.50x", None if r2 is None else r2 <= 0.5)
+    us = T("unpack", "untar+sync")
+    row("unpack (info: anchor durable too)", spread(fu, secs), spread(us, secs) + " zstd -dc | tar -x; sync -f",
+        ratio(med(fu), med(us)), urss, "", None)
 
     def reg(server, kind, f):
         return [x[f] for x in r.get(("registry-" + kind, server), []) if f in x]
