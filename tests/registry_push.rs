@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::mirror::{
-    ferry, mkimages, reachable_blobs, sha256_hex, store_from_layout, DockerRegistry,
-};
+use common::mirror::{ferry, reachable_blobs, sha256_hex, DockerRegistry};
+use common::testbundle::{keypair, make_bundle, unpack_into};
+use std::collections::BTreeMap;
 use std::process::Command;
 
 #[test]
@@ -15,15 +15,22 @@ fn push_copies_every_image_with_the_same_digests_and_skips_what_is_there() {
         .prefix("ferry-push-")
         .tempdir()
         .unwrap();
-    let layout = dir.path().join("layout");
     let refs = [
         "registry.k8s.io/pause:3.9",
         "registry.k8s.io/coredns/coredns:v1.11.1",
         "quay.io/cilium/cilium:v1.15.6",
     ];
-    let digests = mkimages(&layout, 200_000, &refs);
+    let (public, secret) = keypair(dir.path(), "release");
+    let bundle = make_bundle(dir.path(), "prod", &refs, 200_000, 1000, Some(&secret));
     let data = dir.path().join("data");
-    store_from_layout(&data, "test", &layout);
+    unpack_into(&bundle.path, &public, &data);
+    let layout = bundle.layout.clone();
+    let digests: BTreeMap<String, String> = bundle
+        .manifest
+        .images
+        .iter()
+        .map(|i| (i.reference.clone(), i.digest.clone()))
+        .collect();
     let registry = DockerRegistry::start();
     let target = format!("{}/mirror", registry.addr);
 
@@ -151,9 +158,16 @@ fn push_names_the_target_when_it_is_unreachable() {
         .prefix("ferry-push-")
         .tempdir()
         .unwrap();
-    let layout = dir.path().join("layout");
-    mkimages(&layout, 0, &["registry.k8s.io/pause:3.9"]);
-    store_from_layout(&dir.path().join("data"), "test", &layout);
+    let (public, secret) = keypair(dir.path(), "release");
+    let bundle = make_bundle(
+        dir.path(),
+        "prod",
+        &["registry.k8s.io/pause:3.9"],
+        0,
+        1000,
+        Some(&secret),
+    );
+    unpack_into(&bundle.path, &public, &dir.path().join("data"));
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -11,4 +11,5 @@ pub mod plan;
 pub mod registry;
 pub mod render;
 pub mod store;
+pub mod unpack;
 pub mod validate;

@@ -4,4 +4,5 @@
 
 pub mod mirror;
 pub mod rig;
+pub mod testbundle;
 pub mod upstream;
