@@ -2,6 +2,7 @@
 //! Each test binary uses a subset, so unused items are expected.
 #![allow(dead_code)]
 
+pub mod bundles;
 pub mod mirror;
 pub mod rig;
 pub mod testbundle;
