@@ -761,15 +761,18 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
 
         // Addons, applied from the first master.
         if Some(&n.name) == first_master.as_ref() {
-            for (name, text) in render_addons(r, c)? {
-                h.text(Path::new(ADDONS_DIR).join(name), text, Step::Addons)?;
+            for (name, text, absent) in render_addons(r, c)? {
+                let path = Path::new(ADDONS_DIR).join(&name);
+                for short in absent {
+                    missing.push(format!(
+                        "host {}: {}: image {short} is not in bundle {} (no image named */{short})",
+                        n.name,
+                        path.display(),
+                        input.bundle.name
+                    ));
+                }
+                h.text(path, text, Step::Addons)?;
             }
-        }
-        for short in r.take_missing() {
-            missing.push(format!(
-                "host {}: addon manifests reference image {short}, which is not in the bundle",
-                n.name
-            ));
         }
 
         h.files
@@ -791,7 +794,7 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
 }
 
 /// The addon manifests (file name -> YAML) the config enables.
-pub fn render_addons(r: &Renderer, c: &Cluster) -> Result<Vec<(String, String)>> {
+pub fn render_addons(r: &Renderer, c: &Cluster) -> Result<Vec<(String, String, Vec<String>)>> {
     let cfg = &c.config;
     let ctx = json!({
         "cluster": cluster_ctx(c),
@@ -814,10 +817,13 @@ pub fn render_addons(r: &Renderer, c: &Cluster) -> Result<Vec<(String, String)>>
         wanted.push("40-cert-manager.yaml");
     }
     wanted.extend(["50-prometheus-rules.yaml", "60-tenant-baseline.yaml"]);
-    wanted
-        .into_iter()
-        .map(|f| Ok((f.to_string(), r.render(&format!("addons/{f}"), &ctx)?)))
-        .collect()
+    // One at a time, so that a missing image is blamed on its own file.
+    let mut out = Vec::new();
+    for f in wanted {
+        let text = r.render(&format!("addons/{f}"), &ctx)?;
+        out.push((f.to_string(), text, r.take_missing()));
+    }
+    Ok(out)
 }
 
 /// The kubeconfig of `name` from the cluster dir's set.
