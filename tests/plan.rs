@@ -153,3 +153,49 @@ fn invalid_inventory_fails_with_file_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn unknown_keys_and_unused_jinja_warn_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::plan::guide_dir();
+    let hosts = std::fs::read_to_string(g.join("hosts")).unwrap()
+        + "cluster_dir=\"{{ base_dir }}/clusters/prod\"\nFANCY_KNOB=1\n";
+    let config = std::fs::read_to_string(g.join("config.yml")).unwrap() + "ETCD_QUOTA_MAGIC: 3\n";
+    let (inv, cfg) = (tmp.path().join("hosts"), tmp.path().join("config.yml"));
+    std::fs::write(&inv, hosts).unwrap();
+    std::fs::write(&cfg, config).unwrap();
+    let out = ferry()
+        .args(["plan", "--inventory"])
+        .arg(&inv)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--bundle")
+        .arg(g.join("bundle.json"))
+        .arg("--cluster-dir")
+        .arg(tmp.path().join("c"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "warnings do not fail the plan: {err}");
+    assert!(
+        err.contains(&format!(
+            "{}:58: unknown key ETCD_QUOTA_MAGIC is ignored",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:36: [all:vars] FANCY_KNOB is not used by ferry",
+            inv.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:35: cluster_dir={{{{ base_dir }}}}/clusters/prod holds Jinja",
+            inv.display()
+        )),
+        "{err}"
+    );
+}
