@@ -203,6 +203,15 @@ impl HostFiles {
     }
 }
 
+/// Debian-style name of the architecture this ferry was built for.
+pub fn deploy_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
 /// Everything rendering needs besides the host.
 pub struct RenderInput<'a> {
     pub cluster: &'a Cluster,
@@ -411,7 +420,17 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                     sha256,
                     size,
                 },
-                None => FileContent::FerryExecutable,
+                None => {
+                    // The running ferry can only stand in for a host of its own architecture.
+                    if n.arch != deploy_arch() {
+                        missing.push(format!(
+                            "host {}: the registry mirror needs ferry for {platform}; the bundle carries none and this ferry is linux/{}",
+                            n.name,
+                            deploy_arch()
+                        ));
+                    }
+                    FileContent::FerryExecutable
+                }
             };
             h.add(bin_dir.join("ferry"), 0o755, content, Step::Binaries, false)?;
         }

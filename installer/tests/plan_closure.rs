@@ -160,3 +160,47 @@ fn a_platform_the_bundle_lacks_is_an_inventory_error() {
         "{err}"
     );
 }
+
+#[test]
+fn registry_host_of_another_architecture_needs_ferry_in_the_bundle() {
+    let hosts = SMALL_HOSTS.replace(
+        "10.1.0.4 k8s_nodename='worker-01'",
+        "10.1.0.4 k8s_nodename='worker-01' arch=arm64",
+    );
+    let config = format!("{SMALL_CONFIG}FERRY_REGISTRY_HOSTS: [\"worker-01\"]\n");
+    let inputs = Inputs::new(&hosts, &config);
+    let this = ferry_installer::render::deploy_arch();
+    if this == "arm64" {
+        // On an arm64 machine the running ferry fits; the check is the mirror image.
+        inputs.plan().expect("this ferry fits an arm64 host");
+        return;
+    }
+    let err = closure_err(&inputs, &common::bundle());
+    assert!(
+        err.contains("host worker-01: the registry mirror needs ferry for linux/arm64"),
+        "{err}"
+    );
+    // With ferry for arm64 in the bundle the plan closes, copying the bundle's.
+    let mut bundle = common::bundle();
+    bundle.files.push(ferry_bundles::FileEntry {
+        path: "bin/linux-arm64/ferry".into(),
+        size: 10,
+        sha256: "0".repeat(64),
+        mode: 0o755,
+        in_base: false,
+    });
+    bundle.files.sort_by(|a, b| a.path.cmp(&b.path));
+    let plan = inputs.plan_with(&bundle).expect("closes");
+    match &plan
+        .host("worker-01")
+        .unwrap()
+        .file("/opt/kube/bin/ferry")
+        .unwrap()
+        .content
+    {
+        ferry_installer::plan::FileContent::BundleFile { bundle_path, .. } => {
+            assert_eq!(bundle_path, "bin/linux-arm64/ferry")
+        }
+        other => panic!("{other:?}"),
+    }
+}
