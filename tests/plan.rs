@@ -57,7 +57,7 @@ fn plans_the_guide_example_from_a_real_bundle() {
     }
     let line = stdout.lines().find(|l| l.starts_with("master-1 ")).unwrap();
     assert!(
-        line.contains("etcd,master,node,registry")
+        line.contains("etcd,master,node,chrony,registry")
             && line.contains("kube-apiserver")
             && line.contains("etcd"),
         "{line}"
