@@ -817,7 +817,8 @@ pub fn render_addons(r: &Renderer, c: &Cluster) -> Result<Vec<(String, String, V
     let cfg = &c.config;
     let ctx = json!({
         "cluster": cluster_ctx(c),
-        "dns": {"replicas": 2, "service_ip": c.dns_service_ip().to_string(), "local_ip": cfg.local_dns_cache.value},
+        "dns": {"replicas": 2, "service_ip": c.dns_service_ip().to_string(), "local_ip": cfg.local_dns_cache.value,
+                "bind": if c.proxy_mode == "ipvs" { cfg.local_dns_cache.value.clone() } else { format!("{} {}", cfg.local_dns_cache.value, c.dns_service_ip()) }},
         "cilium": {"routing_mode": cfg.cilium_tunnel_mode.value, "bpf_masquerade": cfg.cilium_enable_bpf_masquerade.value,
                    "hubble": cfg.cilium_enable_hubble.value,
                    "k8s_service_host": c.vip.map(|v| v.to_string()).or_else(|| c.with_role(Role::Master).next().map(|m| m.ip.to_string())),
