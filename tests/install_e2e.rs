@@ -226,7 +226,7 @@ fn etcdctl(s: &Setup, host: &str, args: &str) -> String {
     s.rig.sh(
         host,
         &format!(
-            "ETCDCTL_API=3 {} --endpoints=https://{}:2379 --cacert={} --cert={} --key={} {args}",
+            "ETCDCTL_API=3 {} --endpoints=https://{}:2379 --cacert={} --cert={} --key={} {args} 2>&1",
             ctl.display(),
             s.rig.addr(host),
             unit_flag(&unit, "trusted-ca-file"),
