@@ -23,10 +23,12 @@ const MASTERS: [&str; 3] = ["h1", "h2", "h3"];
 const NODES: [&str; 2] = ["h4", "h5"];
 const LBS: [&str; 2] = ["h6", "h7"];
 const OCTET: u8 = 5;
-const KERNEL_UNITS: [&str; 3] = [
+const KERNEL_UNITS: [&str; 5] = [
     "systemd-modules-load.service",
     "systemd-sysctl.service",
     "ferry-swapoff.service",
+    "chrony.service",
+    "chronyd.service",
 ];
 
 fn ferry() -> Command {

@@ -164,14 +164,14 @@ async fn services(run: &mut HostRun, step: Step) -> StepResult {
             ));
             if s.enable {
                 script.push_str(&format!(
-                    "[ \"$(systemctl is-enabled {u} 2>/dev/null)\" = enabled ] || systemctl enable {u} >/dev/null 2>&1 || {{ echo \"cannot enable {u}\" >&2; exit 1; }}\n"
+                    "if systemctl cat {u} >/dev/null 2>&1; then [ \"$(systemctl is-enabled {u} 2>/dev/null)\" = enabled ] || systemctl enable {u} >/dev/null 2>&1 || {{ echo \"cannot enable {u}\" >&2; exit 1; }}; fi\n"
                 ));
             }
             continue;
         }
         if s.enable {
             script.push_str(&format!(
-                "[ \"$(systemctl is-enabled {u} 2>/dev/null)\" = enabled ] || systemctl enable {u} >/dev/null 2>&1 || {{ echo \"cannot enable {u}\" >&2; exit 1; }}\n"
+                "[ \"$(systemctl is-enabled {u} 2>/dev/null)\" = enabled ] || systemctl enable {u} >/dev/null 2>&1 || {{ echo \"cannot enable {u}: is its package installed on this host?\" >&2; exit 1; }}\n"
             ));
         }
         // --no-block: members of a cluster (etcd) start together and wait for each other.

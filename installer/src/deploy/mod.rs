@@ -31,12 +31,14 @@ use std::time::Instant;
 /// Where registry hosts keep their copy of the store (the mirror unit serves it).
 pub const REMOTE_DATA_DIR: &str = "/var/lib/ferry";
 
-/// Baseline units that act on the kernel (modules, sysctl, swap). In a
+/// Baseline units that act on the kernel (modules, sysctl, swap, clock). In a
 /// container the kernel is the machine's own: these are not started there.
-pub const KERNEL_UNITS: [&str; 3] = [
+pub const KERNEL_UNITS: [&str; 5] = [
     "systemd-modules-load.service",
     "systemd-sysctl.service",
     "ferry-swapoff.service",
+    "chrony.service",
+    "chronyd.service",
 ];
 
 pub const STEPS: [Step; 9] = [

@@ -33,7 +33,7 @@ pub enum ExecError {
         command: String,
         reason: String,
     },
-    #[error("{host}: `{command}` exited with {code}: {stderr}")]
+    #[error("{host}: `{}` exited with {code}: {stderr}", first_line(.command))]
     Failed {
         host: String,
         command: String,
@@ -124,6 +124,14 @@ impl Executor {
                 stderr: last_lines(&out.stderr, 8),
             })
         }
+    }
+}
+
+/// A command for an error message: its first line, marked when cut.
+fn first_line(cmd: &str) -> String {
+    match cmd.split_once('\n') {
+        Some((first, _)) => format!("{first} ..."),
+        None => cmd.to_string(),
     }
 }
 

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Demo step: install a bundle to 7 local test hosts (tests/rig/rig.sh) and
+# leave them up for inspection.
+#
+#   tests/rig/demo-install.sh BUNDLE TRUSTED_KEY.pub [FERRY_BINARY]
+#
+# Layout: h1-h3 masters + etcd (and registry mirrors), h4-h5 nodes, h6-h7
+# ex_lb with the VIP 198.18.9.250. kube-* binaries in the fixture bundle are
+# test stand-ins, not Kubernetes. Remove everything with `make rig-down`
+# (or FERRY_RIG_DIR=/var/tmp/ferry-demo/rig tests/rig/rig.sh down).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BUNDLE=${1:?usage: demo-install.sh BUNDLE KEY.pub [FERRY]}
+KEY=${2:?usage: demo-install.sh BUNDLE KEY.pub [FERRY]}
+FERRY=${3:-$ROOT/target/release/ferry}
+DEMO=${FERRY_DEMO_DIR:-/var/tmp/ferry-demo}
+export FERRY_RIG_DIR=${FERRY_RIG_DIR:-/var/tmp/ferry-rig} FERRY_RIG_ID=${FERRY_RIG_ID:-fr} FERRY_RIG_NET=${FERRY_RIG_NET:-198.18.9}
+NET=$FERRY_RIG_NET
+
+mkdir -p "$DEMO"
+"$HERE/rig.sh" up 7
+
+addr() { echo "$NET.$((10 + $1))"; }
+{
+  echo "[all]"
+  for i in 1 2 3; do echo "$(addr $i) ansible_host=$(addr $i) ip=$(addr $i) etcd_name=etcd-$i node_name=h$i"; done
+  for i in 4 5 6 7; do echo "$(addr $i) ansible_host=$(addr $i) ip=$(addr $i) node_name=h$i"; done
+  echo "[etcd]"; for i in 1 2 3; do addr $i; done
+  echo "[kube_master]"; for i in 1 2 3; do addr $i; done
+  echo "[kube_node]"; for i in 4 5; do addr $i; done
+  echo "[ex_lb]"; for i in 6 7; do addr $i; done
+  echo "[all:vars]"
+  echo "ansible_user=root"
+  echo "ansible_ssh_private_key_file=$FERRY_RIG_DIR/id_ed25519"
+} >"$DEMO/hosts"
+cat >"$DEMO/config.yml" <<EOF
+CLUSTER_NAME: "demo"
+K8S_VER: "1.29.6"
+CONTAINER_RUNTIME: "containerd"
+VIP: "$NET.250"
+VIP_IF: "eth0"
+HOST_SUBNET_PREFIX: 24
+PROXY_MODE: "ipvs"
+EOF
+
+echo "== ferry install to 7 test hosts (logs: $DEMO/cluster/logs)"
+start=$SECONDS
+"$FERRY" install --bundle "$BUNDLE" --trust "$KEY" --inventory "$DEMO/hosts" --config "$DEMO/config.yml" \
+  --data-dir "$DEMO/data" --cluster-dir "$DEMO/cluster" --ssh-config "$FERRY_RIG_DIR/ssh_config"
+echo "   took $((SECONDS - start))s"
+echo "== the same again: nothing to do"
+"$FERRY" install --bundle "$BUNDLE" --trust "$KEY" --inventory "$DEMO/hosts" --config "$DEMO/config.yml" \
+  --data-dir "$DEMO/data" --cluster-dir "$DEMO/cluster" --ssh-config "$FERRY_RIG_DIR/ssh_config" | tail -n 1
+echo "== ferry status"
+"$FERRY" status --inventory "$DEMO/hosts" --config "$DEMO/config.yml" --data-dir "$DEMO/data" \
+  --cluster-dir "$DEMO/cluster" --ssh-config "$FERRY_RIG_DIR/ssh_config" || true
+
+cat <<EOF
+
+The cluster stays up for inspection (kube-* are test stand-ins; etcd, containerd,
+haproxy and keepalived are real):
+  ssh -F $FERRY_RIG_DIR/ssh_config h1                 # any of h1..h7
+  tests/rig/rig.sh status                              # hosts and systemd state
+  $DEMO/cluster                                        # PKI, kubeconfigs, logs/<host>.log
+  curl --cacert $DEMO/cluster/pki/ca.pem https://$NET.250:6443/healthz   # apiserver via the VIP
+Remove it with: make rig-down
+EOF
