@@ -38,3 +38,23 @@ impl Error {
         }
     }
 }
+
+impl Error {
+    /// Wraps this error in an io::Error so it can travel through `Read`.
+    pub(crate) fn into_io(self) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, self)
+    }
+
+    /// Unwraps an error made by `into_io`, or names `path` for a plain io::Error.
+    pub(crate) fn from_io(path: impl Into<PathBuf>, e: std::io::Error) -> Self {
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            if let Some(inner) = e.into_inner() {
+                if let Ok(ours) = inner.downcast::<Error>() {
+                    return *ours;
+                }
+            }
+            unreachable!("checked above")
+        }
+        Error::io(path, e)
+    }
+}

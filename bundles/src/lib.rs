@@ -4,11 +4,17 @@
 //! This crate is the contract between the builder (which writes bundles)
 //! and the installer (which reads them); neither side reaches into the other.
 
+mod compress;
+mod decode;
 pub mod error;
 pub mod manifest;
 pub mod reader;
+pub mod safepath;
+pub mod seektable;
 pub mod sign;
 pub mod source;
+pub mod split;
+mod tarfmt;
 pub mod writer;
 
 pub use error::{Error, Result};
@@ -16,6 +22,6 @@ pub use manifest::{BundleManifest, Component, ComponentKind, FileEntry, ImageRec
 pub use reader::{
     read_manifest, verify_and_extract, EntrySink, ManifestRead, NullSink, Trust, VerifiedBundle,
 };
-pub use sign::{generate_keypair, SigningKey, TrustedKeys};
+pub use sign::{generate_keypair, trusted_comment, SigningKey, TrustedKeys};
 pub use source::BundleSource;
 pub use writer::{write_bundle, ContentSource, WriteOptions, WriteReport};

@@ -3,8 +3,13 @@
 //! bundle.json and its signature go first, in a frame of their own, so a
 //! reader can inspect the manifest without decompressing the rest.
 
-use crate::manifest::FileEntry;
-use crate::Result;
+use crate::compress::FrameCompressor;
+use crate::manifest::{BundleManifest, FileEntry, MANIFEST_PATH, SIGNATURE_PATH};
+use crate::split::{partial_path, SplitWriter};
+use crate::{safepath, seektable, tarfmt, Error, Result};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -44,6 +49,10 @@ pub struct WriteReport {
     pub uncompressed_bytes: u64,
 }
 
+/// Largest frame the writer makes (the seek table stores u32 sizes, and the
+/// reader bounds its memory by the frame size).
+pub const MAX_FRAME_SIZE: usize = 64 << 20;
+
 /// Writes a bundle to `out` (or `out.000`... plus `<name>.parts.json` when split).
 /// `contents` must match the manifest's files (sorted by path, no `in_base`).
 pub fn write_bundle(
@@ -53,6 +62,291 @@ pub fn write_bundle(
     contents: &[ContentSource],
     opts: &WriteOptions,
 ) -> Result<WriteReport> {
-    let _ = (out, manifest_bytes, signature, contents, opts);
-    unimplemented!("write_bundle")
+    check_inputs(manifest_bytes, contents, opts)?;
+    let mut output = Output::create(out, opts.split)?;
+    match write_stream(&mut output, out, manifest_bytes, signature, contents, opts) {
+        Ok((compressed, uncompressed)) => {
+            let outputs = output.finish(out)?;
+            Ok(WriteReport {
+                outputs,
+                compressed_bytes: compressed,
+                uncompressed_bytes: uncompressed,
+            })
+        }
+        Err(e) => {
+            output.abandon(out);
+            Err(e)
+        }
+    }
+}
+
+/// The manifest parses, and `contents` are exactly its non-`in_base` files,
+/// in order, with safe paths.
+fn check_inputs(
+    manifest_bytes: &[u8],
+    contents: &[ContentSource],
+    opts: &WriteOptions,
+) -> Result<()> {
+    if opts.frame_size == 0 || opts.frame_size > MAX_FRAME_SIZE {
+        return Err(Error::Invalid(format!(
+            "frame size must be 1..={MAX_FRAME_SIZE} bytes, not {}",
+            opts.frame_size
+        )));
+    }
+    let manifest = BundleManifest::from_bytes(manifest_bytes)
+        .map_err(|e| Error::Invalid(format!("bundle.json to write does not parse: {e}")))?;
+    let listed: Vec<&FileEntry> = manifest.files.iter().filter(|f| !f.in_base).collect();
+    if listed.len() != contents.len() {
+        return Err(Error::Invalid(format!(
+            "bundle.json lists {} files to carry but {} were given",
+            listed.len(),
+            contents.len()
+        )));
+    }
+    let mut prev: Option<&str> = None;
+    for (c, m) in contents.iter().zip(listed) {
+        let p = c.entry.path.as_str();
+        if &c.entry != m {
+            return Err(Error::Invalid(format!(
+                "{p}: entry differs from bundle.json's entry for {}",
+                m.path
+            )));
+        }
+        safepath::check(p).map_err(|why| Error::Invalid(format!("{p}: {why}")))?;
+        if p == MANIFEST_PATH || p == SIGNATURE_PATH {
+            return Err(Error::Invalid(format!("{p}: reserved name")));
+        }
+        if prev.is_some_and(|q| q >= p) {
+            return Err(Error::Invalid(format!(
+                "{p}: files must be sorted by path without duplicates"
+            )));
+        }
+        if c.entry.mode & !0o777 != 0 {
+            return Err(Error::Invalid(format!(
+                "{p}: mode {:o} has bits beyond rwx",
+                c.entry.mode
+            )));
+        }
+        prev = Some(p);
+    }
+    Ok(())
+}
+
+fn push_entry(buf: &mut Vec<u8>, path: &str, data: &[u8], mtime: u64) {
+    buf.extend_from_slice(&tarfmt::file_header(path, data.len() as u64, 0o644, mtime));
+    buf.extend_from_slice(data);
+    buf.resize(buf.len() + tarfmt::padding(data.len() as u64), 0);
+}
+
+/// Returns (compressed, uncompressed) byte counts.
+fn write_stream(
+    output: &mut Output,
+    out: &Path,
+    manifest_bytes: &[u8],
+    signature: Option<&str>,
+    contents: &[ContentSource],
+    opts: &WriteOptions,
+) -> Result<(u64, u64)> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let what = out.display().to_string();
+    let mut comp = FrameCompressor::new(&mut *output, opts.level, threads, &what)?;
+
+    // Frame 0: bundle.json and its signature, alone.
+    let mut head = Vec::new();
+    push_entry(&mut head, MANIFEST_PATH, manifest_bytes, opts.mtime);
+    if let Some(sig) = signature {
+        push_entry(&mut head, SIGNATURE_PATH, sig.as_bytes(), opts.mtime);
+    }
+    let mut total = head.len() as u64;
+    comp.submit(head)?;
+
+    let mut chunk = Chunker {
+        frame_size: opts.frame_size,
+        buf: comp.buffer(opts.frame_size),
+        total: 0,
+    };
+    for c in contents {
+        let e = &c.entry;
+        chunk.push(
+            &mut comp,
+            &tarfmt::file_header(&e.path, e.size, e.mode, opts.mtime),
+        )?;
+        copy_file(&mut comp, &mut chunk, c)?;
+        chunk.push(&mut comp, &[0u8; tarfmt::BLOCK][..tarfmt::padding(e.size)])?;
+    }
+    chunk.push(&mut comp, &tarfmt::END_OF_ARCHIVE)?;
+    if !chunk.buf.is_empty() {
+        let last = std::mem::take(&mut chunk.buf);
+        comp.submit(last)?;
+    }
+    total += chunk.total;
+    let (_, frames) = comp.finish()?;
+    let table = seektable::encode(&frames);
+    output
+        .write_all(&table)
+        .map_err(|e| Error::from_io(out, e))?;
+    let compressed =
+        frames.iter().map(|f| u64::from(f.compressed)).sum::<u64>() + table.len() as u64;
+    Ok((compressed, total))
+}
+
+/// Cuts the content byte stream into frames of exactly `frame_size` bytes.
+struct Chunker {
+    frame_size: usize,
+    buf: Vec<u8>,
+    total: u64,
+}
+
+impl Chunker {
+    fn push<W: Write>(&mut self, comp: &mut FrameCompressor<W>, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let n = data.len().min(self.frame_size - self.buf.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            self.total += n as u64;
+            self.flush_full(comp)?;
+        }
+        Ok(())
+    }
+
+    fn flush_full<W: Write>(&mut self, comp: &mut FrameCompressor<W>) -> Result<()> {
+        if self.buf.len() == self.frame_size {
+            let next = comp.buffer(self.frame_size);
+            let full = std::mem::replace(&mut self.buf, next);
+            comp.submit(full)?;
+        }
+        Ok(())
+    }
+}
+
+/// Streams one source file into the chunker, checking its size and sha256
+/// against the manifest entry.
+fn copy_file<W: Write>(
+    comp: &mut FrameCompressor<W>,
+    chunk: &mut Chunker,
+    c: &ContentSource,
+) -> Result<()> {
+    let e = &c.entry;
+    let mut file = File::open(&c.source).map_err(|err| Error::io(&c.source, err))?;
+    let mut hash = Sha256::new();
+    let mut left = e.size;
+    while left > 0 {
+        let start = chunk.buf.len();
+        let n = (chunk.frame_size - start).min(usize::try_from(left).unwrap_or(usize::MAX));
+        chunk.buf.resize(start + n, 0);
+        let got = read_full(&mut file, &mut chunk.buf[start..])
+            .map_err(|err| Error::io(&c.source, err))?;
+        chunk.buf.truncate(start + got);
+        if got < n {
+            return Err(changed(
+                c,
+                format!("is shorter than the {} bytes bundle.json lists", e.size),
+            ));
+        }
+        hash.update(&chunk.buf[start..]);
+        left -= got as u64;
+        chunk.total += got as u64;
+        chunk.flush_full(comp)?;
+    }
+    let mut probe = [0u8; 1];
+    if read_full(&mut file, &mut probe).map_err(|err| Error::io(&c.source, err))? != 0 {
+        return Err(changed(
+            c,
+            format!("is longer than the {} bytes bundle.json lists", e.size),
+        ));
+    }
+    let actual = hex::encode(hash.finalize());
+    if actual != e.sha256 {
+        return Err(changed(
+            c,
+            format!("has sha256 {actual}, bundle.json lists {}", e.sha256),
+        ));
+    }
+    Ok(())
+}
+
+fn changed(c: &ContentSource, what: String) -> Error {
+    Error::Invalid(format!(
+        "{} (for {}) {what}; the file changed while the bundle was written",
+        c.source.display(),
+        c.entry.path
+    ))
+}
+
+fn read_full(r: &mut impl Read, mut buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while !buf.is_empty() {
+        match r.read(buf) {
+            Ok(0) => break,
+            Ok(k) => {
+                n += k;
+                buf = &mut buf[k..];
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The compressed stream's destination: one file or split parts, written
+/// under `.partial` names and renamed into place only on success.
+enum Output {
+    Single(BufWriter<File>),
+    Split(Box<SplitWriter>),
+}
+
+impl Output {
+    fn create(out: &Path, split: Option<u64>) -> Result<Self> {
+        match split {
+            None => {
+                let tmp = partial_path(out);
+                let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                Ok(Output::Single(BufWriter::with_capacity(1 << 20, f)))
+            }
+            Some(size) => Ok(Output::Split(Box::new(SplitWriter::new(out, size)?))),
+        }
+    }
+
+    fn finish(self, out: &Path) -> Result<Vec<PathBuf>> {
+        match self {
+            Output::Single(mut w) => {
+                let tmp = partial_path(out);
+                w.flush()
+                    .and_then(|()| w.get_ref().sync_all())
+                    .map_err(|e| Error::io(&tmp, e))?;
+                std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+                Ok(vec![out.to_path_buf()])
+            }
+            Output::Split(s) => s.finish(),
+        }
+    }
+
+    fn abandon(self, out: &Path) {
+        match self {
+            Output::Single(w) => {
+                drop(w);
+                let _ = std::fs::remove_file(partial_path(out));
+            }
+            Output::Split(s) => s.abandon(),
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::Single(w) => w.write(buf),
+            Output::Split(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::Single(w) => w.flush(),
+            Output::Split(s) => s.flush(),
+        }
+    }
 }

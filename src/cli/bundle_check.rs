@@ -1,5 +1,15 @@
+//! `ferry bundle keygen`, `inspect` and `verify`.
+
+use anyhow::Context;
 use clap::Args;
+use ferry_bundles::{
+    read_manifest, verify_and_extract, BundleSource, NullSink, Trust, TrustedKeys,
+};
 use std::path::PathBuf;
+use std::time::Instant;
+
+/// Where `verify` looks for trusted public keys when no --trust is given.
+pub const DEFAULT_TRUST_DIR: &str = "/etc/ferry/trusted/";
 
 #[derive(Args)]
 pub struct KeygenArgs {
@@ -27,16 +37,164 @@ pub struct VerifyArgs {
 }
 
 pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("bundle keygen: not built yet")
+    let (public, secret) = ferry_bundles::generate_keypair(&args.base)?;
+    println!("public key: {}", public.display());
+    println!(
+        "secret key: {} (mode 0600, unencrypted: keep it off shared disks)",
+        secret.display()
+    );
+    println!(
+        "sign with `ferry bundle build --sign-key {}`; installers trust the public key via --trust or {DEFAULT_TRUST_DIR}",
+        secret.display()
+    );
+    Ok(())
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// The signature's trusted comment (unverified: inspect shows what the bundle claims).
+fn trusted_comment(sig: &str) -> Option<&str> {
+    sig.lines()
+        .find_map(|l| l.strip_prefix("trusted comment: "))
 }
 
 pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("bundle inspect: not built yet")
+    let src = BundleSource::open(&args.bundle)?;
+    let head =
+        read_manifest(&src).with_context(|| format!("reading bundle.json of {}", src.display()))?;
+    let m = &head.manifest;
+    let carried: Vec<_> = m.files.iter().filter(|f| !f.in_base).collect();
+    let compressed = src.len()?;
+    let parts = match &src {
+        BundleSource::Single(_) => 1,
+        BundleSource::Parts { parts, .. } => parts.len(),
+    };
+    if args.json {
+        let out = serde_json::json!({
+            "bundle": src.display(),
+            "parts": parts,
+            "compressed_bytes": compressed,
+            "content_bytes": m.content_bytes(),
+            "files": carried.len(),
+            "files_in_base": m.files.len() - carried.len(),
+            "signed": head.signature.is_some(),
+            "trusted_comment": head.signature.as_deref().and_then(trusted_comment),
+            "manifest": m,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "bundle:      {}{}",
+        src.display(),
+        if parts > 1 {
+            format!(" ({parts} parts)")
+        } else {
+            String::new()
+        }
+    );
+    println!("name:        {}", m.name);
+    println!("kubernetes:  {}", m.kubernetes);
+    println!("created:     {}", m.created);
+    println!("builder:     {}", m.builder);
+    println!("platforms:   {}", m.platforms.join(", "));
+    match head.signature.as_deref() {
+        Some(sig) => println!(
+            "signature:   present (not checked here; run `ferry bundle verify`): {}",
+            trusted_comment(sig).unwrap_or("")
+        ),
+        None => println!("signature:   none (unsigned)"),
+    }
+    if let Some(base) = &m.base {
+        println!(
+            "base:        {} (bundle.json sha256 {})",
+            base.name, base.manifest_sha256
+        );
+    }
+    println!(
+        "size:        {} compressed, {} of content",
+        human(compressed),
+        human(m.content_bytes())
+    );
+    println!(
+        "files:       {}{}",
+        carried.len(),
+        match m.files.len() - carried.len() {
+            0 => String::new(),
+            n => format!(" (+{n} in the base bundle)"),
+        }
+    );
+    println!("\ncomponents ({}):", m.components.len());
+    for c in &m.components {
+        let size = m
+            .file(&c.path)
+            .map(|f| human(f.size))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "  {:<24} {:<12} {:<9} {:<12} {:>10}  {}",
+            c.name,
+            c.version,
+            format!("{:?}", c.kind).to_lowercase(),
+            c.platform.as_deref().unwrap_or("any"),
+            size,
+            c.path
+        );
+    }
+    println!("\nimages ({}):", m.images.len());
+    for i in &m.images {
+        println!(
+            "  {}\n    {}  [{}]",
+            i.reference,
+            i.digest,
+            i.platforms.join(", ")
+        );
+    }
+    Ok(())
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("bundle verify: not built yet")
+    let src = BundleSource::open(&args.bundle)?;
+    let trust = if args.insecure_skip_signature {
+        eprintln!(
+            "warning: --insecure-skip-signature: the signature of {} is not checked",
+            src.display()
+        );
+        Trust::InsecureUnsigned
+    } else {
+        let paths = if args.trust.is_empty() {
+            vec![PathBuf::from(DEFAULT_TRUST_DIR)]
+        } else {
+            args.trust.clone()
+        };
+        Trust::Keys(TrustedKeys::load(&paths).context("loading trusted keys")?)
+    };
+    let started = Instant::now();
+    let v = verify_and_extract(&src, &trust, &mut NullSink)
+        .with_context(|| format!("verifying {}", src.display()))?;
+    let carried = v.manifest.files.iter().filter(|f| !f.in_base).count();
+    println!(
+        "OK {}: {} {} (kubernetes {}), {} files, {} of content checked in {:.1}s; bundle.json sha256 {}",
+        src.display(),
+        v.manifest.name,
+        if v.signature.is_some() && !args.insecure_skip_signature { "signed by a trusted key" } else { "NOT signature-checked" },
+        v.manifest.kubernetes,
+        carried,
+        human(v.manifest.content_bytes()),
+        started.elapsed().as_secs_f64(),
+        v.manifest_sha256,
+    );
+    Ok(())
 }

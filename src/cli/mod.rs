@@ -7,6 +7,7 @@ pub mod bundle_unpack;
 pub mod install;
 pub mod plan;
 pub mod registry;
+pub mod registry_push;
 
 /// Exit codes: 0 ok, 1 failure, 2 usage error (clap), 3 verification failure.
 pub fn exit_code(err: &anyhow::Error) -> u8 {

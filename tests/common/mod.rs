@@ -2,4 +2,6 @@
 //! Each test binary uses a subset, so unused items are expected.
 #![allow(dead_code)]
 
+pub mod mirror;
+pub mod rig;
 pub mod upstream;

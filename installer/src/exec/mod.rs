@@ -1,0 +1,133 @@
+//! Host executors: run commands and place files on a host, over SSH (system
+//! OpenSSH client, multiplexed) or locally for the deploy host.
+//!
+//! Every operation is logged to the host's log file (see [`HostLog`]); file
+//! contents never are (they may be private keys).
+
+mod fanout;
+mod local;
+mod log;
+mod ssh;
+mod upload;
+
+pub use fanout::fan_out;
+pub use local::LocalExecutor;
+pub use log::HostLog;
+pub use ssh::{KnownHostsPolicy, SshDestination, SshExecutor, SshOptions};
+pub use upload::{sh_quote, Source, Upload};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{host}: cannot connect over SSH to {destination}: {source}. Check that sshd runs there, the address/port/user/key in the inventory, and the known_hosts policy (--ssh-known-hosts)")]
+    Connect {
+        host: String,
+        destination: String,
+        #[source]
+        source: openssh::Error,
+    },
+    #[error("{host}: SSH session failed while running `{command}`: {reason}")]
+    Session {
+        host: String,
+        command: String,
+        reason: String,
+    },
+    #[error("{host}: `{command}` exited with {code}: {stderr}")]
+    Failed {
+        host: String,
+        command: String,
+        code: i32,
+        stderr: String,
+    },
+    #[error("{host}: cannot read {path} on the deploy host: {source}")]
+    LocalFile {
+        host: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{host}: {path}: {reason}")]
+    Io {
+        host: String,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+pub type Result<T, E = ExecError> = std::result::Result<T, E>;
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct CmdOutput {
+    /// Exit code; -1 when killed by a signal.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CmdOutput {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// A host to work on: SSH or the local machine.
+pub enum Executor {
+    Ssh(SshExecutor),
+    Local(LocalExecutor),
+}
+
+impl Executor {
+    pub fn host(&self) -> &str {
+        match self {
+            Executor::Ssh(e) => e.host(),
+            Executor::Local(e) => e.host(),
+        }
+    }
+
+    pub fn log(&self) -> &HostLog {
+        match self {
+            Executor::Ssh(e) => e.log(),
+            Executor::Local(e) => e.log(),
+        }
+    }
+
+    /// Runs `script` with `sh -c`, feeding `input` to its stdin; never fails on
+    /// a non-zero exit (see [`Executor::check`] for that).
+    pub async fn run_with(&self, script: &str, input: Option<&Source>) -> Result<CmdOutput> {
+        let out = match self {
+            Executor::Ssh(e) => e.run_with(script, input).await,
+            Executor::Local(e) => e.run_with(script, input).await,
+        };
+        match &out {
+            Ok(o) => self.log().command(script, o),
+            Err(err) => self.log().line(&format!("$ {script}\n  error: {err}")),
+        }
+        out
+    }
+
+    pub async fn run(&self, script: &str) -> Result<CmdOutput> {
+        self.run_with(script, None).await
+    }
+
+    /// Runs `script`; a non-zero exit is an error carrying its stderr.
+    pub async fn check(&self, script: &str) -> Result<String> {
+        let out = self.run(script).await?;
+        if out.success() {
+            Ok(out.stdout)
+        } else {
+            Err(ExecError::Failed {
+                host: self.host().to_string(),
+                command: script.to_string(),
+                code: out.code,
+                stderr: last_lines(&out.stderr, 8),
+            })
+        }
+    }
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,301 @@
+//! The in-memory view the mirror serves: every unpacked bundle's
+//! images/index.json, with all manifests and indexes loaded (they are small),
+//! so requests never touch the directory tree except to stream blobs.
+
+use super::reference::{docker_hub_path, looks_like_host, normalize_host, ImageRef, DOCKER_HUB};
+use crate::store::{digest_hex, Store, StoreError};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {reason}")]
+    Layout { path: PathBuf, reason: String },
+}
+
+/// A manifest or index, byte-for-byte as stored.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub digest: String,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+impl Manifest {
+    pub fn is_index(&self) -> bool {
+        self.media_type == OCI_INDEX || self.media_type == DOCKER_LIST
+    }
+}
+
+/// One repository (`registry.k8s.io/pause`): its tags and everything reachable from them.
+#[derive(Debug, Default)]
+pub struct Repo {
+    pub host: String,
+    pub path: String,
+    pub tags: BTreeMap<String, String>,
+    pub manifests: HashSet<String>,
+    pub blobs: HashSet<String>,
+}
+
+impl Repo {
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.host, self.path)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolve {
+    Unknown,
+    /// The path exists under several upstream hosts; the client must say which (ns or host prefix).
+    Ambiguous(Vec<String>),
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    repos: HashMap<(String, String), Repo>,
+    /// Repository path -> hosts that have it.
+    by_path: HashMap<String, Vec<String>>,
+    manifests: HashMap<String, Manifest>,
+    blobs_dir: PathBuf,
+}
+
+impl Catalog {
+    /// Loads every unpacked bundle's image index. A broken bundle is skipped
+    /// with a warning so one bad directory does not take the mirror down.
+    pub fn load(store: &Store) -> Result<Catalog, CatalogError> {
+        let mut catalog = Catalog {
+            blobs_dir: store.blobs_dir(),
+            ..Catalog::default()
+        };
+        for bundle in store.bundles()? {
+            if let Err(err) = catalog.add_bundle(store, &bundle) {
+                tracing::warn!(bundle = %bundle, "skipping the bundle's images: {err}");
+            }
+        }
+        for repo in catalog.repos.values() {
+            catalog
+                .by_path
+                .entry(repo.path.clone())
+                .or_default()
+                .push(repo.host.clone());
+        }
+        for hosts in catalog.by_path.values_mut() {
+            hosts.sort();
+        }
+        Ok(catalog)
+    }
+
+    fn add_bundle(&mut self, store: &Store, bundle: &str) -> Result<(), CatalogError> {
+        let index_path = store.images_dir(bundle)?.join("index.json");
+        let bytes = match std::fs::read(&index_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io(&index_path, e).into()),
+        };
+        let index: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| CatalogError::Layout {
+                path: index_path.clone(),
+                reason: format!("invalid JSON: {e}"),
+            })?;
+        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+        for entry in entries {
+            let Some(name) = entry["annotations"][REF_NAME].as_str() else {
+                continue;
+            };
+            let Some(image) = ImageRef::parse(name) else {
+                tracing::warn!(
+                    bundle,
+                    reference = name,
+                    "not a full image reference; not served"
+                );
+                continue;
+            };
+            let Some(digest) = entry["digest"].as_str() else {
+                continue;
+            };
+            let media_type = entry["mediaType"].as_str().unwrap_or(OCI_MANIFEST);
+            let mut reach = Reach::default();
+            if let Err(err) = self.load_manifest(store, digest, media_type, &mut reach, 0) {
+                tracing::warn!(bundle, reference = name, "not served: {err}");
+                continue;
+            }
+            let repo = self
+                .repos
+                .entry((image.host.clone(), image.path.clone()))
+                .or_insert_with(|| Repo {
+                    host: image.host.clone(),
+                    path: image.path.clone(),
+                    ..Repo::default()
+                });
+            if let Some(tag) = &image.tag {
+                repo.tags.insert(tag.clone(), digest.to_owned());
+            }
+            repo.manifests.extend(reach.manifests);
+            repo.blobs.extend(reach.blobs);
+        }
+        Ok(())
+    }
+
+    /// Loads a manifest or index (checking its digest) and everything it references.
+    fn load_manifest(
+        &mut self,
+        store: &Store,
+        digest: &str,
+        media_type: &str,
+        reach: &mut Reach,
+        depth: usize,
+    ) -> Result<(), CatalogError> {
+        if depth > 4 {
+            return Err(layout_error(store, digest, "indexes nested too deep"));
+        }
+        reach.manifests.insert(digest.to_owned());
+        reach.blobs.insert(digest.to_owned());
+        let manifest = match self.manifests.get(digest) {
+            Some(m) => m.clone(),
+            None => {
+                let path = store.blob_path(digest)?;
+                let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+                if format!("sha256:{}", hex::encode(Sha256::digest(&bytes))) != digest {
+                    return Err(layout_error(
+                        store,
+                        digest,
+                        "content does not match its digest",
+                    ));
+                }
+                // The stored mediaType field wins over the descriptor's, as registries do.
+                let parsed: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| layout_error(store, digest, &format!("invalid JSON: {e}")))?;
+                let media_type = parsed["mediaType"]
+                    .as_str()
+                    .unwrap_or(media_type)
+                    .to_owned();
+                let m = Manifest {
+                    digest: digest.to_owned(),
+                    media_type,
+                    bytes: Bytes::from(bytes),
+                };
+                self.manifests.insert(digest.to_owned(), m.clone());
+                m
+            }
+        };
+        let parsed: serde_json::Value = serde_json::from_slice(&manifest.bytes)
+            .map_err(|e| layout_error(store, digest, &format!("invalid JSON: {e}")))?;
+        if manifest.is_index() {
+            for child in parsed["manifests"].as_array().into_iter().flatten() {
+                let (Some(d), Some(mt)) = (child["digest"].as_str(), child["mediaType"].as_str())
+                else {
+                    return Err(layout_error(
+                        store,
+                        digest,
+                        "index entry without digest or mediaType",
+                    ));
+                };
+                self.load_manifest(store, d, mt, reach, depth + 1)?;
+            }
+        } else {
+            let descriptors = std::iter::once(&parsed["config"])
+                .chain(parsed["layers"].as_array().into_iter().flatten());
+            for desc in descriptors {
+                if let Some(d) = desc["digest"].as_str() {
+                    digest_hex(d)?;
+                    if !store.has_blob(d) {
+                        return Err(layout_error(store, d, "blob missing from the store"));
+                    }
+                    reach.blobs.insert(d.to_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the repository a client means by `name` (and containerd's `ns` parameter).
+    pub fn resolve(&self, name: &str, ns: Option<&str>) -> Result<&Repo, Resolve> {
+        if let Some(ns) = ns {
+            let host = normalize_host(ns);
+            let path = docker_hub_path(&host, name);
+            // Some clients send both ns and the host prefix.
+            let path = path
+                .strip_prefix(&format!("{host}/"))
+                .map(str::to_owned)
+                .unwrap_or(path);
+            return self.repos.get(&(host, path)).ok_or(Resolve::Unknown);
+        }
+        if let Some((first, rest)) = name.split_once('/') {
+            if looks_like_host(first) {
+                let host = normalize_host(first);
+                let path = docker_hub_path(&host, rest);
+                if let Some(repo) = self.repos.get(&(host, path)) {
+                    return Ok(repo);
+                }
+            }
+        }
+        let mut hosts: Vec<(String, String)> = Vec::new();
+        for (path, extra) in [
+            (name.to_owned(), None),
+            (docker_hub_path(DOCKER_HUB, name), Some(DOCKER_HUB)),
+        ] {
+            for host in self.by_path.get(&path).into_iter().flatten() {
+                if extra.is_none_or(|h| h == host)
+                    && !hosts.iter().any(|(h, p)| h == host && p == &path)
+                {
+                    hosts.push((host.clone(), path.clone()));
+                }
+            }
+        }
+        match hosts.as_slice() {
+            [] => Err(Resolve::Unknown),
+            [(host, path)] => self
+                .repos
+                .get(&(host.clone(), path.clone()))
+                .ok_or(Resolve::Unknown),
+            many => Err(Resolve::Ambiguous(
+                many.iter().map(|(h, p)| format!("{h}/{p}")).collect(),
+            )),
+        }
+    }
+
+    pub fn manifest(&self, digest: &str) -> Option<&Manifest> {
+        self.manifests.get(digest)
+    }
+
+    /// Full names (`registry.k8s.io/pause`), sorted.
+    pub fn repositories(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.repos.values().map(Repo::name).collect();
+        names.sort();
+        names
+    }
+
+    pub fn blob_path(&self, digest: &str) -> Option<PathBuf> {
+        digest_hex(digest).ok().map(|hex| self.blobs_dir.join(hex))
+    }
+
+    pub fn image_count(&self) -> usize {
+        self.repos.values().map(|r| r.tags.len()).sum()
+    }
+}
+
+#[derive(Default)]
+struct Reach {
+    manifests: HashSet<String>,
+    blobs: HashSet<String>,
+}
+
+fn layout_error(store: &Store, digest: &str, reason: &str) -> CatalogError {
+    let path = store
+        .blob_path(digest)
+        .unwrap_or_else(|_| store.blobs_dir().join(digest));
+    CatalogError::Layout {
+        path,
+        reason: reason.to_owned(),
+    }
+}

@@ -1,0 +1,121 @@
+//! The multi-host test rig (tests/rig/rig.sh) as a guard: `Rig::up` boots N
+//! test hosts (network + mount/PID/UTS/cgroup namespaces, overlay root,
+//! systemd, sshd) and Drop tears them down by the ids the rig recorded, also
+//! when the test panics. Each rig gets its own state dir, name prefix and
+//! /24 inside 198.18.0.0/15, so tests can run side by side.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Rig {
+    pub dir: PathBuf,
+    pub id: String,
+    pub net: String,
+    /// (name, address) of every host, h1..hN.
+    pub hosts: Vec<(String, String)>,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rig/rig.sh")
+}
+
+impl Rig {
+    /// Boots `n` hosts. `id` (<= 5 chars) names the namespaces and links;
+    /// `octet` picks the /24: 198.18.<octet>.0.
+    pub fn up(n: usize, id: &str, octet: u8) -> Rig {
+        let dir = PathBuf::from(format!("/var/tmp/ferry-rig-{id}-{}", std::process::id()));
+        let net = format!("198.18.{octet}");
+        let rig = Rig {
+            dir,
+            id: id.to_string(),
+            net: net.clone(),
+            hosts: (1..=n)
+                .map(|i| (format!("h{i}"), format!("{net}.{}", 10 + i)))
+                .collect(),
+        };
+        let out = rig
+            .cmd()
+            .arg("up")
+            .arg(n.to_string())
+            .output()
+            .expect("run tests/rig/rig.sh");
+        assert!(
+            out.status.success(),
+            "rig up {n} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        rig
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(script());
+        c.env("FERRY_RIG_DIR", &self.dir)
+            .env("FERRY_RIG_ID", &self.id)
+            .env("FERRY_RIG_NET", &self.net);
+        c
+    }
+
+    pub fn ssh_config(&self) -> PathBuf {
+        self.dir.join("ssh_config")
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.dir.join("id_ed25519")
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+
+    pub fn addr(&self, host: &str) -> &str {
+        &self
+            .hosts
+            .iter()
+            .find(|(h, _)| h == host)
+            .unwrap_or_else(|| panic!("no rig host {host}"))
+            .1
+    }
+
+    /// Runs `bash -c script` inside `host` without SSH (works with sshd stopped).
+    pub fn exec(&self, host: &str, script: &str) -> Output {
+        self.cmd()
+            .args(["exec", host, "bash", "-c", script])
+            .output()
+            .expect("run tests/rig/rig.sh exec")
+    }
+
+    /// Like `exec`, but panics with the output unless it exits 0; returns stdout.
+    pub fn sh(&self, host: &str, script: &str) -> String {
+        let out = self.exec(host, script);
+        assert!(
+            out.status.success(),
+            "{host}: `{script}` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `script` on `host` over SSH with the rig's ssh_config.
+    pub fn ssh(&self, host: &str, script: &str) -> Output {
+        Command::new("ssh")
+            .arg("-F")
+            .arg(self.ssh_config())
+            .args(["-o", "BatchMode=yes", host, script])
+            .output()
+            .expect("run ssh")
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        match self.cmd().arg("down").output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("rig down failed: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => eprintln!("rig down failed: {e}"),
+        }
+    }
+}

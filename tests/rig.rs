@@ -1,0 +1,98 @@
+//! The test rig itself: hosts boot systemd, answer SSH with the generated
+//! key, reach each other over the bridge, keep apt-enabled services off, keep
+//! the machine's kernel settings out of reach, and leave nothing behind.
+
+mod common;
+
+use common::rig::Rig;
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn rig_boots_hosts_and_tears_down_completely() {
+    let rig = Rig::up(2, "frt", 40);
+    let (id, dir) = (rig.id.clone(), rig.dir.clone());
+
+    for (host, addr) in &rig.hosts {
+        let out = rig.ssh(
+            host,
+            "hostname; systemctl is-system-running --wait; ip -4 -o addr show eth0",
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{host}: ssh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.starts_with(&format!("{host}\n")),
+            "{host}: hostname: {text}"
+        );
+        assert!(
+            text.contains("running"),
+            "{host}: systemd not running: {text}"
+        );
+        assert!(
+            text.contains(&format!("{addr}/24")),
+            "{host}: address: {text}"
+        );
+    }
+    // Host to host over the bridge, and no default route.
+    let peer = rig.addr("h2").to_string();
+    rig.sh(
+        "h1",
+        &format!("exec 3<>/dev/tcp/{peer}/22 && head -c 7 <&3 | grep -q SSH-2.0"),
+    );
+    assert_eq!(rig.sh("h1", "ip route show default"), "");
+    // apt enabled these on the machine; the hosts keep them off.
+    for unit in [
+        "containerd",
+        "etcd",
+        "haproxy",
+        "keepalived",
+        "docker-registry",
+    ] {
+        let out = rig.exec("h1", &format!("systemctl is-active {unit}"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "inactive",
+            "{unit} runs in h1"
+        );
+    }
+    // The installer can still enable a unit of the same name.
+    rig.sh("h1", "systemctl enable containerd && systemctl start containerd && systemctl is-active containerd");
+    // Per-host containerd state on a real filesystem, not on the overlay root.
+    let fs = rig.sh("h1", "stat -f -c %T /var/lib/containerd");
+    assert_ne!(
+        fs.trim(),
+        "overlayfs",
+        "containerd state sits on the overlay root"
+    );
+    // net.* is per host; the machine's vm.* is out of reach.
+    rig.sh("h1", "sysctl -w net.ipv4.ip_forward=1");
+    assert!(!rig.exec("h1", "sysctl -w vm.swappiness=1").status.success());
+    // A stopped sshd refuses SSH; exec still reaches the host.
+    rig.sh("h2", "systemctl stop ssh");
+    assert!(!rig.ssh("h2", "true").status.success());
+    rig.sh("h2", "systemctl start ssh");
+    assert!(rig.ssh("h2", "true").status.success());
+
+    drop(rig);
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&netns.stdout).contains(&format!("{id}-h")),
+        "netns left"
+    );
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&links.stdout).contains(&format!("{id}-")),
+        "links left"
+    );
+    assert!(
+        !Path::new(&dir).exists(),
+        "state dir {} left",
+        dir.display()
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(dir.to_str().unwrap()), "mounts left");
+}
