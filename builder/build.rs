@@ -21,7 +21,12 @@ fn main() {
             println!("cargo:rerun-if-changed={}", f.display());
             let stem = f.file_stem().unwrap().to_string_lossy().to_string();
             let path = f.canonicalize().unwrap();
-            writeln!(out, "    ({stem:?}, include_str!({:?})),", path.display().to_string()).unwrap();
+            writeln!(
+                out,
+                "    ({stem:?}, include_str!({:?})),",
+                path.display().to_string()
+            )
+            .unwrap();
         }
         writeln!(out, "];").unwrap();
     }

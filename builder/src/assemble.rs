@@ -44,7 +44,13 @@ pub fn manifest(i: Inputs<'_>) -> Result<BundleManifest> {
     let files = i
         .files
         .values()
-        .map(|f| FileEntry { path: f.path.clone(), size: f.size, sha256: f.sha256.clone(), mode: f.mode, in_base: false })
+        .map(|f| FileEntry {
+            path: f.path.clone(),
+            size: f.size,
+            sha256: f.sha256.clone(),
+            mode: f.mode,
+            in_base: false,
+        })
         .collect();
     Ok(BundleManifest {
         schema: SCHEMA_VERSION,
@@ -60,13 +66,11 @@ pub fn manifest(i: Inputs<'_>) -> Result<BundleManifest> {
     })
 }
 
-/// The minisign trusted comment: name, Kubernetes version, sha256 of bundle.json.
-pub fn trusted_comment(m: &BundleManifest, manifest_sha256: &str) -> String {
-    format!("ferry bundle name:{} kubernetes:{} bundle.json-sha256:{manifest_sha256}", m.name, m.kubernetes)
-}
-
 /// `prod.tar.zst` -> `prod`.
 pub fn bundle_name(output: &std::path::Path) -> String {
-    let file = output.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into());
+    let file = output
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bundle".into());
     file.strip_suffix(".tar.zst").unwrap_or(&file).to_string()
 }

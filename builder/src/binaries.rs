@@ -29,8 +29,15 @@ pub async fn fetch_artifact(
     art: &Artifact,
 ) -> Result<(Vec<ContentFile>, Vec<Component>)> {
     let label = format!("{} {} ({})", art.component, art.file_name, art.platform);
-    let sums = ctx.checksum_text(&art.checksum_url, &mirrors.map_url(&art.checksum_url)).await?;
-    let listed = expected_sha256(art.checksum_format, &sums, &art.file_name, &art.checksum_url)?;
+    let sums = ctx
+        .checksum_text(&art.checksum_url, &mirrors.map_url(&art.checksum_url))
+        .await?;
+    let listed = expected_sha256(
+        art.checksum_format,
+        &sums,
+        &art.file_name,
+        &art.checksum_url,
+    )?;
     if let Some(pin) = &art.pinned {
         if pin != &listed {
             return Err(Error::PinMismatch {
@@ -43,7 +50,16 @@ pub async fn fetch_artifact(
         }
     }
     let url = mirrors.map_url(&art.url);
-    ctx.file(&label, &art.url, &url, Expect { sha256: &listed, from: &art.checksum_url }).await?;
+    ctx.file(
+        &label,
+        &art.url,
+        &url,
+        Expect {
+            sha256: &listed,
+            from: &art.checksum_url,
+        },
+    )
+    .await?;
 
     let checksum_source = match &art.pinned {
         Some(_) => format!("{} (pinned in catalog)", art.checksum_url),
@@ -73,18 +89,31 @@ pub async fn fetch_artifact(
                 size,
                 mode: o.mode,
             });
-            let kind = if art.kind == Kind::Binary { ComponentKind::Binary } else { ComponentKind::Archive };
+            let kind = if art.kind == Kind::Binary {
+                ComponentKind::Binary
+            } else {
+                ComponentKind::Archive
+            };
             let name = o.path.rsplit('/').next().unwrap_or(&art.component);
-            let name = if art.kind == Kind::Binary { name } else { art.component.as_str() };
+            let name = if art.kind == Kind::Binary {
+                name
+            } else {
+                art.component.as_str()
+            };
             comps.push(record(name, kind, &o.path));
         }
         Kind::Extract => {
-            let members: Vec<String> = art.outputs.iter().filter_map(|o| o.member.clone()).collect();
+            let members: Vec<String> = art
+                .outputs
+                .iter()
+                .filter_map(|o| o.member.clone())
+                .collect();
             let cache = ctx.cache.clone();
             let (hex, archive) = (listed.clone(), art.url.clone());
-            let found = tokio::task::spawn_blocking(move || extract(&cache, &hex, &archive, &members))
-                .await
-                .map_err(|e| Error::Usage(format!("internal: {e}")))??;
+            let found =
+                tokio::task::spawn_blocking(move || extract(&cache, &hex, &archive, &members))
+                    .await
+                    .map_err(|e| Error::Usage(format!("internal: {e}")))??;
             for o in &art.outputs {
                 let member = o.member.as_deref().unwrap_or_default();
                 let (sha, size) = found.get(member).cloned().ok_or_else(|| Error::Archive {
@@ -108,12 +137,18 @@ pub async fn fetch_artifact(
 
 /// Takes `members` out of the cached .tar.gz `tar_hex` into the cache, streaming.
 /// Remembers the result in `extracted/<hex>.json`, so a second build skips it.
-fn extract(cache: &Cache, tar_hex: &str, archive: &str, members: &[String]) -> Result<BTreeMap<String, (String, u64)>> {
+fn extract(
+    cache: &Cache,
+    tar_hex: &str,
+    archive: &str,
+    members: &[String],
+) -> Result<BTreeMap<String, (String, u64)>> {
     let index_path = cache.extracted_index(tar_hex);
     if let Ok(bytes) = std::fs::read(&index_path) {
         if let Ok(map) = serde_json::from_slice::<BTreeMap<String, (String, u64)>>(&bytes) {
             let complete = members.iter().all(|m| {
-                map.get(m).is_some_and(|(sha, size)| cache.blob_size(sha) == Some(*size))
+                map.get(m)
+                    .is_some_and(|(sha, size)| cache.blob_size(sha) == Some(*size))
             });
             if complete {
                 return Ok(map);
@@ -122,12 +157,20 @@ fn extract(cache: &Cache, tar_hex: &str, archive: &str, members: &[String]) -> R
     }
     let path = cache.blob_path(tar_hex);
     let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-    let bad = |reason: String| Error::Archive { archive: archive.to_string(), reason };
+    let bad = |reason: String| Error::Archive {
+        archive: archive.to_string(),
+        reason,
+    };
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
     let mut found = BTreeMap::new();
     for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
-        let name = entry.path().map_err(|e| bad(e.to_string()))?.to_string_lossy().trim_start_matches("./").to_string();
+        let name = entry
+            .path()
+            .map_err(|e| bad(e.to_string()))?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
         if !members.contains(&name) {
             continue;
         }
@@ -137,14 +180,16 @@ fn extract(cache: &Cache, tar_hex: &str, archive: &str, members: &[String]) -> R
         let mut w = cache.writer()?;
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let n = entry.read(&mut buf).map_err(|e| bad(format!("{name}: {e}")))?;
+            let n = entry
+                .read(&mut buf)
+                .map_err(|e| bad(format!("{name}: {e}")))?;
             if n == 0 {
                 break;
             }
             w.write(&buf[..n])?;
         }
         let (sha, size) = w.commit(cache, None).map_err(|e| match e {
-            CommitError::Io(e) => e,
+            CommitError::Io(e) => *e,
             CommitError::Mismatch { .. } => bad("internal digest error".into()),
         })?;
         found.insert(name, (sha, size));
@@ -153,7 +198,9 @@ fn extract(cache: &Cache, tar_hex: &str, archive: &str, members: &[String]) -> R
         }
     }
     if let Some(m) = members.iter().find(|m| !found.contains_key(*m)) {
-        return Err(bad(format!("has no member {m}; check `extract` in the catalog")));
+        return Err(bad(format!(
+            "has no member {m}; check `extract` in the catalog"
+        )));
     }
     let json = serde_json::to_vec(&found).map_err(|e| bad(e.to_string()))?;
     cache.put_meta(&index_path, &json)?;

@@ -27,7 +27,9 @@ impl Cache {
         if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
             return PathBuf::from(x).join("ferry");
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/root"));
         home.join(".cache/ferry")
     }
 
@@ -36,7 +38,9 @@ impl Cache {
             let d = root.join(sub);
             std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
-        let cache = Cache { root: root.to_path_buf() };
+        let cache = Cache {
+            root: root.to_path_buf(),
+        };
         cache.remove_stale_temp();
         Ok(cache)
     }
@@ -51,11 +55,16 @@ impl Cache {
 
     /// Size of the cached blob, if present.
     pub fn blob_size(&self, hex: &str) -> Option<u64> {
-        std::fs::metadata(self.blob_path(hex)).ok().filter(|m| m.is_file()).map(|m| m.len())
+        std::fs::metadata(self.blob_path(hex))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
     }
 
     pub fn checksum_path(&self, upstream_url: &str) -> PathBuf {
-        self.root.join("checksums").join(hex::encode(Sha256::digest(upstream_url.as_bytes())))
+        self.root
+            .join("checksums")
+            .join(hex::encode(Sha256::digest(upstream_url.as_bytes())))
     }
 
     pub fn extracted_index(&self, tar_hex: &str) -> PathBuf {
@@ -68,7 +77,11 @@ impl Cache {
             .prefix(&format!("{}.", std::process::id()))
             .tempfile_in(&dir)
             .map_err(|e| Error::io(&dir, e))?;
-        Ok(BlobWriter { tmp, hasher: Sha256::new(), size: 0 })
+        Ok(BlobWriter {
+            tmp,
+            hasher: Sha256::new(),
+            size: 0,
+        })
     }
 
     /// Writes small bytes (manifests, indexes) as a blob; returns the hex digest.
@@ -80,8 +93,10 @@ impl Cache {
         let mut w = self.writer()?;
         w.write(data)?;
         w.commit(self, Some(&hex)).map_err(|e| match e {
-            CommitError::Io(e) => e,
-            CommitError::Mismatch { .. } => Error::Usage("cache: digest changed while writing".into()),
+            CommitError::Io(e) => *e,
+            CommitError::Mismatch { .. } => {
+                Error::Usage("cache: digest changed while writing".into())
+            }
         })?;
         Ok(hex)
     }
@@ -94,14 +109,18 @@ impl Cache {
             .tempfile_in(self.root.join("tmp"))
             .map_err(|e| Error::io(dir, e))?;
         tmp.write_all(data).map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(tmp.path(), e))?;
         tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
         Ok(())
     }
 
     /// Temp files of builds that are no longer running.
     fn remove_stale_temp(&self) {
-        let Ok(rd) = std::fs::read_dir(self.root.join("tmp")) else { return };
+        let Ok(rd) = std::fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let pid = name.split('.').next().and_then(|p| p.parse::<u32>().ok());
@@ -114,7 +133,7 @@ impl Cache {
 }
 
 pub enum CommitError {
-    Io(Error),
+    Io(Box<Error>),
     Mismatch { actual: String },
 }
 
@@ -129,7 +148,9 @@ impl BlobWriter {
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         self.hasher.update(data);
         self.size += data.len() as u64;
-        self.tmp.write_all(data).map_err(|e| Error::io(self.tmp.path(), e))
+        self.tmp
+            .write_all(data)
+            .map_err(|e| Error::io(self.tmp.path(), e))
     }
 
     pub fn size(&self) -> u64 {
@@ -138,7 +159,11 @@ impl BlobWriter {
 
     /// Checks the digest (when `expected` is given), fsyncs and renames into
     /// `blobs/`. On mismatch the temp file is removed. Returns (hex, size).
-    pub fn commit(self, cache: &Cache, expected: Option<&str>) -> std::result::Result<(String, u64), CommitError> {
+    pub fn commit(
+        self,
+        cache: &Cache,
+        expected: Option<&str>,
+    ) -> std::result::Result<(String, u64), CommitError> {
         let actual = hex::encode(self.hasher.finalize());
         if let Some(exp) = expected {
             if exp != actual {
@@ -147,8 +172,13 @@ impl BlobWriter {
         }
         let dest = cache.blob_path(&actual);
         let path = self.tmp.path().to_path_buf();
-        self.tmp.as_file().sync_all().map_err(|e| CommitError::Io(Error::io(&path, e)))?;
-        self.tmp.persist(&dest).map_err(|e| CommitError::Io(Error::io(&dest, e.error)))?;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| CommitError::Io(Box::new(Error::io(&path, e))))?;
+        self.tmp
+            .persist(&dest)
+            .map_err(|e| CommitError::Io(Box::new(Error::io(&dest, e.error))))?;
         Ok((actual, self.size))
     }
 }

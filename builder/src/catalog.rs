@@ -96,15 +96,18 @@ impl Catalog {
             return Err(Error::data(
                 &file.origin,
                 "kubernetes",
-                format!("is {:?} but the file is named for {version:?}", cat.kubernetes),
+                format!(
+                    "is {:?} but the file is named for {version:?}",
+                    cat.kubernetes
+                ),
             ));
         }
         Ok(cat)
     }
 
     pub fn parse(file: &DataFile) -> Result<Catalog> {
-        let mut cat: Catalog =
-            toml::from_str(&file.text).map_err(|e| Error::data(&file.origin, "(syntax)", e.to_string()))?;
+        let mut cat: Catalog = toml::from_str(&file.text)
+            .map_err(|e| Error::data(&file.origin, "(syntax)", e.to_string()))?;
         cat.origin = file.origin.clone();
         cat.validate()?;
         Ok(cat)
@@ -119,13 +122,19 @@ impl Catalog {
             return Err(self.err("platforms", "must list at least one platform"));
         }
         for p in &self.platforms {
-            split_platform(p).ok_or_else(|| self.err("platforms", format!("{p:?} is not <os>/<arch>")))?;
+            split_platform(p)
+                .ok_or_else(|| self.err("platforms", format!("{p:?} is not <os>/<arch>")))?;
         }
         let mut names = std::collections::BTreeSet::new();
         let mut outputs = std::collections::BTreeSet::new();
         for (i, c) in self.components.iter().enumerate() {
             let key = |k: &str| format!("components[{i}] ({}).{k}", c.name);
-            if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+            {
                 return Err(self.err(key("name"), "must be non-empty [A-Za-z0-9-_.]"));
             }
             if !names.insert(c.name.clone()) {
@@ -133,17 +142,26 @@ impl Catalog {
             }
             for (p, _) in c.urls.iter().chain(c.sha256.iter()) {
                 if !self.platforms.contains(p) {
-                    return Err(self.err(key("urls/sha256"), format!("platform {p:?} is not in `platforms`")));
+                    return Err(self.err(
+                        key("urls/sha256"),
+                        format!("platform {p:?} is not in `platforms`"),
+                    ));
                 }
             }
             for (p, d) in &c.sha256 {
                 if !is_hex64(d) {
-                    return Err(self.err(key(&format!("sha256.\"{p}\"")), "must be 64 lowercase hex digits"));
+                    return Err(self.err(
+                        key(&format!("sha256.\"{p}\"")),
+                        "must be 64 lowercase hex digits",
+                    ));
                 }
             }
             match c.kind {
                 Kind::Extract if c.extract.is_empty() => {
-                    return Err(self.err(key("extract"), "kind = \"extract\" needs at least one member"))
+                    return Err(self.err(
+                        key("extract"),
+                        "kind = \"extract\" needs at least one member",
+                    ))
                 }
                 Kind::Binary | Kind::Archive if !c.extract.is_empty() => {
                     return Err(self.err(key("extract"), "only for kind = \"extract\""))
@@ -158,7 +176,10 @@ impl Catalog {
                 for a in self.artifact(c, p)? {
                     for o in a.outputs {
                         if !outputs.insert(o.path.clone()) {
-                            return Err(self.err(key("name"), format!("bundle path {} produced twice", o.path)));
+                            return Err(self.err(
+                                key("name"),
+                                format!("bundle path {} produced twice", o.path),
+                            ));
                         }
                     }
                 }
@@ -171,7 +192,11 @@ impl Catalog {
     }
 
     /// Every file to fetch for the given platforms (all must be in the catalog).
-    pub fn artifacts(&self, platforms: &[String], only: Option<&[String]>) -> Result<Vec<Artifact>> {
+    pub fn artifacts(
+        &self,
+        platforms: &[String],
+        only: Option<&[String]>,
+    ) -> Result<Vec<Artifact>> {
         for p in platforms {
             if !self.platforms.contains(p) {
                 return Err(Error::Usage(format!(
@@ -184,7 +209,10 @@ impl Catalog {
         if let Some(only) = only {
             for n in only {
                 if !self.components.iter().any(|c| &c.name == n) {
-                    return Err(self.err("components", format!("profile asks for {n:?}, which this catalog lacks")));
+                    return Err(self.err(
+                        "components",
+                        format!("profile asks for {n:?}, which this catalog lacks"),
+                    ));
                 }
             }
         }
@@ -201,9 +229,14 @@ impl Catalog {
     }
 
     fn artifact(&self, c: &Component, platform: &str) -> Result<Vec<Artifact>> {
-        let idx = self.components.iter().position(|x| x.name == c.name).unwrap_or(0);
+        let idx = self
+            .components
+            .iter()
+            .position(|x| x.name == c.name)
+            .unwrap_or(0);
         let key = |k: &str| format!("components[{idx}] ({}).{k}", c.name);
-        let (os, arch) = split_platform(platform).ok_or_else(|| self.err("platforms", platform.to_string()))?;
+        let (os, arch) =
+            split_platform(platform).ok_or_else(|| self.err("platforms", platform.to_string()))?;
         let vars = [("version", c.version.as_str()), ("os", os), ("arch", arch)];
         let tmpl = c.urls.get(platform).unwrap_or(&c.url);
         let url = expand(tmpl, &vars).map_err(|e| self.err(key("url"), e))?;
@@ -216,7 +249,8 @@ impl Catalog {
         }
         let mut cvars = vars.to_vec();
         cvars.push(("url", url.as_str()));
-        let checksum_url = expand(&c.checksum_url, &cvars).map_err(|e| self.err(key("checksum_url"), e))?;
+        let checksum_url =
+            expand(&c.checksum_url, &cvars).map_err(|e| self.err(key("checksum_url"), e))?;
         let dir = ferry_bundles::manifest::platform_dir(platform);
         let outputs = match c.kind {
             Kind::Binary => vec![Output {
@@ -224,13 +258,22 @@ impl Catalog {
                 member: None,
                 mode: 0o755,
             }],
-            Kind::Archive => vec![Output { path: format!("archives/{dir}/{file_name}"), member: None, mode: 0o644 }],
+            Kind::Archive => vec![Output {
+                path: format!("archives/{dir}/{file_name}"),
+                member: None,
+                mode: 0o644,
+            }],
             Kind::Extract => c
                 .extract
                 .iter()
                 .map(|(name, member)| {
-                    let member = expand(member, &vars).map_err(|e| self.err(key(&format!("extract.{name}")), e))?;
-                    Ok(Output { path: format!("bin/{dir}/{name}"), member: Some(member), mode: 0o755 })
+                    let member = expand(member, &vars)
+                        .map_err(|e| self.err(key(&format!("extract.{name}")), e))?;
+                    Ok(Output {
+                        path: format!("bin/{dir}/{name}"),
+                        member: Some(member),
+                        mode: 0o755,
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?,
         };
@@ -261,7 +304,9 @@ pub fn split_platform(p: &str) -> Option<(&str, &str)> {
 }
 
 fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    s.len() == 64
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
 /// Replaces `{name}` placeholders; an unknown or unclosed one is an error.
@@ -271,7 +316,9 @@ fn expand(tmpl: &str, vars: &[(&str, &str)]) -> std::result::Result<String, Stri
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
         let after = &rest[start + 1..];
-        let end = after.find('}').ok_or_else(|| format!("unclosed '{{' in {tmpl:?}"))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed '{{' in {tmpl:?}"))?;
         let name = &after[..end];
         let value = vars
             .iter()
@@ -290,7 +337,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Catalog> {
-        Catalog::parse(&DataFile { origin: "test.toml".into(), text: text.into() })
+        Catalog::parse(&DataFile {
+            origin: "test.toml".into(),
+            text: text.into(),
+        })
     }
 
     #[test]
@@ -299,22 +349,46 @@ mod tests {
         let plats = vec!["linux/amd64".to_string(), "linux/arm64".to_string()];
         let arts = cat.artifacts(&plats, None).expect("artifacts");
         assert_eq!(arts.len(), 12 * 2);
-        let etcd = arts.iter().find(|a| a.component == "etcd" && a.platform == "linux/arm64").expect("etcd");
+        let etcd = arts
+            .iter()
+            .find(|a| a.component == "etcd" && a.platform == "linux/arm64")
+            .expect("etcd");
         assert_eq!(
             etcd.url,
             "https://github.com/etcd-io/etcd/releases/download/v3.5.12/etcd-v3.5.12-linux-arm64.tar.gz"
         );
-        assert_eq!(etcd.checksum_url, "https://github.com/etcd-io/etcd/releases/download/v3.5.12/SHA256SUMS");
+        assert_eq!(
+            etcd.checksum_url,
+            "https://github.com/etcd-io/etcd/releases/download/v3.5.12/SHA256SUMS"
+        );
         let paths: Vec<_> = etcd.outputs.iter().map(|o| o.path.as_str()).collect();
         assert_eq!(paths, ["bin/linux-arm64/etcd", "bin/linux-arm64/etcdctl"]);
-        assert_eq!(etcd.outputs[0].member.as_deref(), Some("etcd-v3.5.12-linux-arm64/etcd"));
-        let kubelet = arts.iter().find(|a| a.component == "kubelet" && a.platform == "linux/amd64").expect("kubelet");
-        assert_eq!(kubelet.checksum_url, "https://dl.k8s.io/release/v1.29.6/bin/linux/amd64/kubelet.sha256");
-        let runc = arts.iter().find(|a| a.component == "runc" && a.platform == "linux/arm64").expect("runc");
+        assert_eq!(
+            etcd.outputs[0].member.as_deref(),
+            Some("etcd-v3.5.12-linux-arm64/etcd")
+        );
+        let kubelet = arts
+            .iter()
+            .find(|a| a.component == "kubelet" && a.platform == "linux/amd64")
+            .expect("kubelet");
+        assert_eq!(
+            kubelet.checksum_url,
+            "https://dl.k8s.io/release/v1.29.6/bin/linux/amd64/kubelet.sha256"
+        );
+        let runc = arts
+            .iter()
+            .find(|a| a.component == "runc" && a.platform == "linux/arm64")
+            .expect("runc");
         assert_eq!(runc.outputs[0].path, "bin/linux-arm64/runc");
         assert_eq!(runc.file_name, "runc.arm64");
-        let cni = arts.iter().find(|a| a.component == "cni-plugins" && a.platform == "linux/amd64").expect("cni");
-        assert_eq!(cni.outputs[0].path, "archives/linux-amd64/cni-plugins-linux-amd64-v1.4.0.tgz");
+        let cni = arts
+            .iter()
+            .find(|a| a.component == "cni-plugins" && a.platform == "linux/amd64")
+            .expect("cni");
+        assert_eq!(
+            cni.outputs[0].path,
+            "archives/linux-amd64/cni-plugins-linux-amd64-v1.4.0.tgz"
+        );
         assert_eq!(cat.image("pause"), Some("registry.k8s.io/pause:3.9"));
     }
 
@@ -339,16 +413,32 @@ checksum_url = "{url}.sha256"
 checksum_format = "bare"
 "#;
         let err = parse(base).unwrap_err().to_string();
-        assert!(err.starts_with("test.toml: components[0] (x).url: unknown placeholder {bogus}"), "{err}");
+        assert!(
+            err.starts_with("test.toml: components[0] (x).url: unknown placeholder {bogus}"),
+            "{err}"
+        );
 
-        let err = parse(&base.replace("{bogus}/", "").replace("kind = \"binary\"", "kind = \"blob\""))
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("test.toml: (syntax):") && err.contains("blob"), "{err}");
+        let err = parse(
+            &base
+                .replace("{bogus}/", "")
+                .replace("kind = \"binary\"", "kind = \"blob\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("test.toml: (syntax):") && err.contains("blob"),
+            "{err}"
+        );
 
-        let err = parse(&format!("{}\n[components.sha256]\n\"linux/amd64\" = \"abc\"\n", base.replace("{bogus}/", "")))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("components[0] (x).sha256.\"linux/amd64\""), "{err}");
+        let err = parse(&format!(
+            "{}\n[components.sha256]\n\"linux/amd64\" = \"abc\"\n",
+            base.replace("{bogus}/", "")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("components[0] (x).sha256.\"linux/amd64\""),
+            "{err}"
+        );
     }
 }

@@ -6,8 +6,16 @@ use crate::catalog::ChecksumFormat;
 use crate::error::{Error, Result};
 
 /// The lowercase hex sha256 that the checksum file at `url` gives for `file_name`.
-pub fn expected_sha256(format: ChecksumFormat, text: &str, file_name: &str, url: &str) -> Result<String> {
-    let err = |reason: String| Error::ChecksumFile { url: url.to_string(), reason };
+pub fn expected_sha256(
+    format: ChecksumFormat,
+    text: &str,
+    file_name: &str,
+    url: &str,
+) -> Result<String> {
+    let err = |reason: String| Error::ChecksumFile {
+        url: url.to_string(),
+        reason,
+    };
     match format {
         ChecksumFormat::Bare => {
             let mut tokens = text.split_whitespace();
@@ -15,7 +23,9 @@ pub fn expected_sha256(format: ChecksumFormat, text: &str, file_name: &str, url:
             // Tolerate "hex  name" too, as long as the name is the right file.
             if let Some(name) = tokens.next() {
                 if clean(name) != file_name {
-                    return Err(err(format!("lists {name:?}, expected a digest for {file_name}")));
+                    return Err(err(format!(
+                        "lists {name:?}, expected a digest for {file_name}"
+                    )));
                 }
             }
             check_hex(hex).ok_or_else(|| err(format!("{hex:?} is not a sha256 hex digest")))
@@ -27,10 +37,18 @@ pub fn expected_sha256(format: ChecksumFormat, text: &str, file_name: &str, url:
                     continue;
                 }
                 let Some((hex, name)) = line.split_once(char::is_whitespace) else {
-                    return Err(err(format!("line {}: expected \"<sha256>  <file>\"", n + 1)));
+                    return Err(err(format!(
+                        "line {}: expected \"<sha256>  <file>\"",
+                        n + 1
+                    )));
                 };
                 if clean(name.trim()) == file_name {
-                    return check_hex(hex).ok_or_else(|| err(format!("line {}: {hex:?} is not a sha256 hex digest", n + 1)));
+                    return check_hex(hex).ok_or_else(|| {
+                        err(format!(
+                            "line {}: {hex:?} is not a sha256 hex digest",
+                            n + 1
+                        ))
+                    });
                 }
             }
             Err(err(format!("has no line for {file_name}")))
@@ -55,23 +73,46 @@ mod tests {
 
     #[test]
     fn bare_hex() {
-        assert_eq!(expected_sha256(ChecksumFormat::Bare, &format!("{A}\n"), "kubelet", "u").expect("ok"), A);
-        assert_eq!(expected_sha256(ChecksumFormat::Bare, &A.to_uppercase(), "kubelet", "u").expect("ok"), A);
+        assert_eq!(
+            expected_sha256(ChecksumFormat::Bare, &format!("{A}\n"), "kubelet", "u").expect("ok"),
+            A
+        );
+        assert_eq!(
+            expected_sha256(ChecksumFormat::Bare, &A.to_uppercase(), "kubelet", "u").expect("ok"),
+            A
+        );
         assert!(expected_sha256(ChecksumFormat::Bare, "", "kubelet", "u").is_err());
         assert!(expected_sha256(ChecksumFormat::Bare, "abc", "kubelet", "u").is_err());
-        let e = expected_sha256(ChecksumFormat::Bare, &format!("{A}  other"), "kubelet", "http://x/kubelet.sha256")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("http://x/kubelet.sha256") && e.contains("other"), "{e}");
+        let e = expected_sha256(
+            ChecksumFormat::Bare,
+            &format!("{A}  other"),
+            "kubelet",
+            "http://x/kubelet.sha256",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("http://x/kubelet.sha256") && e.contains("other"),
+            "{e}"
+        );
     }
 
     #[test]
     fn sha256sum_listing_picks_the_right_line() {
-        let text = format!("{A}  etcd-v3.5.12-linux-amd64.tar.gz\n{B} *etcd-v3.5.12-linux-arm64.tar.gz\n");
+        let text =
+            format!("{A}  etcd-v3.5.12-linux-amd64.tar.gz\n{B} *etcd-v3.5.12-linux-arm64.tar.gz\n");
         let f = ChecksumFormat::Sha256sum;
-        assert_eq!(expected_sha256(f, &text, "etcd-v3.5.12-linux-arm64.tar.gz", "u").expect("ok"), B);
-        assert_eq!(expected_sha256(f, &text, "etcd-v3.5.12-linux-amd64.tar.gz", "u").expect("ok"), A);
-        let e = expected_sha256(f, &text, "etcd-v3.5.12-linux-s390x.tar.gz", "SUMS").unwrap_err().to_string();
+        assert_eq!(
+            expected_sha256(f, &text, "etcd-v3.5.12-linux-arm64.tar.gz", "u").expect("ok"),
+            B
+        );
+        assert_eq!(
+            expected_sha256(f, &text, "etcd-v3.5.12-linux-amd64.tar.gz", "u").expect("ok"),
+            A
+        );
+        let e = expected_sha256(f, &text, "etcd-v3.5.12-linux-s390x.tar.gz", "SUMS")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SUMS") && e.contains("s390x"), "{e}");
         assert!(expected_sha256(f, "nonsense\n", "x", "u").is_err());
     }

@@ -13,17 +13,28 @@ pub struct DataFile {
 }
 
 /// Looks up `<name>.toml` in `dir` (when given) and then in the embedded set.
-pub fn load(kind: &str, embedded: &[(&str, &str)], dir: Option<&Path>, name: &str) -> Result<DataFile> {
+pub fn load(
+    kind: &str,
+    embedded: &[(&str, &str)],
+    dir: Option<&Path>,
+    name: &str,
+) -> Result<DataFile> {
     if let Some(dir) = dir {
         let path: PathBuf = dir.join(format!("{name}.toml"));
         if path.exists() {
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            return Ok(DataFile { origin: path.display().to_string(), text });
+            return Ok(DataFile {
+                origin: path.display().to_string(),
+                text,
+            });
         }
     }
     if let Some((_, text)) = embedded.iter().find(|(n, _)| *n == name) {
         let origin = format!("bundles/{kind}/{name}.toml (built in)");
-        return Ok(DataFile { origin, text: text.to_string() });
+        return Ok(DataFile {
+            origin,
+            text: text.to_string(),
+        });
     }
     let mut known: Vec<String> = embedded.iter().map(|(n, _)| n.to_string()).collect();
     if let Some(dir) = dir {
@@ -42,7 +53,8 @@ pub fn load(kind: &str, embedded: &[(&str, &str)], dir: Option<&Path>, name: &st
     known.dedup();
     Err(Error::Usage(format!(
         "no {kind} named {name:?}{}; known: {}",
-        dir.map(|d| format!(" in {} or built in", d.display())).unwrap_or_default(),
+        dir.map(|d| format!(" in {} or built in", d.display()))
+            .unwrap_or_default(),
         known.join(", ")
     )))
 }

@@ -44,7 +44,10 @@ impl Ctx {
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(Duration::from_secs(120))
             .build()
-            .map_err(|e| Error::Http { url: "(client)".into(), reason: e.to_string() })?;
+            .map_err(|e| Error::Http {
+                url: "(client)".into(),
+                reason: e.to_string(),
+            })?;
         Ok(Ctx {
             http,
             cache,
@@ -57,7 +60,11 @@ impl Ctx {
 
     /// A transfer slot; hold it while bytes flow.
     pub async fn slot(&self) -> OwnedSemaphorePermit {
-        self.slots.clone().acquire_owned().await.expect("semaphore is never closed")
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed")
     }
 
     /// Serialises work on one digest across jobs.
@@ -78,10 +85,17 @@ impl Ctx {
         }
         let _slot = self.slot().await;
         let resp = self.get(upstream, url).await?;
-        let body = resp.bytes().await.map_err(|e| http_err(upstream, url, e.to_string()))?;
-        self.stats.downloaded_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-        let text = String::from_utf8(body.to_vec())
-            .map_err(|_| Error::ChecksumFile { url: url.into(), reason: "not UTF-8 text".into() })?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| http_err(upstream, url, e.to_string()))?;
+        self.stats
+            .downloaded_bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        let text = String::from_utf8(body.to_vec()).map_err(|_| Error::ChecksumFile {
+            url: url.into(),
+            reason: "not UTF-8 text".into(),
+        })?;
         self.cache.put_meta(&path, text.as_bytes())?;
         Ok(text)
     }
@@ -89,7 +103,13 @@ impl Ctx {
     /// Ensures the file with `expect.sha256` is in the cache, downloading it
     /// from `url` (the mirrored form of `upstream`) when missing. `label` names
     /// the file in progress and errors.
-    pub async fn file(&self, label: &str, upstream: &str, url: &str, expect: Expect<'_>) -> Result<u64> {
+    pub async fn file(
+        &self,
+        label: &str,
+        upstream: &str,
+        url: &str,
+        expect: Expect<'_>,
+    ) -> Result<u64> {
         let _guard = self.lock_digest(expect.sha256).await;
         if let Some(size) = self.cache.blob_size(expect.sha256) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -105,7 +125,9 @@ impl Ctx {
             let chunk = chunk.map_err(|e| http_err(upstream, url, e.to_string()))?;
             w.write(&chunk)?;
             task.inc(chunk.len() as u64);
-            self.stats.downloaded_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            self.stats
+                .downloaded_bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
         drop(task);
         let cache = self.cache.clone();
@@ -116,13 +138,18 @@ impl Ctx {
         match committed {
             Ok((_, size)) => {
                 self.stats.downloads.fetch_add(1, Ordering::Relaxed);
-                self.progress.line(format!("fetched {label} ({})", human(size)));
+                self.progress
+                    .line(format!("fetched {label} ({})", human(size)));
                 Ok(size)
             }
-            Err(CommitError::Io(e)) => Err(e),
+            Err(CommitError::Io(e)) => Err(*e),
             Err(CommitError::Mismatch { actual }) => Err(Error::Digest {
                 file: label.to_string(),
-                url: if url == upstream { url.to_string() } else { format!("{url} (mirror of {upstream})") },
+                url: if url == upstream {
+                    url.to_string()
+                } else {
+                    format!("{url} (mirror of {upstream})")
+                },
                 expected: expect.sha256.to_string(),
                 expected_from: expect.from.to_string(),
                 actual,
@@ -131,7 +158,12 @@ impl Ctx {
     }
 
     async fn get(&self, upstream: &str, url: &str) -> Result<reqwest::Response> {
-        let resp = self.http.get(url).send().await.map_err(|e| http_err(upstream, url, error_chain(&e)))?;
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| http_err(upstream, url, error_chain(&e)))?;
         if !resp.status().is_success() {
             return Err(http_err(upstream, url, format!("HTTP {}", resp.status())));
         }
@@ -140,7 +172,11 @@ impl Ctx {
 }
 
 fn http_err(upstream: &str, url: &str, reason: String) -> Error {
-    let url = if url == upstream { url.to_string() } else { format!("{url} (mirror of {upstream})") };
+    let url = if url == upstream {
+        url.to_string()
+    } else {
+        format!("{url} (mirror of {upstream})")
+    };
     Error::Http { url, reason }
 }
 

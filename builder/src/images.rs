@@ -9,7 +9,8 @@ use crate::mirror::ImageSource;
 use futures::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::{
-    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE,
 };
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -17,8 +18,12 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-const ACCEPT: &[&str] =
-    &[OCI_IMAGE_INDEX_MEDIA_TYPE, IMAGE_MANIFEST_LIST_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE];
+const ACCEPT: &[&str] = &[
+    OCI_IMAGE_INDEX_MEDIA_TYPE,
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE,
+    IMAGE_MANIFEST_MEDIA_TYPE,
+];
 
 /// A blob an image needs, and a repository it can be fetched from.
 #[derive(Debug, Clone)]
@@ -53,7 +58,11 @@ pub struct PlatformImage {
 }
 
 pub fn client(sources: &[ImageSource]) -> Client {
-    let mut plain: Vec<String> = sources.iter().filter(|s| s.plain_http).map(|s| s.registry.clone()).collect();
+    let mut plain: Vec<String> = sources
+        .iter()
+        .filter(|s| s.plain_http)
+        .map(|s| s.registry.clone())
+        .collect();
     plain.sort();
     plain.dedup();
     Client::new(ClientConfig {
@@ -105,7 +114,10 @@ struct ImageConfig {
 }
 
 fn parse_doc(image: &str, what: &str, bytes: &[u8]) -> Result<Doc> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Image { image: image.into(), reason: format!("{what}: {e}") })
+    serde_json::from_slice(bytes).map_err(|e| Error::Image {
+        image: image.into(),
+        reason: format!("{what}: {e}"),
+    })
 }
 
 fn media_type_of(doc: &Doc) -> String {
@@ -125,12 +137,17 @@ fn hex_of(image: &str, digest: &str) -> Result<String> {
         .strip_prefix("sha256:")
         .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
         .map(str::to_string)
-        .ok_or_else(|| Error::Image { image: image.into(), reason: format!("unsupported digest {digest:?} (sha256 only)") })
+        .ok_or_else(|| Error::Image {
+            image: image.into(),
+            reason: format!("unsupported digest {digest:?} (sha256 only)"),
+        })
 }
 
 fn reference(src: &ImageSource) -> Reference {
     match (&src.digest, &src.tag) {
-        (Some(d), _) => Reference::with_digest(src.registry.clone(), src.repository.clone(), d.clone()),
+        (Some(d), _) => {
+            Reference::with_digest(src.registry.clone(), src.repository.clone(), d.clone())
+        }
         (None, t) => Reference::with_tag(
             src.registry.clone(),
             src.repository.clone(),
@@ -140,7 +157,13 @@ fn reference(src: &ImageSource) -> Reference {
 }
 
 /// Manifest bytes by digest: from the cache, else from the registry.
-async fn manifest_by_digest(ctx: &Ctx, client: &Client, image: &str, r: &Reference, digest: &str) -> Result<Vec<u8>> {
+async fn manifest_by_digest(
+    ctx: &Ctx,
+    client: &Client,
+    image: &str,
+    r: &Reference,
+    digest: &str,
+) -> Result<Vec<u8>> {
     let hex = hex_of(image, digest)?;
     let path = ctx.cache.blob_path(&hex);
     if let Ok(bytes) = std::fs::read(&path) {
@@ -152,28 +175,50 @@ async fn manifest_by_digest(ctx: &Ctx, client: &Client, image: &str, r: &Referen
     let (bytes, got) = client
         .pull_manifest_raw(&by_digest, &RegistryAuth::Anonymous, ACCEPT)
         .await
-        .map_err(|e| Error::Image { image: image.into(), reason: format!("manifest {digest}: {e}") })?;
+        .map_err(|e| Error::Image {
+            image: image.into(),
+            reason: format!("manifest {digest}: {e}"),
+        })?;
     if got != digest {
-        return Err(Error::Image { image: image.into(), reason: format!("asked for {digest}, registry sent {got}") });
+        return Err(Error::Image {
+            image: image.into(),
+            reason: format!("asked for {digest}, registry sent {got}"),
+        });
     }
-    ctx.stats.downloaded_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    ctx.stats
+        .downloaded_bytes
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
     ctx.cache.put_bytes(&bytes)?;
     Ok(bytes.to_vec())
 }
 
 /// Resolves `src` for `platforms`: the top manifest and each platform's
 /// manifest go into the cache now; configs and layers are returned as needs.
-pub async fn resolve(ctx: &Ctx, client: &Client, src: &ImageSource, platforms: &[String]) -> Result<PulledImage> {
+pub async fn resolve(
+    ctx: &Ctx,
+    client: &Client,
+    src: &ImageSource,
+    platforms: &[String],
+) -> Result<PulledImage> {
     let image = src.upstream.as_str();
     let r = reference(src);
     let (top, digest) = {
         let _slot = ctx.slot().await;
-        client.pull_manifest_raw(&r, &RegistryAuth::Anonymous, ACCEPT).await.map_err(|e| Error::Image {
-            image: image.into(),
-            reason: format!("pull {} (from {}): {e}", src.pull_reference(), if src.plain_http { "http" } else { "https" }),
-        })?
+        client
+            .pull_manifest_raw(&r, &RegistryAuth::Anonymous, ACCEPT)
+            .await
+            .map_err(|e| Error::Image {
+                image: image.into(),
+                reason: format!(
+                    "pull {} (from {}): {e}",
+                    src.pull_reference(),
+                    if src.plain_http { "http" } else { "https" }
+                ),
+            })?
     };
-    ctx.stats.downloaded_bytes.fetch_add(top.len() as u64, Ordering::Relaxed);
+    ctx.stats
+        .downloaded_bytes
+        .fetch_add(top.len() as u64, Ordering::Relaxed);
     // The exact bytes received: their digest is the upstream digest.
     ctx.cache.put_bytes(&top)?;
     let doc = parse_doc(image, "manifest", &top)?;
@@ -197,26 +242,53 @@ pub async fn resolve(ctx: &Ctx, client: &Client, src: &ImageSource, platforms: &
                 })
             });
             let Some(entry) = entry else {
-                return Err(Error::MissingPlatform { image: image.into(), platform: p.clone(), digest: digest.clone() });
+                return Err(Error::MissingPlatform {
+                    image: image.into(),
+                    platform: p.clone(),
+                    digest: digest.clone(),
+                });
             };
             if entry.media_type.as_deref().is_some_and(is_index) {
-                return Err(Error::Image { image: image.into(), reason: format!("{p}: nested index is not supported") });
+                return Err(Error::Image {
+                    image: image.into(),
+                    reason: format!("{p}: nested index is not supported"),
+                });
             }
             let bytes = manifest_by_digest(ctx, client, image, &r, &entry.digest).await?;
             let child = parse_doc(image, &format!("{p} manifest {}", entry.digest), &bytes)?;
             let blobs = blobs_of(image, &child, &r, &mut needs)?;
-            per_platform.insert(p.clone(), PlatformImage { manifest: entry.digest.clone(), blobs });
+            per_platform.insert(
+                p.clone(),
+                PlatformImage {
+                    manifest: entry.digest.clone(),
+                    blobs,
+                },
+            );
         }
     } else {
         // A single-platform image: its config says which platform it is.
-        let cfg = doc.config.as_ref().ok_or_else(|| Error::Image { image: image.into(), reason: "manifest has no config".into() })?;
+        let cfg = doc.config.as_ref().ok_or_else(|| Error::Image {
+            image: image.into(),
+            reason: "manifest has no config".into(),
+        })?;
         let cfg_hex = hex_of(image, &cfg.digest)?;
-        fetch_blob(ctx, client, &BlobNeed { digest: cfg.digest.clone(), size: cfg.size, from: r.clone(), image: image.into() })
-            .await?;
+        fetch_blob(
+            ctx,
+            client,
+            &BlobNeed {
+                digest: cfg.digest.clone(),
+                size: cfg.size,
+                from: r.clone(),
+                image: image.into(),
+            },
+        )
+        .await?;
         let cfg_path = ctx.cache.blob_path(&cfg_hex);
         let bytes = std::fs::read(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let c: ImageConfig = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Image { image: image.into(), reason: format!("config: {e}") })?;
+        let c: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| Error::Image {
+            image: image.into(),
+            reason: format!("config: {e}"),
+        })?;
         let have = format!("{}/{}", c.os, c.architecture);
         if let Some(p) = want.iter().find(|p| **p != have) {
             return Err(Error::MissingPlatform {
@@ -226,9 +298,16 @@ pub async fn resolve(ctx: &Ctx, client: &Client, src: &ImageSource, platforms: &
             });
         }
         let blobs = blobs_of(image, &doc, &r, &mut needs)?;
-        per_platform.insert(have, PlatformImage { manifest: digest.clone(), blobs });
+        per_platform.insert(
+            have,
+            PlatformImage {
+                manifest: digest.clone(),
+                blobs,
+            },
+        );
     }
-    ctx.progress.line(format!("resolved {image} ({digest}, {})", want.join(", ")));
+    ctx.progress
+        .line(format!("resolved {image} ({digest}, {})", want.join(", ")));
     Ok(PulledImage {
         reference: image.to_string(),
         digest,
@@ -240,13 +319,26 @@ pub async fn resolve(ctx: &Ctx, client: &Client, src: &ImageSource, platforms: &
     })
 }
 
-fn blobs_of(image: &str, doc: &Doc, r: &Reference, needs: &mut Vec<BlobNeed>) -> Result<Vec<String>> {
-    let cfg = doc.config.as_ref().ok_or_else(|| Error::Image { image: image.into(), reason: "manifest has no config".into() })?;
+fn blobs_of(
+    image: &str,
+    doc: &Doc,
+    r: &Reference,
+    needs: &mut Vec<BlobNeed>,
+) -> Result<Vec<String>> {
+    let cfg = doc.config.as_ref().ok_or_else(|| Error::Image {
+        image: image.into(),
+        reason: "manifest has no config".into(),
+    })?;
     let mut out = Vec::new();
     for d in std::iter::once(cfg).chain(doc.layers.iter().flatten()) {
         hex_of(image, &d.digest)?;
         out.push(d.digest.clone());
-        needs.push(BlobNeed { digest: d.digest.clone(), size: d.size, from: r.clone(), image: image.into() });
+        needs.push(BlobNeed {
+            digest: d.digest.clone(),
+            size: d.size,
+            from: r.clone(),
+            image: image.into(),
+        });
     }
     Ok(out)
 }
@@ -262,15 +354,26 @@ pub async fn fetch_blob(ctx: &Ctx, client: &Client, need: &BlobNeed) -> Result<(
         }
     }
     let _slot = ctx.slot().await;
-    let err = |reason: String| Error::Image { image: need.image.clone(), reason: format!("blob {}: {reason}", need.digest) };
-    let mut stream = client.pull_blob_stream(&need.from, need.digest.as_str()).await.map_err(|e| err(e.to_string()))?;
-    let task = ctx.progress.task(&format!("{} {}", short(&need.image), &need.digest[7..19]), need.size);
+    let err = |reason: String| Error::Image {
+        image: need.image.clone(),
+        reason: format!("blob {}: {reason}", need.digest),
+    };
+    let mut stream = client
+        .pull_blob_stream(&need.from, need.digest.as_str())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let task = ctx.progress.task(
+        &format!("{} {}", short(&need.image), &need.digest[7..19]),
+        need.size,
+    );
     let mut w = ctx.cache.writer()?;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| err(e.to_string()))?;
         w.write(&chunk)?;
         task.inc(chunk.len() as u64);
-        ctx.stats.downloaded_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        ctx.stats
+            .downloaded_bytes
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
     drop(task);
     if let Some(s) = need.size {
@@ -288,8 +391,10 @@ pub async fn fetch_blob(ctx: &Ctx, client: &Client, need: &BlobNeed) -> Result<(
             tracing::debug!("fetched blob {} of {}", need.digest, need.image);
             Ok(())
         }
-        Err(crate::cache::CommitError::Io(e)) => Err(e),
-        Err(crate::cache::CommitError::Mismatch { actual }) => Err(err(format!("content has sha256:{actual}"))),
+        Err(crate::cache::CommitError::Io(e)) => Err(*e),
+        Err(crate::cache::CommitError::Mismatch { actual }) => {
+            Err(err(format!("content has sha256:{actual}")))
+        }
     }
 }
 

@@ -15,7 +15,10 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// Content files of the layout, keyed by bundle path.
-pub fn layout_files(cache: &Cache, images: &[PulledImage]) -> Result<BTreeMap<String, ContentFile>> {
+pub fn layout_files(
+    cache: &Cache,
+    images: &[PulledImage],
+) -> Result<BTreeMap<String, ContentFile>> {
     let mut files = BTreeMap::new();
     let mut sorted: Vec<&PulledImage> = images.iter().collect();
     sorted.sort_by(|a, b| a.reference.cmp(&b.reference));
@@ -54,12 +57,21 @@ pub fn layout_files(cache: &Cache, images: &[PulledImage]) -> Result<BTreeMap<St
     });
     let mut index_bytes = serde_json::to_vec_pretty(&index).unwrap_or_default();
     index_bytes.push(b'\n');
-    for (name, bytes) in [("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()), ("index.json", index_bytes)] {
+    for (name, bytes) in [
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+        ("index.json", index_bytes),
+    ] {
         let hex = cache.put_bytes(&bytes)?;
         let path = format!("{IMAGES_DIR}/{name}");
         files.insert(
             path.clone(),
-            ContentFile { path, source: cache.blob_path(&hex), sha256: hex, size: bytes.len() as u64, mode: 0o644 },
+            ContentFile {
+                path,
+                source: cache.blob_path(&hex),
+                sha256: hex,
+                size: bytes.len() as u64,
+                mode: 0o644,
+            },
         );
     }
     Ok(files)

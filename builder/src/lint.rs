@@ -17,12 +17,20 @@ pub fn check(
 ) -> Result<()> {
     let mut problems = Vec::new();
     let blob_ok = |digest: &str| {
-        let path = format!("{IMAGES_DIR}/blobs/sha256/{}", digest.trim_start_matches("sha256:"));
-        files.get(&path).is_some_and(|f| f.source.is_file() && f.size > 0)
+        let path = format!(
+            "{IMAGES_DIR}/blobs/sha256/{}",
+            digest.trim_start_matches("sha256:")
+        );
+        files
+            .get(&path)
+            .is_some_and(|f| f.source.is_file() && f.size > 0)
     };
     for n in needed {
         let Some(img) = images.iter().find(|i| i.reference == n.reference) else {
-            problems.push(format!("{} (needed by {}) is not in the bundle", n.reference, n.needed_by));
+            problems.push(format!(
+                "{} (needed by {}) is not in the bundle",
+                n.reference, n.needed_by
+            ));
             continue;
         };
         if !blob_ok(&img.digest) {
@@ -30,7 +38,10 @@ pub fn check(
         }
         for p in platforms {
             match img.per_platform.get(p) {
-                None => problems.push(format!("{} (needed by {}) has no {p} image", n.reference, n.needed_by)),
+                None => problems.push(format!(
+                    "{} (needed by {}) has no {p} image",
+                    n.reference, n.needed_by
+                )),
                 Some(pi) => {
                     for d in std::iter::once(&pi.manifest).chain(pi.blobs.iter()) {
                         if !blob_ok(d) {

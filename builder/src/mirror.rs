@@ -74,7 +74,10 @@ impl Mirrors {
                 if !(to.starts_with("http://") || to.starts_with("https://")) {
                     return Err(bad("a URL prefix must map to an http:// or https:// URL"));
                 }
-                m.urls.push(UrlRule { from: from.trim_end_matches('/').into(), to: to.trim_end_matches('/').into() });
+                m.urls.push(UrlRule {
+                    from: from.trim_end_matches('/').into(),
+                    to: to.trim_end_matches('/').into(),
+                });
             } else {
                 if from.contains("://") {
                     return Err(bad("FROM must be http(s)://... or a registry host"));
@@ -100,8 +103,9 @@ impl Mirrors {
             }
         }
         // Longest FROM first, so the most specific rule wins.
-        m.urls.sort_by(|a, b| b.from.len().cmp(&a.from.len()));
-        m.registries.sort_by(|a, b| b.from.len().cmp(&a.from.len()));
+        m.urls.sort_by_key(|r| std::cmp::Reverse(r.from.len()));
+        m.registries
+            .sort_by_key(|r| std::cmp::Reverse(r.from.len()));
         Ok(m)
     }
 
@@ -128,15 +132,37 @@ impl Mirrors {
                         None => (r.to.clone(), String::new()),
                     };
                     let rest = rest.trim_start_matches('/');
-                    let repository = [mpath.as_str(), rest].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join("/");
+                    let repository = [mpath.as_str(), rest]
+                        .iter()
+                        .filter(|s| !s.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join("/");
                     if repository.is_empty() {
-                        return Err(Error::Usage(format!("--mirror {}={}: maps {reference} to an empty repository", r.from, r.to)));
+                        return Err(Error::Usage(format!(
+                            "--mirror {}={}: maps {reference} to an empty repository",
+                            r.from, r.to
+                        )));
                     }
-                    return Ok(ImageSource { upstream, registry: mhost, repository, tag, digest, plain_http: r.plain_http });
+                    return Ok(ImageSource {
+                        upstream,
+                        registry: mhost,
+                        repository,
+                        tag,
+                        digest,
+                        plain_http: r.plain_http,
+                    });
                 }
             }
         }
-        Ok(ImageSource { upstream, registry: host, repository: repo, tag, digest, plain_http: false })
+        Ok(ImageSource {
+            upstream,
+            registry: host,
+            repository: repo,
+            tag,
+            digest,
+            plain_http: false,
+        })
     }
 }
 
@@ -156,11 +182,15 @@ fn normalised(host: &str, repo: &str, tag: Option<&str>, digest: Option<&str>) -
 /// `host/repo[:tag][@digest]` -> parts. A reference without a registry host is
 /// Docker Hub's (`nginx` -> `docker.io/library/nginx`).
 #[allow(clippy::type_complexity)]
-pub fn split_reference(r: &str) -> std::result::Result<(String, String, Option<String>, Option<String>), String> {
+pub fn split_reference(
+    r: &str,
+) -> std::result::Result<(String, String, Option<String>, Option<String>), String> {
     let bad = |why: &str| format!("image reference {r:?}: {why}");
     let (name, digest) = match r.split_once('@') {
         Some((n, d)) => {
-            let hex = d.strip_prefix("sha256:").ok_or_else(|| bad("digest must be sha256:<hex>"))?;
+            let hex = d
+                .strip_prefix("sha256:")
+                .ok_or_else(|| bad("digest must be sha256:<hex>"))?;
             if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(bad("digest must be sha256: and 64 hex digits"));
             }
@@ -178,7 +208,9 @@ pub fn split_reference(r: &str) -> std::result::Result<(String, String, Option<S
         return Err(bad("empty name or tag"));
     }
     let (host, repo) = match name.split_once('/') {
-        Some((h, rest)) if h.contains('.') || h.contains(':') || h == "localhost" => (h.to_string(), rest.to_string()),
+        Some((h, rest)) if h.contains('.') || h.contains(':') || h == "localhost" => {
+            (h.to_string(), rest.to_string())
+        }
         Some(_) => ("docker.io".to_string(), name.to_string()),
         None => ("docker.io".to_string(), format!("library/{name}")),
     };
@@ -204,9 +236,18 @@ mod tests {
             m.map_url("https://dl.k8s.io/release/v1.29.6/bin/linux/amd64/kubelet"),
             "http://other/x/bin/linux/amd64/kubelet"
         );
-        assert_eq!(m.map_url("https://dl.k8s.io/release/v1.30.0/kubelet"), "http://127.0.0.1:8080/dl/release/v1.30.0/kubelet");
-        assert_eq!(m.map_url("https://dl.k8s.io.evil/x"), "https://dl.k8s.io.evil/x");
-        assert_eq!(m.map_url("https://get.helm.sh/helm.tgz"), "https://get.helm.sh/helm.tgz");
+        assert_eq!(
+            m.map_url("https://dl.k8s.io/release/v1.30.0/kubelet"),
+            "http://127.0.0.1:8080/dl/release/v1.30.0/kubelet"
+        );
+        assert_eq!(
+            m.map_url("https://dl.k8s.io.evil/x"),
+            "https://dl.k8s.io.evil/x"
+        );
+        assert_eq!(
+            m.map_url("https://get.helm.sh/helm.tgz"),
+            "https://get.helm.sh/helm.tgz"
+        );
     }
 
     #[test]
@@ -221,11 +262,19 @@ mod tests {
         assert_eq!(s.pull_reference(), "127.0.0.1:5000/k8s/pause:3.9");
         assert!(!s.plain_http);
         assert_eq!(s.upstream, "registry.k8s.io/pause:3.9");
-        let s = m.map_image("quay.io/jetstack/cert-manager-webhook:v1.14.5").expect("map");
-        assert_eq!(s.pull_reference(), "127.0.0.1:5001/jetstack/cert-manager-webhook:v1.14.5");
+        let s = m
+            .map_image("quay.io/jetstack/cert-manager-webhook:v1.14.5")
+            .expect("map");
+        assert_eq!(
+            s.pull_reference(),
+            "127.0.0.1:5001/jetstack/cert-manager-webhook:v1.14.5"
+        );
         assert!(s.plain_http);
         let s = m.map_image("quay.io/cilium/cilium:v1.15.6").expect("map");
-        assert_eq!(s.pull_reference(), "harbor.corp/cilium-mirror/cilium:v1.15.6");
+        assert_eq!(
+            s.pull_reference(),
+            "harbor.corp/cilium-mirror/cilium:v1.15.6"
+        );
         assert!(!s.plain_http);
         let s = m.map_image("registry.k8s.io.evil/pause:3.9").expect("map");
         assert_eq!(s.registry, "registry.k8s.io.evil");
@@ -235,7 +284,12 @@ mod tests {
     fn references_are_split_and_checked() {
         assert_eq!(
             split_reference("localhost:5000/a/b:1").expect("ok"),
-            ("localhost:5000".into(), "a/b".into(), Some("1".into()), None)
+            (
+                "localhost:5000".into(),
+                "a/b".into(),
+                Some("1".into()),
+                None
+            )
         );
         assert_eq!(split_reference("nginx").expect("ok").1, "library/nginx");
         assert!(split_reference("registry.k8s.io/Pause:3.9").is_err());

@@ -13,11 +13,13 @@ use crate::lint;
 use crate::mirror::Mirrors;
 use crate::profile::Profile;
 use crate::progress::Progress;
-use ferry_bundles::{BundleSource, ContentSource, NullSink, SigningKey, Trust, TrustedKeys, WriteOptions};
+use ferry_bundles::{
+    BundleSource, ContentSource, NullSink, SigningKey, Trust, TrustedKeys, WriteOptions,
+};
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -90,7 +92,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     };
     let artifacts = catalog.artifacts(&platforms, profile.component_filter())?;
     let needed = profile.needed_images(&catalog)?;
-    let sources = needed.iter().map(|n| mirrors.map_image(&n.reference)).collect::<Result<Vec<_>>>()?;
+    let sources = needed
+        .iter()
+        .map(|n| mirrors.map_image(&n.reference))
+        .collect::<Result<Vec<_>>>()?;
 
     let cache = Cache::open(&opts.cache_dir)?;
     let progress = Progress::new(opts.plain);
@@ -154,7 +159,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     let manifest_bytes = manifest.to_bytes();
     let manifest_sha256 = hex::encode(Sha256::digest(&manifest_bytes));
     let signature = match &key {
-        Some(k) => Some(k.sign(&manifest_bytes, &assemble::trusted_comment(&manifest, &manifest_sha256))?),
+        Some(k) => Some(k.sign(
+            &manifest_bytes,
+            &ferry_bundles::sign::trusted_comment(&manifest, &manifest_bytes),
+        )?),
         None => None,
     };
 
@@ -162,7 +170,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         .files
         .iter()
         .zip(files.values())
-        .map(|(entry, f)| ContentSource { entry: entry.clone(), source: f.source.clone() })
+        .map(|(entry, f)| ContentSource {
+            entry: entry.clone(),
+            source: f.source.clone(),
+        })
         .collect();
     progress.line(format!(
         "writing {} ({} files, {})",
@@ -175,15 +186,37 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         mtime: opts.source_date_epoch.map(|e| e.max(0) as u64).unwrap_or(0),
         ..WriteOptions::default()
     };
-    let written = ferry_bundles::write_bundle(&opts.output, &manifest_bytes, signature.as_deref(), &contents, &wopts)?;
+    let written = ferry_bundles::write_bundle(
+        &opts.output,
+        &manifest_bytes,
+        signature.as_deref(),
+        &contents,
+        &wopts,
+    )?;
 
     // Re-read the output with the installer's reader before claiming success.
-    let first = written.outputs.first().cloned().unwrap_or_else(|| opts.output.clone());
-    let check_path = written.outputs.iter().find(|p| p.to_string_lossy().ends_with(".parts.json")).cloned().unwrap_or(first);
+    let first = written
+        .outputs
+        .first()
+        .cloned()
+        .unwrap_or_else(|| opts.output.clone());
+    let check_path = written
+        .outputs
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".parts.json"))
+        .cloned()
+        .unwrap_or(first);
     let src = BundleSource::open(&check_path)?;
-    let trust = match (&key, opts.sign_key.as_deref().and_then(public_key_for)) {
-        (Some(_), Some(pub_key)) => Trust::Keys(TrustedKeys::load(&[pub_key])?),
-        _ => Trust::InsecureUnsigned,
+    // Signed: check against the key's own public half, like an installer would.
+    let pub_dir =
+        tempfile::tempdir_in(cache.root().join("tmp")).map_err(|e| Error::io(cache.root(), e))?;
+    let trust = match &key {
+        Some(k) => {
+            let p = pub_dir.path().join("signing.pub");
+            std::fs::write(&p, k.public_key_text()?).map_err(|e| Error::io(&p, e))?;
+            Trust::Keys(TrustedKeys::load(&[p])?)
+        }
+        None => Trust::InsecureUnsigned,
     };
     let verified = ferry_bundles::verify_and_extract(&src, &trust, &mut NullSink)?;
     if verified.manifest_sha256 != manifest_sha256 {
@@ -236,16 +269,13 @@ async fn pull_images(
 fn insert(files: &mut BTreeMap<String, ContentFile>, f: ContentFile) -> Result<()> {
     if let Some(prev) = files.get(&f.path) {
         if prev.sha256 != f.sha256 {
-            return Err(Error::Usage(format!("two different files for bundle path {}", f.path)));
+            return Err(Error::Usage(format!(
+                "two different files for bundle path {}",
+                f.path
+            )));
         }
         return Ok(());
     }
     files.insert(f.path.clone(), f);
     Ok(())
-}
-
-/// `KEYBASE.key` -> `KEYBASE.pub` when it exists (the `bundle keygen` pair).
-fn public_key_for(secret: &Path) -> Option<PathBuf> {
-    let p = secret.with_extension("pub");
-    (p != secret && p.is_file()).then_some(p)
 }

@@ -61,8 +61,12 @@ impl Profile {
     /// `name_or_path`: a built-in profile name, a name in `dir`, or a path to a .toml file.
     pub fn load(name_or_path: &str, dir: Option<&Path>) -> Result<Profile> {
         let file = if name_or_path.ends_with(".toml") || name_or_path.contains('/') {
-            let text = std::fs::read_to_string(name_or_path).map_err(|e| Error::io(name_or_path, e))?;
-            DataFile { origin: name_or_path.to_string(), text }
+            let text =
+                std::fs::read_to_string(name_or_path).map_err(|e| Error::io(name_or_path, e))?;
+            DataFile {
+                origin: name_or_path.to_string(),
+                text,
+            }
         } else {
             embedded::load("profiles", embedded::PROFILES, dir, name_or_path)?
         };
@@ -70,17 +74,25 @@ impl Profile {
     }
 
     pub fn parse(file: &DataFile) -> Result<Profile> {
-        let mut p: Profile =
-            toml::from_str(&file.text).map_err(|e| Error::data(&file.origin, "(syntax)", e.to_string()))?;
+        let mut p: Profile = toml::from_str(&file.text)
+            .map_err(|e| Error::data(&file.origin, "(syntax)", e.to_string()))?;
         p.origin = file.origin.clone();
         if let Components::All(s) = &p.components {
             if s != "all" {
-                return Err(Error::data(&p.origin, "components", format!("must be \"all\" or a list, not {s:?}")));
+                return Err(Error::data(
+                    &p.origin,
+                    "components",
+                    format!("must be \"all\" or a list, not {s:?}"),
+                ));
             }
         }
         for (i, a) in p.addons.iter().enumerate() {
             if p.addons[..i].iter().any(|b| b.name == a.name) {
-                return Err(Error::data(&p.origin, format!("addons[{i}].name"), format!("duplicate addon {:?}", a.name)));
+                return Err(Error::data(
+                    &p.origin,
+                    format!("addons[{i}].name"),
+                    format!("duplicate addon {:?}", a.name),
+                ));
             }
         }
         Ok(p)
@@ -103,18 +115,34 @@ impl Profile {
                 Error::data(
                     &self.origin,
                     field,
-                    format!("image {key:?} is not in catalog {} (known: {})", catalog.origin, known(catalog)),
+                    format!(
+                        "image {key:?} is not in catalog {} (known: {})",
+                        catalog.origin,
+                        known(catalog)
+                    ),
                 )
             })?;
             if !out.iter().any(|n| n.reference == reference) {
-                out.push(NeededImage { key: key.to_string(), reference: reference.to_string(), needed_by });
+                out.push(NeededImage {
+                    key: key.to_string(),
+                    reference: reference.to_string(),
+                    needed_by,
+                });
             }
             Ok(())
         };
-        add(&self.sandbox_image, "sandbox_image".into(), "sandbox image".into())?;
+        add(
+            &self.sandbox_image,
+            "sandbox_image".into(),
+            "sandbox image".into(),
+        )?;
         for (i, a) in self.addons.iter().enumerate() {
             for (j, k) in a.images.iter().enumerate() {
-                add(k, format!("addons[{i}].images[{j}]"), format!("addon {}", a.name))?;
+                add(
+                    k,
+                    format!("addons[{i}].images[{j}]"),
+                    format!("addon {}", a.name),
+                )?;
             }
         }
         Ok(out)
@@ -122,7 +150,12 @@ impl Profile {
 }
 
 fn known(catalog: &Catalog) -> String {
-    catalog.images.keys().cloned().collect::<Vec<_>>().join(", ")
+    catalog
+        .images
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -134,7 +167,12 @@ mod tests {
         let cat = Catalog::load("1.29.6", None).expect("catalog");
         let p = Profile::load("prod", None).expect("prod profile");
         assert_eq!(p.cni, "cilium");
-        let refs: Vec<_> = p.needed_images(&cat).expect("images").into_iter().map(|n| n.reference).collect();
+        let refs: Vec<_> = p
+            .needed_images(&cat)
+            .expect("images")
+            .into_iter()
+            .map(|n| n.reference)
+            .collect();
         assert_eq!(refs[0], "registry.k8s.io/pause:3.9");
         for r in [
             "registry.k8s.io/coredns/coredns:v1.11.1",
@@ -161,6 +199,9 @@ mod tests {
         })
         .expect("parse");
         let err = p.needed_images(&cat).unwrap_err().to_string();
-        assert!(err.starts_with("p.toml: addons[0].images[0]: image \"nope\" is not in catalog"), "{err}");
+        assert!(
+            err.starts_with("p.toml: addons[0].images[0]: image \"nope\" is not in catalog"),
+            "{err}"
+        );
     }
 }

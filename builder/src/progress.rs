@@ -12,7 +12,9 @@ impl Progress {
     /// Bars when stderr is a terminal (and `quiet_bars` is false).
     pub fn new(quiet_bars: bool) -> Progress {
         let tty = std::io::stderr().is_terminal() && !quiet_bars;
-        Progress { multi: tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())) }
+        Progress {
+            multi: tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+        }
     }
 
     /// A line that stays (above the bars on a TTY).
@@ -29,8 +31,10 @@ impl Progress {
     pub fn task(&self, label: &str, total: Option<u64>) -> Task {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new(total.unwrap_or(0)));
-            let style = ProgressStyle::with_template("{spinner} {msg:40!} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template(
+                "{spinner} {msg:40!} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_message(label.to_string());
             bar

@@ -48,9 +48,11 @@ pub struct BuildArgs {
 
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(s) if !s.trim().is_empty() => {
-            Some(s.trim().parse::<i64>().with_context(|| format!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds"))?)
-        }
+        Ok(s) if !s.trim().is_empty() => Some(
+            s.trim()
+                .parse::<i64>()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds"))?,
+        ),
         _ => None,
     };
     let opts = ferry_builder::BuildOptions {
@@ -61,7 +63,9 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         sign_key: args.sign_key,
         unsigned: args.unsigned,
         split: args.split,
-        cache_dir: args.cache_dir.unwrap_or_else(ferry_builder::Cache::default_dir),
+        cache_dir: args
+            .cache_dir
+            .unwrap_or_else(ferry_builder::Cache::default_dir),
         catalog_dir: args.catalog_dir,
         output: args.output,
         concurrency: args.concurrency,
@@ -73,7 +77,11 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        let outs: Vec<String> = report.outputs.iter().map(|p| p.display().to_string()).collect();
+        let outs: Vec<String> = report
+            .outputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         eprintln!(
             "built and verified {} ({}): {} files ({} components, {} images) for {}, {} content, {} compressed; \
              downloaded {} in {} transfers, {} from cache; bundle.json sha256 {}; {:.1}s{}",
@@ -114,9 +122,13 @@ fn human(n: u64) -> String {
 /// `4G`, `700MiB`, `1.5g`, `1048576`: binary multiples (K = 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: f64 = num.parse().map_err(|_| format!("{s:?} is not a size like 4G or 700MiB"))?;
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 4G or 700MiB"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
