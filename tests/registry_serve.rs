@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::mirror::{
-    hosts_dir, mkimages, reachable_blobs, sha256_hex, store_from_layout, Containerd, Mirror, TestCa,
-};
+use common::mirror::{ferry, hosts_dir, reachable_blobs, sha256_hex, Containerd, Mirror, TestCa};
+use common::testbundle::{keypair, make_bundle};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
@@ -23,9 +22,14 @@ const REFS: &[&str] = &[
     "docker.io/library/busybox:1.36",
 ];
 
+/// A signed bundle of `refs`, unpacked with `ferry bundle unpack` into `data/`.
 struct Fixture {
     dir: tempfile::TempDir,
+    public: std::path::PathBuf,
+    secret: std::path::PathBuf,
+    /// ref -> digest, from bundle.json.
     digests: BTreeMap<String, String>,
+    layout: std::path::PathBuf,
 }
 
 impl Fixture {
@@ -34,16 +38,55 @@ impl Fixture {
             .prefix("ferry-serve-")
             .tempdir()
             .unwrap();
-        let layout = dir.path().join("layout");
-        let digests = mkimages(&layout, 0, refs);
-        store_from_layout(&dir.path().join("data"), "test", &layout);
-        Fixture { dir, digests }
+        let (public, secret) = keypair(dir.path(), "release");
+        let mut fx = Fixture {
+            dir,
+            public,
+            secret,
+            digests: BTreeMap::new(),
+            layout: Default::default(),
+        };
+        let (digests, layout) = fx.add_bundle("test", refs);
+        fx.digests = digests;
+        fx.layout = layout;
+        fx
     }
+
+    /// Builds and unpacks another bundle into the same data dir.
+    fn add_bundle(
+        &self,
+        name: &str,
+        refs: &[&str],
+    ) -> (BTreeMap<String, String>, std::path::PathBuf) {
+        let b = make_bundle(self.dir.path(), name, refs, 0, 1000, Some(&self.secret));
+        let out = ferry()
+            .args(["bundle", "unpack", "--trust"])
+            .arg(&self.public)
+            .arg("--data-dir")
+            .arg(self.data())
+            .arg(&b.path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "unpack {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let digests = b
+            .manifest
+            .images
+            .iter()
+            .map(|i| (i.reference.clone(), i.digest.clone()))
+            .collect();
+        (digests, b.layout)
+    }
+
     fn data(&self) -> std::path::PathBuf {
         self.dir.path().join("data")
     }
+
     fn layout(&self) -> std::path::PathBuf {
-        self.dir.path().join("layout")
+        self.layout.clone()
     }
 }
 
@@ -399,10 +442,8 @@ fn reloads_new_bundles_and_shuts_down_on_sigterm() {
         StatusCode::NOT_FOUND
     );
 
-    // A second bundle appears (as unpack would rename it into place): served without a restart.
-    let layout2 = fx.dir.path().join("layout2");
-    let d2 = mkimages(&layout2, 0, &["registry.k8s.io/etcd:3.5.12-0"]);
-    store_from_layout(&fx.data(), "second", &layout2);
+    // A second bundle is unpacked while serving: served without a restart.
+    let (d2, _) = fx.add_bundle("second", &["registry.k8s.io/etcd:3.5.12-0"]);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let resp = client.get(&url).send().unwrap();

@@ -1,6 +1,15 @@
 //! ferry installer crate
 
+pub mod closure;
+pub mod config;
+pub mod deploy;
 pub mod exec;
+pub mod images;
+pub mod inventory;
+pub mod pki;
 pub mod plan;
 pub mod registry;
+pub mod render;
 pub mod store;
+pub mod unpack;
+pub mod validate;

@@ -1,5 +1,5 @@
-//! Helpers for the unpack and registry mirror tests: image fixtures laid out
-//! as an unpacked store, `ferry registry serve` as a guard, a private
+//! Helpers for the unpack and registry mirror tests: mkimages.py, the tree
+//! digest of a data dir, `ferry registry serve` as a guard, a private
 //! containerd, Debian's docker-registry, and a throwaway CA made with rcgen.
 //! Every process is killed and every directory removed on drop.
 
@@ -40,27 +40,6 @@ pub fn mkimages(out: &Path, extra_bytes: u64, refs: &[&str]) -> BTreeMap<String,
         .lines()
         .filter_map(|l| l.split_once(' ').map(|(r, d)| (r.to_owned(), d.to_owned())))
         .collect()
-}
-
-/// Lays out `layout` (an OCI layout) in `data` the way `ferry bundle unpack`
-/// does: blobs in the shared store, oci-layout and index.json under the bundle.
-pub fn store_from_layout(data: &Path, bundle: &str, layout: &Path) {
-    let blobs = data.join("blobs/sha256");
-    let images = data.join("bundles").join(bundle).join("images");
-    std::fs::create_dir_all(&blobs).unwrap();
-    std::fs::create_dir_all(&images).unwrap();
-    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), blobs.join(entry.file_name())).unwrap();
-    }
-    for f in ["oci-layout", "index.json"] {
-        std::fs::copy(layout.join(f), images.join(f)).unwrap();
-    }
-    std::fs::write(
-        data.join("bundles").join(bundle).join("bundle.json"),
-        b"{}\n",
-    )
-    .unwrap();
 }
 
 /// Every manifest and blob digest reachable from an image index in the layout.

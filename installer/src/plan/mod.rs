@@ -23,7 +23,7 @@ pub struct PlanOptions {
 /// Parse and validate `inventory` and `config`, create or reuse the PKI in
 /// `cluster_dir` (default `/etc/ferry/clusters/<CLUSTER_NAME>`), render every
 /// host's files and check that the bundle carries every image and binary they
-/// reference.
+/// reference. Writes only into the cluster dir (PKI, kubeconfigs, secrets).
 pub fn build_plan(
     inventory: &Path,
     config: &Path,
@@ -31,10 +31,55 @@ pub fn build_plan(
     cluster_dir: Option<&Path>,
     opts: &PlanOptions,
 ) -> Result<ClusterPlan> {
-    let _ = (inventory, config, bundle, cluster_dir, opts);
-    Err(PlanError::Bundle {
-        bundle: bundle.name.clone(),
-        reason: "plan: not built yet".into(),
+    let inv = crate::inventory::Inventory::load(inventory);
+    let cfg = crate::config::Config::load(config);
+    let (inv, cfg) = match (inv, cfg) {
+        (Ok(i), Ok(c)) => (i, c),
+        (Err(PlanError::Invalid(mut a)), Err(PlanError::Invalid(b))) => {
+            a.0.extend(b.0);
+            return Err(PlanError::Invalid(a));
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    let cluster = crate::validate::validate(&inv, &cfg, bundle)?;
+    let cluster_dir = cluster_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| default_cluster_dir(&cluster.name));
+    let pki = crate::pki::ensure(&cluster, &cluster_dir, opts.rotate)?;
+    let encryption_key = crate::pki::ensure_secret_key(&cluster_dir, "encryption-key")?;
+    let renderer = crate::render::Renderer::new(bundle)?;
+    let kubeconfigs = crate::render::render_kubeconfigs(&renderer, &cluster, &pki)?;
+    for (name, text) in &kubeconfigs {
+        let path = cluster_dir
+            .join("kubeconfig")
+            .join(format!("{name}.kubeconfig"));
+        crate::pki::write_if_changed(&path, text.as_bytes(), true)?;
+    }
+    let input = crate::render::RenderInput {
+        cluster: &cluster,
+        bundle,
+        pki: &pki,
+        encryption_key: &encryption_key,
+        kubeconfigs: &kubeconfigs,
+    };
+    let (hosts, missing) = crate::render::render_hosts(&renderer, &input)?;
+    crate::closure::check(&hosts, bundle, &cluster.bin_dir, missing)?;
+    let etcd_endpoints = cluster
+        .with_role(Role::Etcd)
+        .map(|n| format!("https://{}:{}", n.ip, cluster.config.etcd_client_port.value))
+        .collect();
+    Ok(ClusterPlan {
+        cluster_name: cluster.name.clone(),
+        admin_kubeconfig: cluster_dir.join("kubeconfig/admin.kubeconfig"),
+        cluster_dir,
+        kubernetes: cluster.kubernetes.clone(),
+        bundle_name: bundle.name.clone(),
+        registry_mirrors: cluster.registry_mirrors(),
+        vip: cluster.vip.map(|v| v.to_string()),
+        apiserver_endpoint: cluster.apiserver_endpoint(),
+        etcd_endpoints,
+        bin_dir: PathBuf::from(&cluster.bin_dir),
+        hosts,
     })
 }
 

@@ -264,6 +264,13 @@ impl Catalog {
         }
     }
 
+    /// Every repository, sorted by full name.
+    pub fn repos(&self) -> Vec<&Repo> {
+        let mut repos: Vec<&Repo> = self.repos.values().collect();
+        repos.sort_by_key(|r| r.name());
+        repos
+    }
+
     pub fn manifest(&self, digest: &str) -> Option<&Manifest> {
         self.manifests.get(digest)
     }

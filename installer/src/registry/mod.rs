@@ -3,8 +3,10 @@
 
 pub mod api;
 pub mod catalog;
+pub mod push;
 pub mod reference;
 pub mod server;
 
 pub use catalog::Catalog;
+pub use push::{push, PushOptions, PushReport};
 pub use server::{serve, ServeError, ServeOptions};

@@ -1,0 +1,465 @@
+//! config.yml: the production guide's keys, typed, with the line of every
+//! top-level key. Missing keys take the guide's production values.
+
+use crate::plan::{Origin, PlanError, Problem, Problems, Result};
+use serde_norway::Value as Yaml;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A config value and where it came from (line 0 = built-in default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// Every key ferry reads from config.yml. Field names follow the YAML keys.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub cluster_name: Setting<String>,
+    /// `None` = take the bundle's version.
+    pub k8s_ver: Option<Setting<String>>,
+    pub container_runtime: Setting<String>,
+    /// Where containerd's binaries are unpacked.
+    pub runtime_bin_dir: Setting<String>,
+    pub task_install_containerd: Setting<bool>,
+    pub enable_local_dns_cache: Setting<bool>,
+    pub local_dns_cache: Setting<String>,
+    pub vip: Option<Setting<String>>,
+    pub vip_if: Setting<String>,
+    pub cluster_cidr: Setting<String>,
+    pub service_cidr: Setting<String>,
+    pub node_port_range: Setting<String>,
+    pub proxy_mode: Setting<String>,
+    pub dns_domain: Setting<String>,
+    pub cni_plugin: Setting<String>,
+    pub cilium_tunnel_mode: Setting<String>,
+    pub cilium_enable_bpf_masquerade: Setting<bool>,
+    pub cilium_enable_hubble: Setting<bool>,
+    pub etcd_data_dir: Setting<String>,
+    pub etcd_wal_dir: Setting<String>,
+    pub etcd_auto_compaction_retention: Setting<String>,
+    pub etcd_snapshot_count: Setting<String>,
+    pub etcd_client_port: Setting<u16>,
+    pub etcd_peer_port: Setting<u16>,
+    pub apiserver_bind_port: Setting<u16>,
+    pub apiserver_max_requests_inflight: Setting<u32>,
+    pub apiserver_max_mutating_requests_inflight: Setting<u32>,
+    pub apiserver_event_ttl: Setting<String>,
+    pub apiserver_request_timeout: Setting<String>,
+    pub apiserver_enable_profiling: Setting<bool>,
+    pub apiserver_audit_log_max_age: Setting<u32>,
+    pub apiserver_audit_log_max_backup: Setting<u32>,
+    pub apiserver_audit_log_max_size: Setting<u32>,
+    pub apiserver_admission_plugins: Setting<Vec<String>>,
+    pub kubelet_root_dir: Setting<String>,
+    pub max_pods: Setting<u32>,
+    pub kube_reserved_enabled: Setting<bool>,
+    pub kube_reserved: Setting<BTreeMap<String, String>>,
+    pub system_reserved: Setting<BTreeMap<String, String>>,
+    pub eviction_hard: Setting<BTreeMap<String, String>>,
+    pub metrics_server_enabled: Setting<bool>,
+    pub ingress_nginx_enabled: Setting<bool>,
+    pub cert_manager_enabled: Setting<bool>,
+    /// Further registries containerd may fall back to after ferry's mirror(s).
+    pub registry_mirrors: Setting<Vec<String>>,
+    pub sandbox_image: Option<Setting<String>>,
+    /// Inventory hosts (IP or name) that run ferry's registry mirror; empty = every master.
+    pub ferry_registry_hosts: Setting<Vec<String>>,
+    pub ferry_registry_port: Setting<u16>,
+    /// Prefix length of the hosts' network (the inventory has no netmasks).
+    pub host_subnet_prefix: Setting<u8>,
+    /// Namespaces that get the ResourceQuota / LimitRange / default-deny templates.
+    pub tenant_namespaces: Setting<Vec<String>>,
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "CLUSTER_NAME",
+    "K8S_VER",
+    "CONTAINER_RUNTIME",
+    "RUNTIME_BIN_DIR",
+    "TASK_INSTALL_CONTAINERD",
+    "ENABLE_LOCAL_DNS_CACHE",
+    "LOCAL_DNS_CACHE",
+    "VIP",
+    "VIP_IF",
+    "CLUSTER_CIDR",
+    "SERVICE_CIDR",
+    "NODE_PORT_RANGE",
+    "PROXY_MODE",
+    "DNS_DOMAIN",
+    "CNI_PLUGIN",
+    "CILIUM_TUNNEL_MODE",
+    "CILIUM_ENABLE_BPF_MASQUERADE",
+    "CILIUM_ENABLE_HUBBLE",
+    "ETCD_DATA_DIR",
+    "ETCD_WAL_DIR",
+    "ETCD_AUTO_COMPACTION_RETENTION",
+    "ETCD_SNAPSHOT_COUNT",
+    "ETCD_CLIENT_PORT",
+    "ETCD_PEER_PORT",
+    "KUBE_APISERVER_BIND_PORT",
+    "KUBE_APISERVER_MAX_REQUESTS_INFLIGHT",
+    "KUBE_APISERVER_MAX_MUTATING_REQUESTS_INFLIGHT",
+    "KUBE_APISERVER_EVENT_TTL",
+    "KUBE_APISERVER_REQUEST_TIMEOUT",
+    "KUBE_APISERVER_ENABLE_PROFILING",
+    "KUBE_APISERVER_AUDIT_LOG_MAX_AGE",
+    "KUBE_APISERVER_AUDIT_LOG_MAX_BACKUP",
+    "KUBE_APISERVER_AUDIT_LOG_MAX_SIZE",
+    "KUBE_APISERVER_ENABLE_ADMISSION_PLUGINS",
+    "KUBELET_ROOT_DIR",
+    "MAX_PODS",
+    "KUBE_RESERVED_ENABLED",
+    "KUBE_RESERVED",
+    "SYSTEM_RESERVED",
+    "EVICTION_HARD",
+    "METRICS_SERVER_ENABLED",
+    "INGRESS_NGINX_ENABLED",
+    "CERT_MANAGER_ENABLED",
+    "REGISTRY_MIRRORS",
+    "SANDBOX_IMAGE",
+    "FERRY_REGISTRY_HOSTS",
+    "FERRY_REGISTRY_PORT",
+    "HOST_SUBNET_PREFIX",
+    "TENANT_NAMESPACES",
+];
+
+/// Reads typed values out of the top-level mapping, collecting problems.
+struct Reader<'a> {
+    path: &'a Path,
+    map: BTreeMap<String, Yaml>,
+    lines: BTreeMap<String, usize>,
+    problems: Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn origin(&self, key: &str) -> Origin {
+        Origin::new(self.path, self.lines.get(key).copied().unwrap_or(0))
+    }
+
+    fn problem(&mut self, key: &str, msg: String) {
+        let origin = self.origin(key);
+        self.problems.push(Problem {
+            origin,
+            message: msg,
+        });
+    }
+
+    fn opt_string(&mut self, key: &str) -> Option<Setting<String>> {
+        let v = self.map.get(key)?.clone();
+        let text = match v {
+            Yaml::String(s) => s,
+            Yaml::Number(n) => n.to_string(),
+            Yaml::Bool(b) => b.to_string(),
+            Yaml::Null => return None,
+            _ => {
+                self.problem(key, format!("{key} must be a single value (a string)"));
+                return None;
+            }
+        };
+        Some(Setting {
+            value: text,
+            origin: self.origin(key),
+        })
+    }
+
+    fn string(&mut self, key: &str, default: &str) -> Setting<String> {
+        self.opt_string(key).unwrap_or_else(|| Setting {
+            value: default.to_string(),
+            origin: Origin::new(self.path, 0),
+        })
+    }
+
+    fn bool(&mut self, key: &str, default: bool) -> Setting<bool> {
+        let value = match self.map.get(key) {
+            None | Some(Yaml::Null) => default,
+            Some(Yaml::Bool(b)) => *b,
+            Some(Yaml::String(s)) if s == "true" || s == "yes" => true,
+            Some(Yaml::String(s)) if s == "false" || s == "no" => false,
+            Some(other) => {
+                let shown = serde_norway::to_string(other).unwrap_or_default();
+                self.problem(
+                    key,
+                    format!("{key} must be true or false, found `{}`", shown.trim()),
+                );
+                default
+            }
+        };
+        Setting {
+            value,
+            origin: self.origin(key),
+        }
+    }
+
+    fn number<T: TryFrom<u64> + Copy>(&mut self, key: &str, default: T) -> Setting<T> {
+        let value = match self.map.get(key) {
+            None | Some(Yaml::Null) => default,
+            Some(v) => {
+                let n = match v {
+                    Yaml::Number(n) => n.as_u64(),
+                    Yaml::String(s) => s.trim().parse::<u64>().ok(),
+                    _ => None,
+                };
+                match n.and_then(|n| T::try_from(n).ok()) {
+                    Some(n) => n,
+                    None => {
+                        let shown = serde_norway::to_string(v).unwrap_or_default();
+                        self.problem(
+                            key,
+                            format!(
+                                "{key} must be a whole number in range, found `{}`",
+                                shown.trim()
+                            ),
+                        );
+                        default
+                    }
+                }
+            }
+        };
+        Setting {
+            value,
+            origin: self.origin(key),
+        }
+    }
+
+    fn list(&mut self, key: &str, default: &[&str]) -> Setting<Vec<String>> {
+        let value = match self.map.get(key).cloned() {
+            None | Some(Yaml::Null) => default.iter().map(|s| s.to_string()).collect(),
+            Some(Yaml::Sequence(items)) => {
+                let mut out = Vec::new();
+                for item in items {
+                    match item {
+                        Yaml::String(s) => out.push(s),
+                        Yaml::Number(n) => out.push(n.to_string()),
+                        _ => self.problem(key, format!("{key} must be a list of strings")),
+                    }
+                }
+                out
+            }
+            Some(_) => {
+                self.problem(key, format!("{key} must be a list"));
+                default.iter().map(|s| s.to_string()).collect()
+            }
+        };
+        Setting {
+            value,
+            origin: self.origin(key),
+        }
+    }
+
+    fn map(&mut self, key: &str, default: &[(&str, &str)]) -> Setting<BTreeMap<String, String>> {
+        let value = match self.map.get(key).cloned() {
+            None | Some(Yaml::Null) => default
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            Some(Yaml::Mapping(m)) => {
+                let mut out = BTreeMap::new();
+                for (k, v) in m {
+                    let k = match k {
+                        Yaml::String(s) => s,
+                        _ => {
+                            self.problem(key, format!("{key} keys must be strings"));
+                            continue;
+                        }
+                    };
+                    let v = match v {
+                        Yaml::String(s) => s,
+                        Yaml::Number(n) => n.to_string(),
+                        _ => {
+                            self.problem(key, format!("{key}.{k} must be a string like \"500m\""));
+                            continue;
+                        }
+                    };
+                    out.insert(k, v);
+                }
+                out
+            }
+            Some(_) => {
+                self.problem(
+                    key,
+                    format!("{key} must be a mapping (indented `key: value` lines)"),
+                );
+                BTreeMap::new()
+            }
+        };
+        Setting {
+            value,
+            origin: self.origin(key),
+        }
+    }
+}
+
+/// Line (1-based) of every top-level key: a line starting at column 0 with `KEY:`.
+fn top_level_lines(text: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with([' ', '\t', '#', '-']) {
+            continue;
+        }
+        if let Some((k, _)) = line.split_once(':') {
+            let k = k.trim().trim_matches(['"', '\'']);
+            if !k.is_empty() && !k.contains(char::is_whitespace) {
+                out.entry(k.to_string()).or_insert(i + 1);
+            }
+        }
+    }
+    out
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| PlanError::io(path, e))?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        let doc: Yaml = serde_norway::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line()).unwrap_or(0);
+            PlanError::invalid(Origin::new(path, line), format!("not valid YAML: {e}"))
+        })?;
+        let mapping = match doc {
+            Yaml::Mapping(m) => m,
+            Yaml::Null => Default::default(),
+            _ => {
+                return Err(PlanError::invalid(
+                    Origin::new(path, 1),
+                    "config.yml must be a mapping of KEY: value",
+                ))
+            }
+        };
+        let mut map = BTreeMap::new();
+        for (k, v) in mapping {
+            if let Yaml::String(k) = k {
+                map.insert(k, v);
+            }
+        }
+        let lines = top_level_lines(text);
+        for key in map.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                let line = lines.get(key).copied().unwrap_or(0);
+                tracing::warn!("{}: unknown key {key} is ignored", Origin::new(path, line));
+            }
+        }
+        let mut r = Reader {
+            path,
+            map,
+            lines,
+            problems: Vec::new(),
+        };
+        let default_plugins = [
+            "NodeRestriction",
+            "NamespaceLifecycle",
+            "LimitRanger",
+            "ServiceAccount",
+            "DefaultStorageClass",
+            "ResourceQuota",
+            "Priority",
+            "MutatingAdmissionWebhook",
+            "ValidatingAdmissionWebhook",
+        ];
+        let reserved = [
+            ("cpu", "500m"),
+            ("memory", "1Gi"),
+            ("ephemeral-storage", "5Gi"),
+        ];
+        let cfg = Config {
+            path: path.to_path_buf(),
+            cluster_name: r.string("CLUSTER_NAME", "prod-k8s"),
+            k8s_ver: r.opt_string("K8S_VER"),
+            container_runtime: r.string("CONTAINER_RUNTIME", "containerd"),
+            runtime_bin_dir: r.string("RUNTIME_BIN_DIR", "/usr/bin"),
+            task_install_containerd: r.bool("TASK_INSTALL_CONTAINERD", true),
+            enable_local_dns_cache: r.bool("ENABLE_LOCAL_DNS_CACHE", true),
+            local_dns_cache: r.string("LOCAL_DNS_CACHE", "169.254.20.10"),
+            vip: r.opt_string("VIP").filter(|v| !v.value.is_empty()),
+            vip_if: r.string("VIP_IF", "eth0"),
+            cluster_cidr: r.string("CLUSTER_CIDR", "10.244.0.0/16"),
+            service_cidr: r.string("SERVICE_CIDR", "10.96.0.0/16"),
+            node_port_range: r.string("NODE_PORT_RANGE", "30000-32767"),
+            proxy_mode: r.string("PROXY_MODE", "ipvs"),
+            dns_domain: r.string("DNS_DOMAIN", "cluster.local"),
+            cni_plugin: r.string("CNI_PLUGIN", "cilium"),
+            cilium_tunnel_mode: r.string("CILIUM_TUNNEL_MODE", "native"),
+            cilium_enable_bpf_masquerade: r.bool("CILIUM_ENABLE_BPF_MASQUERADE", true),
+            cilium_enable_hubble: r.bool("CILIUM_ENABLE_HUBBLE", true),
+            etcd_data_dir: r.string("ETCD_DATA_DIR", "/var/lib/etcd"),
+            etcd_wal_dir: r.string("ETCD_WAL_DIR", "/var/lib/etcd/wal"),
+            etcd_auto_compaction_retention: r.string("ETCD_AUTO_COMPACTION_RETENTION", "8"),
+            etcd_snapshot_count: r.string("ETCD_SNAPSHOT_COUNT", "10000"),
+            etcd_client_port: r.number("ETCD_CLIENT_PORT", 2379u16),
+            etcd_peer_port: r.number("ETCD_PEER_PORT", 2380u16),
+            apiserver_bind_port: r.number("KUBE_APISERVER_BIND_PORT", 6443u16),
+            apiserver_max_requests_inflight: r
+                .number("KUBE_APISERVER_MAX_REQUESTS_INFLIGHT", 3000u32),
+            apiserver_max_mutating_requests_inflight: r
+                .number("KUBE_APISERVER_MAX_MUTATING_REQUESTS_INFLIGHT", 1500u32),
+            apiserver_event_ttl: r.string("KUBE_APISERVER_EVENT_TTL", "1h"),
+            apiserver_request_timeout: r.string("KUBE_APISERVER_REQUEST_TIMEOUT", "1m"),
+            apiserver_enable_profiling: r.bool("KUBE_APISERVER_ENABLE_PROFILING", false),
+            apiserver_audit_log_max_age: r.number("KUBE_APISERVER_AUDIT_LOG_MAX_AGE", 7u32),
+            apiserver_audit_log_max_backup: r.number("KUBE_APISERVER_AUDIT_LOG_MAX_BACKUP", 10u32),
+            apiserver_audit_log_max_size: r.number("KUBE_APISERVER_AUDIT_LOG_MAX_SIZE", 100u32),
+            apiserver_admission_plugins: r
+                .list("KUBE_APISERVER_ENABLE_ADMISSION_PLUGINS", &default_plugins),
+            kubelet_root_dir: r.string("KUBELET_ROOT_DIR", "/var/lib/kubelet"),
+            max_pods: r.number("MAX_PODS", 110u32),
+            kube_reserved_enabled: r.bool("KUBE_RESERVED_ENABLED", true),
+            kube_reserved: r.map("KUBE_RESERVED", &reserved),
+            system_reserved: r.map("SYSTEM_RESERVED", &reserved),
+            eviction_hard: r.map(
+                "EVICTION_HARD",
+                &[
+                    ("memory.available", "500Mi"),
+                    ("nodefs.available", "10%"),
+                    ("imagefs.available", "15%"),
+                ],
+            ),
+            metrics_server_enabled: r.bool("METRICS_SERVER_ENABLED", true),
+            ingress_nginx_enabled: r.bool("INGRESS_NGINX_ENABLED", false),
+            cert_manager_enabled: r.bool("CERT_MANAGER_ENABLED", true),
+            registry_mirrors: r.list("REGISTRY_MIRRORS", &[]),
+            sandbox_image: r.opt_string("SANDBOX_IMAGE"),
+            ferry_registry_hosts: r.list("FERRY_REGISTRY_HOSTS", &[]),
+            ferry_registry_port: r.number("FERRY_REGISTRY_PORT", 5000u16),
+            host_subnet_prefix: r.number("HOST_SUBNET_PREFIX", 24u8),
+            tenant_namespaces: r.list("TENANT_NAMESPACES", &["prod-business"]),
+        };
+        if r.problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(PlanError::Invalid(Problems(r.problems)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_lines() {
+        let c = Config::parse(
+            Path::new("c.yml"),
+            "# x\nCLUSTER_NAME: a\nMAX_PODS: 90\nKUBE_RESERVED:\n  cpu: 1\n",
+        )
+        .unwrap();
+        assert_eq!(c.cluster_name.value, "a");
+        assert_eq!(c.cluster_name.origin.line, 2);
+        assert_eq!(c.max_pods.value, 90);
+        assert_eq!(c.kube_reserved.value["cpu"], "1");
+        assert_eq!(c.proxy_mode.value, "ipvs");
+        assert_eq!(c.proxy_mode.origin.line, 0);
+    }
+
+    #[test]
+    fn bad_type_names_line() {
+        let err = Config::parse(Path::new("c.yml"), "A: 1\nMAX_PODS: lots\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.yml:2"), "{err}");
+        assert!(err.contains("MAX_PODS"), "{err}");
+    }
+}

@@ -1,0 +1,387 @@
+//! `ferry install`'s deploy: carry a [`ClusterPlan`] out on its hosts.
+//!
+//! connect -> preflight (every host, all problems at once, nothing changed
+//! yet) -> the plan's steps in order (each step on all hosts in parallel,
+//! `forks` at a time) -> checks. A host that fails skips its later steps;
+//! steps that need other hosts (control plane needs an etcd quorum, nodes and
+//! addons need a control plane) are skipped when those failed. Every host
+//! ends in the report table with its step, status and log path.
+
+mod addons;
+mod apply;
+mod baseline;
+pub mod preflight;
+mod registry_sync;
+pub mod report;
+
+pub use preflight::Finding;
+pub use report::{DeployReport, HostReport, Status};
+
+use crate::exec::{
+    fan_out, Executor, HostLog, LocalExecutor, SshDestination, SshExecutor, SshOptions,
+};
+use crate::plan::{ClusterPlan, HostPlan, Role, Step};
+use crate::store::Store;
+use ferry_bundles::BundleManifest;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Where registry hosts keep their copy of the store (the mirror unit serves it).
+pub const REMOTE_DATA_DIR: &str = "/var/lib/ferry";
+
+pub const STEPS: [Step; 9] = [
+    Step::Baseline,
+    Step::Binaries,
+    Step::Containerd,
+    Step::Registry,
+    Step::Etcd,
+    Step::ControlPlane,
+    Step::AccessLayer,
+    Step::Nodes,
+    Step::Addons,
+];
+
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    pub forks: usize,
+    pub ssh: SshOptions,
+    /// `<cluster-dir>/logs`: one `<host>.log` per host.
+    pub log_dir: PathBuf,
+    /// Only these hosts (names or inventory hosts); all when None.
+    pub limit: Option<BTreeSet<String>>,
+}
+
+pub struct DeployContext {
+    pub store: Store,
+    pub bundle: String,
+    pub manifest: BundleManifest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("preflight found {} problem(s); nothing was changed:\n{}", .findings.iter().filter(|f| !f.warning).count(), format_findings(.findings))]
+    Preflight {
+        findings: Vec<Finding>,
+        report: DeployReport,
+    },
+    #[error("--limit {0}: no host of the inventory has that name")]
+    Limit(String),
+}
+
+fn format_findings(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| {
+            format!(
+                "  {} {}: {}",
+                if f.warning { "warning" } else { "problem" },
+                f.host,
+                f.problem
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub struct HostRun {
+    pub plan: HostPlan,
+    pub exec: Option<Executor>,
+    pub step: String,
+    pub status: Status,
+    pub error: Option<String>,
+    pub log: PathBuf,
+    pub changed: Vec<PathBuf>,
+    pub restarted: Vec<String>,
+    /// Something of the current step changed on this host.
+    pub step_changed: bool,
+}
+
+impl HostRun {
+    pub fn exec(&self) -> Result<&Executor, String> {
+        self.exec
+            .as_ref()
+            .ok_or_else(|| format!("{}: not connected", self.plan.name))
+    }
+
+    fn ok(&self) -> bool {
+        self.status == Status::Ok
+    }
+
+    fn fail(&mut self, step: &str, error: String) {
+        if let Some(e) = &self.exec {
+            e.log().line(&format!("step {step}: FAILED: {error}"));
+        }
+        self.step = step.to_string();
+        self.status = Status::Failed;
+        self.error = Some(error);
+    }
+
+    fn report(&self) -> HostReport {
+        HostReport {
+            host: self.plan.name.clone(),
+            step: self.step.clone(),
+            status: self.status.clone(),
+            error: self.error.clone(),
+            log: self.log.clone(),
+            changed_files: self.changed.clone(),
+            restarted_units: self.restarted.clone(),
+        }
+    }
+}
+
+fn is_local(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
+async fn connect(plan: &HostPlan, opts: &DeployOptions) -> HostRun {
+    let log_path = opts.log_dir.join(format!("{}.log", plan.name));
+    let log = HostLog::open(&log_path);
+    log.line(&format!(
+        "=== ferry install: host {} ({})",
+        plan.name, plan.address
+    ));
+    let mut run = HostRun {
+        plan: plan.clone(),
+        exec: None,
+        step: "connect".into(),
+        status: Status::Ok,
+        error: None,
+        log: log_path,
+        changed: Vec::new(),
+        restarted: Vec::new(),
+        step_changed: false,
+    };
+    if is_local(&plan.ssh.host) {
+        run.exec = Some(Executor::Local(LocalExecutor::new(&plan.name, log)));
+        return run;
+    }
+    let dest = SshDestination {
+        host: plan.ssh.host.clone(),
+        port: (plan.ssh.port != 22).then_some(plan.ssh.port),
+        user: Some(plan.ssh.user.clone()),
+        identity_file: plan.ssh.identity_file.clone(),
+    };
+    match SshExecutor::connect(&plan.name, &dest, &opts.ssh, log).await {
+        Ok(e) => run.exec = Some(Executor::Ssh(e)),
+        Err(e) => {
+            let msg = e.to_string();
+            // The log file is still written: open it again for the failure line.
+            HostLog::open(&run.log).line(&format!("step connect: FAILED: {msg}"));
+            run.status = Status::Failed;
+            run.error = Some(msg);
+        }
+    }
+    run
+}
+
+/// Why `step` cannot run now on `host`, given how the other hosts did.
+fn blocked(
+    step: Step,
+    host: &HostPlan,
+    runs: &[HostRun],
+    etcd_ok: usize,
+    etcd_total: usize,
+) -> Option<String> {
+    let masters_ok = runs
+        .iter()
+        .filter(|r| r.plan.has(Role::Master) && r.ok())
+        .count();
+    let masters_total = runs.iter().filter(|r| r.plan.has(Role::Master)).count();
+    match step {
+        Step::ControlPlane
+            if host.has(Role::Master) && etcd_total > 0 && etcd_ok <= etcd_total / 2 =>
+        {
+            Some(format!(
+                "etcd has no quorum ({etcd_ok} of {etcd_total} members deployed)"
+            ))
+        }
+        Step::Nodes | Step::Addons if masters_total > 0 && masters_ok == 0 => {
+            Some("no control plane host succeeded".into())
+        }
+        _ => None,
+    }
+}
+
+/// Runs the whole deploy. Preflight problems stop it before any change.
+pub async fn deploy(
+    plan: &ClusterPlan,
+    ctx: &DeployContext,
+    opts: &DeployOptions,
+) -> Result<DeployReport, DeployError> {
+    let started = Instant::now();
+    let mut hosts: Vec<&HostPlan> = plan.hosts.iter().collect();
+    if let Some(limit) = &opts.limit {
+        for l in limit {
+            if !plan
+                .hosts
+                .iter()
+                .any(|h| &h.name == l || &h.inventory_host == l || &h.address == l)
+            {
+                return Err(DeployError::Limit(l.clone()));
+            }
+        }
+        hosts.retain(|h| {
+            limit.contains(&h.name)
+                || limit.contains(&h.inventory_host)
+                || limit.contains(&h.address)
+        });
+    }
+    let mut runs: Vec<HostRun> = fan_out(hosts, opts.forks, |h| connect(h, opts)).await;
+    let mut notes = Vec::new();
+
+    // Preflight on every reachable host; findings are collected, not acted on one by one.
+    let results = fan_out(
+        runs.iter_mut().filter(|r| r.ok()).collect(),
+        opts.forks,
+        |r: &mut HostRun| async move {
+            r.step = "preflight".into();
+            let exec = r.exec.as_ref().expect("connected host has an executor");
+            let (findings, facts) =
+                preflight::check_host(plan, &r.plan, &ctx.manifest.platforms, exec).await;
+            for f in &findings {
+                exec.log().line(&format!(
+                    "preflight {}: {}",
+                    if f.warning { "warning" } else { "problem" },
+                    f.problem
+                ));
+            }
+            (findings, (r.plan.name.clone(), facts))
+        },
+    )
+    .await;
+    let mut findings: Vec<Finding> = results.iter().flat_map(|(f, _)| f.clone()).collect();
+    let facts: Vec<_> = results.into_iter().map(|(_, f)| f).collect();
+    findings.extend(preflight::check_unique_hostnames(&facts));
+    if findings.iter().any(|f| !f.warning) {
+        for r in runs.iter_mut().filter(|r| r.ok()) {
+            let mine: Vec<String> = findings
+                .iter()
+                .filter(|f| f.host == r.plan.name && !f.warning)
+                .map(|f| f.problem.clone())
+                .collect();
+            if mine.is_empty() {
+                r.status = Status::Skipped;
+                r.error = Some("not started: preflight failed on other hosts".into());
+            } else {
+                r.fail("preflight", mine.join("; "));
+            }
+        }
+        let report = finish(runs, notes, started).await;
+        return Err(DeployError::Preflight { findings, report });
+    }
+    notes.extend(
+        findings
+            .iter()
+            .map(|f| format!("{}: {}", f.host, f.problem)),
+    );
+
+    for step in STEPS {
+        let etcd_total = runs.iter().filter(|r| r.plan.has(Role::Etcd)).count();
+        let etcd_ok = runs
+            .iter()
+            .filter(|r| r.plan.has(Role::Etcd) && r.ok())
+            .count();
+        let mut todo = Vec::new();
+        let skip: Vec<(usize, String)> = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.ok() && apply::has_work(&r.plan, step))
+            .filter_map(|(i, r)| {
+                blocked(step, &r.plan, &runs, etcd_ok, etcd_total).map(|why| (i, why))
+            })
+            .collect();
+        for (i, why) in skip {
+            let r = &mut runs[i];
+            r.step = step.as_str().into();
+            r.status = Status::Skipped;
+            r.error = Some(format!("skipped: {why}"));
+        }
+        let first_master = runs.iter().position(|r| r.ok() && r.plan.has(Role::Master));
+        for (i, r) in runs.iter_mut().enumerate() {
+            if r.ok() && apply::has_work(&r.plan, step) {
+                todo.push((i, r));
+            }
+        }
+        let outcomes = fan_out(
+            todo,
+            opts.forks,
+            |(i, r): (usize, &mut HostRun)| async move {
+                r.step = step.as_str().into();
+                if let Ok(e) = r.exec() {
+                    e.log().line(&format!("--- step {}", step.as_str()));
+                }
+                let mut note = None;
+                let mut res = apply::run_step(ctx, r, step).await;
+                if res.is_ok() && step == Step::Addons && Some(i) == first_master {
+                    match addons::apply(plan, r).await {
+                        Ok(n) => note = Some(n),
+                        Err(e) => res = Err(e),
+                    }
+                }
+                if let Err(e) = res {
+                    r.fail(step.as_str(), e);
+                }
+                note
+            },
+        )
+        .await;
+        notes.extend(outcomes.into_iter().flatten());
+    }
+
+    // Checks: every planned unit is active, and enabled where the plan enables it.
+    fan_out(
+        runs.iter_mut().filter(|r| r.ok()).collect(),
+        opts.forks,
+        |r: &mut HostRun| async move {
+            r.step = "checks".into();
+            let mut bad = Vec::new();
+            if let Ok(exec) = r.exec() {
+                exec.log().line("--- checks");
+                for s in &r.plan.services {
+                    let u = crate::exec::sh_quote(&s.unit);
+                    let active = exec
+                        .run(&format!("systemctl is-active {u}"))
+                        .await
+                        .map(|o| o.stdout.trim().to_string());
+                    let enabled = exec
+                        .run(&format!("systemctl is-enabled {u}"))
+                        .await
+                        .map(|o| o.stdout.trim().to_string());
+                    match (active, enabled) {
+                        (Ok(a), Ok(e)) => {
+                            if a != "active" {
+                                bad.push(format!("{} is {a}", s.unit));
+                            }
+                            if s.enable && e != "enabled" {
+                                bad.push(format!("{} is {e} (not enabled)", s.unit));
+                            }
+                        }
+                        (Err(e), _) | (_, Err(e)) => bad.push(e.to_string()),
+                    }
+                }
+            }
+            if !bad.is_empty() {
+                r.fail("checks", bad.join("; "));
+            }
+        },
+    )
+    .await;
+
+    Ok(finish(runs, notes, started).await)
+}
+
+async fn finish(runs: Vec<HostRun>, notes: Vec<String>, started: Instant) -> DeployReport {
+    let mut reports = Vec::new();
+    for r in runs {
+        reports.push(r.report());
+        if let Some(Executor::Ssh(s)) = r.exec {
+            s.close().await;
+        }
+    }
+    DeployReport {
+        hosts: reports,
+        notes,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}

@@ -1,0 +1,315 @@
+//! Preflight: every check on every host, all problems reported together,
+//! before anything is changed.
+
+use crate::exec::Executor;
+use crate::plan::{ClusterPlan, FileContent, HostPlan, Role, Step};
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Largest tolerated clock difference between the deploy host and a host.
+pub const MAX_CLOCK_SKEW_SECS: f64 = 5.0;
+/// Free space needed on `/` (binaries, images, etcd).
+pub const MIN_FREE_KIB: u64 = 2 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub host: String,
+    pub problem: String,
+    /// Warnings are printed but do not stop the install.
+    pub warning: bool,
+}
+
+/// Facts a host reported, used by the cross-host checks.
+#[derive(Debug, Default, Clone)]
+pub struct HostFacts {
+    pub hostname: String,
+    pub container: bool,
+}
+
+fn facts_script(ports: &[u16], modules: &[String]) -> String {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    format!(
+        r#"echo "arch=$(uname -m)"
+if [ -r /etc/os-release ]; then . /etc/os-release; echo "os=$ID $VERSION_ID"; else echo "os=unknown"; fi
+if [ -d /run/systemd/system ]; then echo systemd=1; else echo systemd=0; fi
+echo "time=$(date +%s.%N)"
+echo "hostname=$(hostname)"
+echo "container=$(systemd-detect-virt -c 2>/dev/null || true)"
+echo "disk=$(df -Pk / | awk 'NR==2{{print $4}}')"
+echo "swap=$(awk 'NR>1' /proc/swaps 2>/dev/null | wc -l)"
+for m in {modules}; do if [ -d /sys/module/$m ] || modprobe -n $m 2>/dev/null; then :; else echo "nomod=$m"; fi; done
+for p in {ports}; do
+  l=$(ss -Htlnp "sport = :$p" 2>/dev/null | head -n1)
+  [ -n "$l" ] || continue
+  pid=$(echo "$l" | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
+  unit=$(grep -o '[^/]*\.service' /proc/$pid/cgroup 2>/dev/null | head -n1)
+  echo "port=$p ${{unit:-unknown}}"
+done
+"#,
+        modules = modules.join(" "),
+        ports = ports.join(" ")
+    )
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn deb_arch(uname_m: &str) -> &str {
+    match uname_m {
+        "x86_64" => "amd64",
+        "aarch64" | "arm64" => "arm64",
+        "armv7l" => "arm",
+        "ppc64le" => "ppc64le",
+        "s390x" => "s390x",
+        other => other,
+    }
+}
+
+/// Ports a host must have free (or held by the unit ferry runs there).
+pub fn ports_for(plan: &ClusterPlan, host: &HostPlan) -> Vec<u16> {
+    let mut ports = Vec::new();
+    if host.has(Role::Etcd) {
+        ports.extend([2379, 2380]);
+    }
+    if host.has(Role::Master) {
+        ports.extend([6443, 10257, 10259]);
+    }
+    if host.has(Role::Master) || host.has(Role::Node) {
+        ports.extend([10250, 10256]);
+    }
+    if host.has(Role::Registry) {
+        for m in &plan.registry_mirrors {
+            if let Some((ip, port)) = m.rsplit_once(':') {
+                if ip == host.address {
+                    ports.extend(port.parse::<u16>());
+                }
+            }
+        }
+    }
+    if host.has(Role::ExLb) {
+        if let Some(port) = plan
+            .apiserver_endpoint
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.trim_end_matches('/').parse::<u16>().ok())
+        {
+            if !host.has(Role::Master) || port != 6443 {
+                ports.push(port);
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Kernel modules the plan's modules-load.d files ask for.
+pub fn modules_for(host: &HostPlan) -> Vec<String> {
+    let mut mods = Vec::new();
+    for f in host.files_for(Step::Baseline) {
+        if !f.path.starts_with("/etc/modules-load.d") {
+            continue;
+        }
+        if let FileContent::Inline(b) = &f.content {
+            for line in String::from_utf8_lossy(b).lines() {
+                let l = line.trim();
+                if !l.is_empty() && !l.starts_with('#') && !l.starts_with(';') {
+                    mods.push(l.to_string());
+                }
+            }
+        }
+    }
+    mods
+}
+
+/// Checks one host; returns its findings and facts.
+pub async fn check_host(
+    plan: &ClusterPlan,
+    host: &HostPlan,
+    platforms: &[String],
+    exec: &Executor,
+) -> (Vec<Finding>, HostFacts) {
+    let mut out = Vec::new();
+    let mut problem = |p: String, warning: bool| {
+        out.push(Finding {
+            host: host.name.clone(),
+            problem: p,
+            warning,
+        })
+    };
+    let ports = ports_for(plan, host);
+    let modules = modules_for(host);
+    let before = now();
+    let text = match exec.check(&facts_script(&ports, &modules)).await {
+        Ok(t) => t,
+        Err(e) => {
+            problem(format!("cannot collect facts: {e}"), false);
+            return (out, HostFacts::default());
+        }
+    };
+    let local = (before + now()) / 2.0;
+    let mut kv: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            kv.entry(k).or_default().push(v);
+        }
+    }
+    let one = |k: &str| kv.get(k).and_then(|v| v.first().copied()).unwrap_or("");
+    let facts = HostFacts {
+        hostname: one("hostname").to_string(),
+        container: !one("container").is_empty() && one("container") != "none",
+    };
+
+    let arch = deb_arch(one("arch"));
+    if arch != host.arch {
+        problem(
+            format!(
+                "architecture is {arch} ({}) but the inventory/plan says {}",
+                one("arch"),
+                host.arch
+            ),
+            false,
+        );
+    }
+    if !platforms.iter().any(|p| p == &format!("linux/{arch}")) {
+        problem(
+            format!("architecture {arch} is not in the bundle (it has {}): build a bundle with --platform linux/{arch}", platforms.join(", ")),
+            false,
+        );
+    }
+    if one("systemd") != "1" {
+        problem(
+            format!(
+                "not running systemd (OS {}): ferry installs systemd units",
+                one("os")
+            ),
+            false,
+        );
+    }
+    let os = one("os");
+    let known = [
+        "debian",
+        "ubuntu",
+        "rhel",
+        "rocky",
+        "almalinux",
+        "centos",
+        "ol",
+        "openEuler",
+        "kylin",
+        "anolis",
+        "sles",
+        "opensuse-leap",
+        "fedora",
+    ];
+    if !known
+        .iter()
+        .any(|k| os.split_whitespace().next() == Some(k))
+    {
+        problem(
+            format!("operating system {os:?} has not been tried with ferry"),
+            true,
+        );
+    }
+    match one("time").parse::<f64>() {
+        Ok(t) if (t - local).abs() > MAX_CLOCK_SKEW_SECS => problem(
+            format!("clock differs from the deploy host by {:.1}s (limit {MAX_CLOCK_SKEW_SECS}s): fix time sync (chrony) first; TLS and etcd need it", t - local),
+            false,
+        ),
+        Ok(_) => {}
+        Err(_) => problem(format!("cannot read the clock: {:?}", one("time")), false),
+    }
+    match one("disk").parse::<u64>() {
+        Ok(k) if k < MIN_FREE_KIB => problem(
+            format!(
+                "only {} MiB free on / (need {} MiB)",
+                k / 1024,
+                MIN_FREE_KIB / 1024
+            ),
+            false,
+        ),
+        Ok(_) => {}
+        Err(_) => problem("cannot read free disk space on /".into(), false),
+    }
+    if one("swap").parse::<u64>().unwrap_or(0) > 0 {
+        problem(
+            "swap is on: the OS baseline turns it off (kubelet needs that)".into(),
+            true,
+        );
+    }
+    for m in kv.get("nomod").cloned().unwrap_or_default() {
+        if facts.container {
+            problem(format!("kernel module {m} is not loaded; in a container the host kernel's modules apply"), true);
+        } else {
+            problem(format!("kernel module {m} is neither loaded nor available (modprobe -n {m} fails): install the kernel's modules package"), false);
+        }
+    }
+    let ours: Vec<&str> = host.services.iter().map(|s| s.unit.as_str()).collect();
+    for p in kv.get("port").cloned().unwrap_or_default() {
+        let (port, unit) = p.split_once(' ').unwrap_or((p, "unknown"));
+        if !ours.contains(&unit) {
+            problem(
+                format!("port {port} is already in use by {unit}: stop it or free the port"),
+                false,
+            );
+        }
+    }
+    (out, facts)
+}
+
+/// Cross-host checks: node names must be unique (the kubelet registers by hostname).
+pub fn check_unique_hostnames(facts: &[(String, HostFacts)]) -> Vec<Finding> {
+    let mut seen: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (host, f) in facts {
+        if !f.hostname.is_empty() {
+            seen.entry(f.hostname.as_str())
+                .or_default()
+                .push(host.as_str());
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, hosts)| hosts.len() > 1)
+        .flat_map(|(name, hosts)| {
+            let all = hosts.join(", ");
+            hosts.into_iter().map(move |h| Finding {
+                host: h.to_string(),
+                problem: format!(
+                    "hostname {name:?} is shared by {all}: give every host its own hostname"
+                ),
+                warning: false,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_hostnames_are_reported_on_every_host_having_them() {
+        let f = |n: &str| HostFacts {
+            hostname: n.into(),
+            container: false,
+        };
+        let facts = vec![
+            ("a".into(), f("x")),
+            ("b".into(), f("y")),
+            ("c".into(), f("x")),
+        ];
+        let found = check_unique_hostnames(&facts);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].host, "a");
+        assert_eq!(found[1].host, "c");
+        assert!(found[0].problem.contains("a, c"));
+    }
+
+    #[test]
+    fn arch_names_follow_debian() {
+        assert_eq!(deb_arch("x86_64"), "amd64");
+        assert_eq!(deb_arch("aarch64"), "arm64");
+    }
+}

@@ -1,0 +1,461 @@
+//! The cluster's PKI, kept in `<cluster dir>/pki/` on the deploy host.
+//!
+//! First run: creates three CAs (cluster, etcd, front-proxy), every leaf
+//! certificate and the service-account key pair. Later runs reuse what exists
+//! byte for byte; a leaf whose subject or SANs changed (a host was added) is
+//! reissued with its key kept. `rotate` reissues every leaf, CAs untouched.
+//! Private keys are written 0600.
+
+use crate::plan::{PlanError, Result, Role};
+use crate::validate::Cluster;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+const CA_DAYS: i64 = 3650;
+const LEAF_DAYS: i64 = 365;
+/// Records the subject/SANs/usages each leaf was issued for.
+const ISSUED_FILE: &str = "issued.json";
+
+/// Which CA signs a leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ca {
+    Cluster,
+    Etcd,
+    FrontProxy,
+}
+
+impl Ca {
+    /// Base name of the CA's files (`ca`, `etcd/ca`, `front-proxy-ca`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Ca::Cluster => "ca",
+            Ca::Etcd => "etcd/ca",
+            Ca::FrontProxy => "front-proxy-ca",
+        }
+    }
+}
+
+/// A leaf certificate to issue: `<name>.pem` + `<name>-key.pem`.
+#[derive(Debug, Clone)]
+pub struct LeafSpec {
+    pub name: String,
+    pub ca: Ca,
+    pub cn: String,
+    pub org: Option<String>,
+    pub server: bool,
+    pub client: bool,
+    pub dns: Vec<String>,
+    pub ips: Vec<IpAddr>,
+}
+
+impl LeafSpec {
+    fn client(name: &str, ca: Ca, cn: &str, org: Option<&str>) -> Self {
+        LeafSpec {
+            name: name.into(),
+            ca,
+            cn: cn.into(),
+            org: org.map(Into::into),
+            server: false,
+            client: true,
+            dns: vec![],
+            ips: vec![],
+        }
+    }
+
+    /// Canonical description; a change reissues the certificate.
+    fn fingerprint(&self) -> String {
+        let ips: Vec<String> = self.ips.iter().map(|i| i.to_string()).collect();
+        format!(
+            "ca={} cn={} o={} server={} client={} dns={} ip={}",
+            self.ca.name(),
+            self.cn,
+            self.org.as_deref().unwrap_or(""),
+            self.server,
+            self.client,
+            self.dns.join(","),
+            ips.join(",")
+        )
+    }
+}
+
+/// The PKI files by relative name (`ca.pem`, `etcd/etcd-1-server.pem`, `sa.key`...).
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub dir: PathBuf,
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Pki {
+    pub fn get(&self, name: &str) -> Result<&[u8]> {
+        self.files
+            .get(name)
+            .map(|v| v.as_slice())
+            .ok_or_else(|| PlanError::Pki {
+                name: name.into(),
+                reason: format!("not found in {}", self.dir.display()),
+            })
+    }
+
+    pub fn text(&self, name: &str) -> Result<String> {
+        Ok(String::from_utf8_lossy(self.get(name)?).into_owned())
+    }
+}
+
+fn pki_err(name: &str, e: impl std::fmt::Display) -> PlanError {
+    PlanError::Pki {
+        name: name.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// Every leaf the cluster needs.
+pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
+    let mut out = Vec::new();
+    let localhost: IpAddr = [127, 0, 0, 1].into();
+    for n in cluster.with_role(Role::Etcd) {
+        let member = n.etcd_name.clone().unwrap_or(n.name.clone());
+        let mut dns = vec![n.name.clone(), "localhost".to_string()];
+        if member != n.name {
+            dns.insert(1, member.clone());
+        }
+        let ips = vec![IpAddr::V4(n.ip), localhost];
+        for (kind, client) in [("server", true), ("peer", true)] {
+            out.push(LeafSpec {
+                name: format!("etcd/{member}-{kind}"),
+                ca: Ca::Etcd,
+                cn: member.clone(),
+                org: None,
+                server: true,
+                client,
+                dns: dns.clone(),
+                ips: ips.clone(),
+            });
+        }
+    }
+    out.push(LeafSpec::client(
+        "etcd/apiserver-etcd-client",
+        Ca::Etcd,
+        "kube-apiserver-etcd-client",
+        None,
+    ));
+    out.push(LeafSpec::client(
+        "etcd/healthcheck-client",
+        Ca::Etcd,
+        "kube-etcd-healthcheck-client",
+        None,
+    ));
+
+    let mut dns = vec![
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        format!("kubernetes.default.svc.{}", cluster.dns_domain),
+        "localhost".to_string(),
+    ];
+    let mut ips = vec![IpAddr::V4(cluster.kubernetes_service_ip()), localhost];
+    if let Some(vip) = cluster.vip {
+        ips.push(IpAddr::V4(vip));
+    }
+    for m in cluster.with_role(Role::Master) {
+        ips.push(IpAddr::V4(m.ip));
+        dns.push(m.name.clone());
+    }
+    out.push(LeafSpec {
+        name: "apiserver".into(),
+        ca: Ca::Cluster,
+        cn: "kube-apiserver".into(),
+        org: None,
+        server: true,
+        client: false,
+        dns,
+        ips,
+    });
+    out.push(LeafSpec::client(
+        "apiserver-kubelet-client",
+        Ca::Cluster,
+        "kube-apiserver-kubelet-client",
+        Some("system:masters"),
+    ));
+    out.push(LeafSpec::client(
+        "front-proxy-client",
+        Ca::FrontProxy,
+        "front-proxy-client",
+        None,
+    ));
+    out.push(LeafSpec::client(
+        "admin",
+        Ca::Cluster,
+        "admin",
+        Some("system:masters"),
+    ));
+    out.push(LeafSpec::client(
+        "kube-controller-manager",
+        Ca::Cluster,
+        "system:kube-controller-manager",
+        None,
+    ));
+    out.push(LeafSpec::client(
+        "kube-scheduler",
+        Ca::Cluster,
+        "system:kube-scheduler",
+        None,
+    ));
+    out.push(LeafSpec::client(
+        "kube-proxy",
+        Ca::Cluster,
+        "system:kube-proxy",
+        None,
+    ));
+    for n in cluster.with_role(Role::Node) {
+        out.push(LeafSpec::client(
+            &format!("kubelet/{}", n.name),
+            Ca::Cluster,
+            &format!("system:node:{}", n.name),
+            Some("system:nodes"),
+        ));
+        out.push(LeafSpec {
+            name: format!("kubelet/{}-server", n.name),
+            ca: Ca::Cluster,
+            cn: format!("system:node:{}", n.name),
+            org: Some("system:nodes".into()),
+            server: true,
+            client: false,
+            dns: vec![n.name.clone()],
+            ips: vec![IpAddr::V4(n.ip)],
+        });
+    }
+    let registry: Vec<_> = cluster.with_role(Role::Registry).collect();
+    if !registry.is_empty() {
+        out.push(LeafSpec {
+            name: "registry".into(),
+            ca: Ca::Cluster,
+            cn: "ferry-registry".into(),
+            org: None,
+            server: true,
+            client: false,
+            dns: registry
+                .iter()
+                .map(|n| n.name.clone())
+                .chain(["localhost".to_string()])
+                .collect(),
+            ips: registry
+                .iter()
+                .map(|n| IpAddr::V4(n.ip))
+                .chain([localhost])
+                .collect(),
+        });
+    }
+    out
+}
+
+/// Write `bytes` to `path` unless it already holds them; private files get 0600.
+pub fn write_if_changed(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
+    if std::fs::read(path).ok().as_deref() == Some(bytes) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| PlanError::io(parent, e))?;
+    }
+    let tmp = path.with_extension("tmp~");
+    let mode = if secret { 0o600 } else { 0o644 };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| PlanError::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| PlanError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| PlanError::io(path, e))
+}
+
+fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(PlanError::io(path, e)),
+    }
+}
+
+fn dn(cn: &str, org: Option<&str>) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    if let Some(o) = org {
+        d.push(DnType::OrganizationName, o);
+    }
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + Duration::days(days);
+}
+
+/// Load or create a CA; returns (cert pem, key pem).
+fn ensure_ca(dir: &Path, ca: Ca, cn: &str) -> Result<(String, String)> {
+    let cert_path = dir.join(format!("{}.pem", ca.name()));
+    let key_path = dir.join(format!("{}-key.pem", ca.name()));
+    if let (Some(c), Some(k)) = (read_opt(&cert_path)?, read_opt(&key_path)?) {
+        return Ok((
+            String::from_utf8_lossy(&c).into_owned(),
+            String::from_utf8_lossy(&k).into_owned(),
+        ));
+    }
+    let key = KeyPair::generate().map_err(|e| pki_err(ca.name(), e))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(cn, Some("ferry"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut params, CA_DAYS);
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| pki_err(ca.name(), e))?;
+    let (c, k) = (cert.pem(), key.serialize_pem());
+    write_if_changed(&key_path, k.as_bytes(), true)?;
+    write_if_changed(&cert_path, c.as_bytes(), false)?;
+    Ok((c, k))
+}
+
+/// Create or reuse the whole PKI under `<cluster_dir>/pki`.
+pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki> {
+    let dir = cluster_dir.join("pki");
+    std::fs::create_dir_all(dir.join("etcd")).map_err(|e| PlanError::io(&dir, e))?;
+    let mut cas = BTreeMap::new();
+    for (ca, cn) in [
+        (Ca::Cluster, "kubernetes-ca"),
+        (Ca::Etcd, "etcd-ca"),
+        (Ca::FrontProxy, "front-proxy-ca"),
+    ] {
+        cas.insert(
+            ca.name(),
+            ensure_ca(&dir, ca, &format!("{}-{cn}", cluster.name))?,
+        );
+    }
+    let issued_path = dir.join(ISSUED_FILE);
+    let mut issued: BTreeMap<String, String> = match read_opt(&issued_path)? {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| pki_err(ISSUED_FILE, e))?,
+        None => BTreeMap::new(),
+    };
+    for spec in leaf_specs(cluster) {
+        let cert_path = dir.join(format!("{}.pem", spec.name));
+        let key_path = dir.join(format!("{}-key.pem", spec.name));
+        let existing_key = read_opt(&key_path)?;
+        let fresh = !rotate
+            && read_opt(&cert_path)?.is_some()
+            && existing_key.is_some()
+            && issued.get(&spec.name) == Some(&spec.fingerprint());
+        if fresh {
+            continue;
+        }
+        let key = match &existing_key {
+            Some(k) => KeyPair::from_pem(&String::from_utf8_lossy(k))
+                .map_err(|e| pki_err(&spec.name, e))?,
+            None => KeyPair::generate().map_err(|e| pki_err(&spec.name, e))?,
+        };
+        let (ca_cert, ca_key) = &cas[spec.ca.name()];
+        let ca_key = KeyPair::from_pem(ca_key).map_err(|e| pki_err(spec.ca.name(), e))?;
+        let issuer =
+            Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(|e| pki_err(spec.ca.name(), e))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&spec.cn, spec.org.as_deref());
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        if spec.server {
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        if spec.client {
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
+        for d in &spec.dns {
+            let name = d
+                .clone()
+                .try_into()
+                .map_err(|e| pki_err(&spec.name, format!("SAN {d}: {e}")))?;
+            params.subject_alt_names.push(SanType::DnsName(name));
+        }
+        for ip in &spec.ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, LEAF_DAYS);
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(|e| pki_err(&spec.name, e))?;
+        if existing_key.is_none() {
+            write_if_changed(&key_path, key.serialize_pem().as_bytes(), true)?;
+        }
+        write_if_changed(&cert_path, cert.pem().as_bytes(), false)?;
+        issued.insert(spec.name.clone(), spec.fingerprint());
+    }
+    let mut issued_bytes =
+        serde_json::to_vec_pretty(&issued).map_err(|e| pki_err(ISSUED_FILE, e))?;
+    issued_bytes.push(b'\n');
+    write_if_changed(&issued_path, &issued_bytes, false)?;
+
+    // Service-account signing key pair.
+    let sa_key_path = dir.join("sa.key");
+    let sa_pub_path = dir.join("sa.pub");
+    let sa_key = match read_opt(&sa_key_path)? {
+        Some(k) => {
+            KeyPair::from_pem(&String::from_utf8_lossy(&k)).map_err(|e| pki_err("sa.key", e))?
+        }
+        None => {
+            let k = KeyPair::generate().map_err(|e| pki_err("sa.key", e))?;
+            write_if_changed(&sa_key_path, k.serialize_pem().as_bytes(), true)?;
+            k
+        }
+    };
+    write_if_changed(&sa_pub_path, sa_key.public_key_pem().as_bytes(), false)?;
+
+    // Read everything back: the tree on disk is the truth.
+    let mut files = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(&dir).sort_by_file_name() {
+        let entry = entry.map_err(|e| pki_err(&dir.display().to_string(), e))?;
+        if entry.file_type().is_file() {
+            let rel = entry
+                .path()
+                .strip_prefix(&dir)
+                .map_err(|e| pki_err("pki", e))?;
+            let bytes = std::fs::read(entry.path()).map_err(|e| PlanError::io(entry.path(), e))?;
+            files.insert(rel.to_string_lossy().into_owned(), bytes);
+        }
+    }
+    Ok(Pki { dir, files })
+}
+
+/// A random 32-byte key kept in `<cluster_dir>/secrets/<name>` (0600), base64.
+pub fn ensure_secret_key(cluster_dir: &Path, name: &str) -> Result<String> {
+    use base64::Engine;
+    let path = cluster_dir.join("secrets").join(name);
+    if let Some(b) = read_opt(&path)? {
+        return Ok(String::from_utf8_lossy(&b).trim().to_string());
+    }
+    let mut key = [0u8; 32];
+    let mut f =
+        std::fs::File::open("/dev/urandom").map_err(|e| PlanError::io("/dev/urandom", e))?;
+    std::io::Read::read_exact(&mut f, &mut key).map_err(|e| PlanError::io("/dev/urandom", e))?;
+    let text = base64::engine::general_purpose::STANDARD.encode(key);
+    write_if_changed(&path, format!("{text}\n").as_bytes(), true)?;
+    Ok(text)
+}

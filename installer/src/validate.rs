@@ -1,0 +1,808 @@
+//! Inventory + config.yml + bundle.json -> a checked cluster description.
+//! Every problem names the file and line it comes from; all are reported at once.
+
+use crate::config::{Config, Setting};
+use crate::inventory::{Inventory, Value};
+use crate::plan::{Origin, PlanError, Problem, Problems, Result, Role, SshTarget};
+use ferry_bundles::BundleManifest;
+use ipnet::Ipv4Net;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// keepalived state of an `[ex_lb]` host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbRole {
+    Master,
+    Backup,
+}
+
+/// One host after validation.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub inventory_host: String,
+    pub ip: Ipv4Addr,
+    pub ssh: SshTarget,
+    pub arch: String,
+    pub roles: BTreeSet<Role>,
+    /// etcd member name (`etcd_name` / `NODE_NAME`, else the node name).
+    pub etcd_name: Option<String>,
+    pub lb_role: Option<LbRole>,
+    pub origin: Origin,
+}
+
+/// The validated cluster: the config with inventory values merged in.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub config: Config,
+    pub inventory_path: PathBuf,
+    pub name: String,
+    pub kubernetes: String,
+    pub bin_dir: String,
+    pub ca_dir: String,
+    pub nodes: Vec<NodeSpec>,
+    pub vip: Option<Ipv4Addr>,
+    /// apiserver `--secure-port` on masters.
+    pub apiserver_port: u16,
+    /// Port haproxy listens on at the VIP (`EX_APISERVER_PORT`, else the apiserver port).
+    pub lb_port: u16,
+    pub cluster_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
+    pub node_port_range: String,
+    pub proxy_mode: String,
+    pub dns_domain: String,
+    pub cni: String,
+    pub registry_port: u16,
+}
+
+impl Cluster {
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &NodeSpec> {
+        self.nodes.iter().filter(move |n| n.roles.contains(&role))
+    }
+
+    /// First IP of the service CIDR: the `kubernetes` Service.
+    pub fn kubernetes_service_ip(&self) -> Ipv4Addr {
+        nth_ip(self.service_cidr, 1)
+    }
+
+    /// Tenth IP of the service CIDR: CoreDNS (kubeasz and kubeadm convention).
+    pub fn dns_service_ip(&self) -> Ipv4Addr {
+        nth_ip(self.service_cidr, 10)
+    }
+
+    /// What clients use to reach the apiservers.
+    pub fn apiserver_endpoint(&self) -> String {
+        match self.vip {
+            Some(vip) => format!("https://{vip}:{}", self.lb_port),
+            None => {
+                let first = self
+                    .with_role(Role::Master)
+                    .next()
+                    .map(|n| n.ip.to_string())
+                    .unwrap_or_default();
+                format!("https://{first}:{}", self.apiserver_port)
+            }
+        }
+    }
+
+    pub fn registry_mirrors(&self) -> Vec<String> {
+        self.with_role(Role::Registry)
+            .map(|n| format!("{}:{}", n.ip, self.registry_port))
+            .collect()
+    }
+}
+
+fn nth_ip(net: Ipv4Net, n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()).wrapping_add(n))
+}
+
+/// Inventory keys ferry reads (others in `[all:vars]` only warn).
+const USED_VARS: &[&str] = &[
+    "ansible_host",
+    "ip",
+    "node_name",
+    "k8s_nodename",
+    "NODE_NAME",
+    "etcd_name",
+    "LB_ROLE",
+    "EX_APISERVER_VIP",
+    "EX_APISERVER_PORT",
+    "arch",
+    "SECURE_PORT",
+    "CONTAINER_RUNTIME",
+    "CLUSTER_NETWORK",
+    "PROXY_MODE",
+    "SERVICE_CIDR",
+    "CLUSTER_CIDR",
+    "NODE_PORT_RANGE",
+    "CLUSTER_DNS_DOMAIN",
+    "bin_dir",
+    "ca_dir",
+    "ansible_user",
+    "ansible_port",
+    "ansible_ssh_port",
+    "ansible_ssh_private_key_file",
+];
+
+/// Inventory keys that kubeasz uses and ferry has no use for (no warning).
+const IGNORED_VARS: &[&str] = &[
+    "base_dir",
+    "cluster_dir",
+    "CLUSTER",
+    "NEW_INSTALL",
+    "ansible_python_interpreter",
+];
+
+const KNOWN_GROUPS: &[&str] = &[
+    "all",
+    "etcd",
+    "kube_master",
+    "kube_node",
+    "ex_lb",
+    "chrony",
+    "harbor",
+    "ungrouped",
+];
+
+struct Checker<'a> {
+    inv: &'a Inventory,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, origin: &Origin, msg: impl Into<String>) {
+        self.problems.push(Problem {
+            origin: origin.clone(),
+            message: msg.into(),
+        });
+    }
+
+    /// An inventory value ferry uses: Jinja is refused, never taken literally.
+    fn literal<'v>(&mut self, v: Option<&'v Value>, key: &str) -> Option<&'v Value> {
+        let v = v?;
+        if v.is_jinja() {
+            self.fail(
+                &v.origin,
+                format!("{key}={} holds a Jinja expression that ferry does not evaluate; write the value itself", v.text),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    fn host_var(&mut self, host: &str, key: &str) -> Option<Value> {
+        let v = self.inv.host_var(host, key);
+        self.literal(v, key).cloned()
+    }
+
+    fn all_var(&mut self, key: &str) -> Option<Value> {
+        let v = self.inv.all_var(key);
+        self.literal(v, key).cloned()
+    }
+
+    /// A setting both files may hold: they must agree; an explicit config value
+    /// wins over nothing, the inventory wins over a config default.
+    fn agree(
+        &mut self,
+        cfg_key: &str,
+        cfg: &Setting<String>,
+        inv_key: &str,
+        norm: fn(&str) -> String,
+    ) -> String {
+        let inv = self.all_var(inv_key);
+        match inv {
+            Some(iv) if cfg.origin.line > 0 => {
+                if norm(&iv.text) != norm(&cfg.value) {
+                    self.fail(
+                        &cfg.origin,
+                        format!(
+                            "{cfg_key}: \"{}\" disagrees with {inv_key}=\"{}\" at {}; make them the same",
+                            cfg.value, iv.text, iv.origin
+                        ),
+                    );
+                }
+                cfg.value.clone()
+            }
+            Some(iv) => iv.text.clone(),
+            None => cfg.value.clone(),
+        }
+    }
+}
+
+fn same(s: &str) -> String {
+    s.trim().to_string()
+}
+
+fn no_trailing_dot(s: &str) -> String {
+    s.trim().trim_end_matches('.').to_string()
+}
+
+fn lower(s: &str) -> String {
+    s.trim().to_ascii_lowercase()
+}
+
+/// Check everything and build the cluster description, or list every problem.
+pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Result<Cluster> {
+    let mut c = Checker {
+        inv,
+        problems: Vec::new(),
+    };
+    let file_origin = Origin::new(&inv.path, 1);
+
+    // Unknown groups and variables: warn, and report Jinja in values ferry ignores.
+    for (g, origin) in &inv.group_lines {
+        if !KNOWN_GROUPS.contains(&g.as_str()) && !inv.children.values().flatten().any(|x| x == g) {
+            tracing::warn!("{origin}: group [{g}] is not used by ferry");
+        }
+    }
+    for (group, vars) in &inv.group_vars {
+        for (k, v) in vars {
+            if !USED_VARS.contains(&k.as_str()) && !IGNORED_VARS.contains(&k.as_str()) {
+                tracing::warn!("{}: [{group}:vars] {k} is not used by ferry", v.origin);
+            } else if v.is_jinja() && !USED_VARS.contains(&k.as_str()) {
+                tracing::warn!(
+                    "{}: {k}={} holds Jinja; ferry does not evaluate it and does not use it",
+                    v.origin,
+                    v.text
+                );
+            }
+        }
+    }
+
+    // Settings both files may carry.
+    let port_setting = Setting {
+        value: cfg.apiserver_bind_port.value.to_string(),
+        origin: cfg.apiserver_bind_port.origin.clone(),
+    };
+    let port_text = c.agree(
+        "KUBE_APISERVER_BIND_PORT",
+        &port_setting,
+        "SECURE_PORT",
+        same,
+    );
+    let apiserver_port = parse_port(&mut c, &port_text, &port_setting.origin, "apiserver port");
+    let runtime = c.agree(
+        "CONTAINER_RUNTIME",
+        &cfg.container_runtime,
+        "CONTAINER_RUNTIME",
+        lower,
+    );
+    if runtime != "containerd" {
+        let o = origin_of(inv, "CONTAINER_RUNTIME", &cfg.container_runtime.origin);
+        c.fail(
+            &o,
+            format!("container runtime \"{runtime}\" is not supported; ferry installs containerd"),
+        );
+    }
+    let cni = lower(&c.agree("CNI_PLUGIN", &cfg.cni_plugin, "CLUSTER_NETWORK", lower));
+    if cni != "cilium" {
+        let o = origin_of(inv, "CLUSTER_NETWORK", &cfg.cni_plugin.origin);
+        c.fail(&o, format!("unknown CNI \"{cni}\": ferry's bundle profile carries cilium; set CNI_PLUGIN: \"cilium\""));
+    }
+    let proxy_mode = lower(&c.agree("PROXY_MODE", &cfg.proxy_mode, "PROXY_MODE", lower));
+    if proxy_mode != "ipvs" && proxy_mode != "iptables" {
+        let o = origin_of(inv, "PROXY_MODE", &cfg.proxy_mode.origin);
+        c.fail(
+            &o,
+            format!("PROXY_MODE \"{proxy_mode}\" is not one of ipvs, iptables"),
+        );
+    }
+    let service_text = c.agree("SERVICE_CIDR", &cfg.service_cidr, "SERVICE_CIDR", same);
+    let cluster_text = c.agree("CLUSTER_CIDR", &cfg.cluster_cidr, "CLUSTER_CIDR", same);
+    let node_port_range = c.agree(
+        "NODE_PORT_RANGE",
+        &cfg.node_port_range,
+        "NODE_PORT_RANGE",
+        same,
+    );
+    let dns_domain = no_trailing_dot(&c.agree(
+        "DNS_DOMAIN",
+        &cfg.dns_domain,
+        "CLUSTER_DNS_DOMAIN",
+        no_trailing_dot,
+    ));
+    let service_cidr = parse_cidr(
+        &mut c,
+        &service_text,
+        &origin_of(inv, "SERVICE_CIDR", &cfg.service_cidr.origin),
+    );
+    let cluster_cidr = parse_cidr(
+        &mut c,
+        &cluster_text,
+        &origin_of(inv, "CLUSTER_CIDR", &cfg.cluster_cidr.origin),
+    );
+    check_port_range(
+        &mut c,
+        &node_port_range,
+        &origin_of(inv, "NODE_PORT_RANGE", &cfg.node_port_range.origin),
+    );
+    if !["native", "vxlan", "geneve"].contains(&cfg.cilium_tunnel_mode.value.as_str()) {
+        c.fail(
+            &cfg.cilium_tunnel_mode.origin,
+            format!(
+                "CILIUM_TUNNEL_MODE \"{}\" is not one of native, vxlan, geneve",
+                cfg.cilium_tunnel_mode.value
+            ),
+        );
+    }
+    if cfg.ingress_nginx_enabled.value {
+        c.fail(
+            &cfg.ingress_nginx_enabled.origin,
+            "INGRESS_NGINX_ENABLED: ferry's bundle does not carry ingress-nginx; set it to false",
+        );
+    }
+    if cfg.host_subnet_prefix.value > 32 {
+        c.fail(
+            &cfg.host_subnet_prefix.origin,
+            "HOST_SUBNET_PREFIX must be between 0 and 32",
+        );
+    }
+    let bin_dir = c
+        .all_var("bin_dir")
+        .map(|v| v.text)
+        .unwrap_or_else(|| "/opt/kube/bin".into());
+    let ca_dir = c
+        .all_var("ca_dir")
+        .map(|v| v.text)
+        .unwrap_or_else(|| "/etc/kubernetes/ssl".into());
+
+    // Kubernetes version: must be the bundle's.
+    let kubernetes = bundle.kubernetes.trim_start_matches('v').to_string();
+    if let Some(v) = &cfg.k8s_ver {
+        if v.value.trim_start_matches('v') != kubernetes {
+            c.fail(
+                &v.origin,
+                format!(
+                    "K8S_VER \"{}\" is not the bundle's Kubernetes version {kubernetes} (bundle {}); use a bundle built for {} or set K8S_VER: \"{kubernetes}\"",
+                    v.value, bundle.name, v.value
+                ),
+            );
+        }
+    }
+
+    // Hosts.
+    let masters = inv.group("kube_master");
+    let etcd = inv.group("etcd");
+    let kube_nodes = inv.group("kube_node");
+    let ex_lb = inv.group("ex_lb");
+    let chrony = inv.group("chrony");
+    if masters.is_empty() {
+        let o = inv
+            .group_lines
+            .get("kube_master")
+            .cloned()
+            .unwrap_or(file_origin.clone());
+        c.fail(&o, "no master: list at least one host under [kube_master]");
+    }
+    if etcd.is_empty() || etcd.len().is_multiple_of(2) {
+        let o = inv
+            .group_lines
+            .get("etcd")
+            .cloned()
+            .unwrap_or(file_origin.clone());
+        c.fail(
+            &o,
+            format!(
+                "[etcd] has {} member(s); etcd needs an odd number (1, 3, 5) to keep quorum",
+                etcd.len()
+            ),
+        );
+    }
+    let ssh_user = c.all_var("ansible_user").map(|v| v.text);
+    let mut nodes: Vec<NodeSpec> = Vec::new();
+    let ordered: Vec<String> = {
+        // Inventory order of first appearance, limited to hosts in a group ferry uses.
+        let in_use: BTreeSet<&String> = masters
+            .iter()
+            .chain(&etcd)
+            .chain(&kube_nodes)
+            .chain(&ex_lb)
+            .chain(&chrony)
+            .map(|(h, _)| h)
+            .collect();
+        inv.hosts
+            .iter()
+            .map(|h| &h.host)
+            .filter(|h| in_use.contains(h))
+            .cloned()
+            .collect()
+    };
+    for host in &ordered {
+        let origin = inv
+            .host(host)
+            .map(|h| h.origin.clone())
+            .unwrap_or(file_origin.clone());
+        let mut roles = BTreeSet::new();
+        let member = |g: &Vec<(String, Origin)>| g.iter().any(|(h, _)| h == host);
+        if member(&masters) {
+            roles.insert(Role::Master);
+            roles.insert(Role::Node); // masters run kubelet too (tainted NoSchedule)
+        }
+        if member(&kube_nodes) {
+            roles.insert(Role::Node);
+        }
+        if member(&etcd) {
+            roles.insert(Role::Etcd);
+        }
+        if member(&ex_lb) {
+            roles.insert(Role::ExLb);
+        }
+        if member(&chrony) {
+            roles.insert(Role::Chrony);
+        }
+        let ip_val = c
+            .host_var(host, "ip")
+            .or_else(|| c.host_var(host, "ansible_host"));
+        let (ip_text, ip_origin) = match &ip_val {
+            Some(v) => (v.text.clone(), v.origin.clone()),
+            None => (host.clone(), origin.clone()),
+        };
+        let ip = match ip_text.parse::<Ipv4Addr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                c.fail(&ip_origin, format!("host {host}: \"{ip_text}\" is not an IPv4 address; set ip=<address> on its line"));
+                Ipv4Addr::UNSPECIFIED
+            }
+        };
+        let name = c
+            .host_var(host, "node_name")
+            .or_else(|| c.host_var(host, "k8s_nodename"))
+            .map(|v| v.text)
+            .unwrap_or_else(|| host.clone());
+        if !valid_dns_name(&name) {
+            c.fail(&origin, format!("host {host}: node name \"{name}\" must be lower-case letters, digits, '-' or '.'"));
+        }
+        let etcd_name = roles.contains(&Role::Etcd).then(|| {
+            c.host_var(host, "etcd_name")
+                .or_else(|| c.host_var(host, "NODE_NAME"))
+                .map(|v| v.text)
+                .unwrap_or(name.clone())
+        });
+        let lb_role = match roles.contains(&Role::ExLb) {
+            false => None,
+            true => match c.host_var(host, "LB_ROLE") {
+                None => None,
+                Some(v) if v.text.eq_ignore_ascii_case("master") => Some(LbRole::Master),
+                Some(v) if v.text.eq_ignore_ascii_case("backup") => Some(LbRole::Backup),
+                Some(v) => {
+                    c.fail(
+                        &v.origin,
+                        format!("LB_ROLE=\"{}\" must be master or backup", v.text),
+                    );
+                    None
+                }
+            },
+        };
+        let ssh_host = c
+            .host_var(host, "ansible_host")
+            .map(|v| v.text)
+            .unwrap_or(host.clone());
+        let port = c
+            .host_var(host, "ansible_port")
+            .or_else(|| c.host_var(host, "ansible_ssh_port"));
+        let ssh_port = match port {
+            Some(p) => parse_port(&mut c, &p.text, &p.origin, "SSH port"),
+            None => 22,
+        };
+        let user = c
+            .host_var(host, "ansible_user")
+            .map(|v| v.text)
+            .or(ssh_user.clone())
+            .unwrap_or("root".into());
+        let identity_file = c
+            .host_var(host, "ansible_ssh_private_key_file")
+            .map(|v| PathBuf::from(v.text));
+        let arch_val = c.host_var(host, "arch");
+        let arch = arch_val
+            .as_ref()
+            .map(|v| v.text.clone())
+            .unwrap_or("amd64".into());
+        let platform = format!("linux/{arch}");
+        if !bundle.platforms.contains(&platform) {
+            let o = arch_val.map(|v| v.origin).unwrap_or(origin.clone());
+            c.fail(
+                &o,
+                format!(
+                    "host {host} is {platform} but bundle {} carries only {}; build the bundle with --platform {platform}",
+                    bundle.name,
+                    bundle.platforms.join(", ")
+                ),
+            );
+        }
+        nodes.push(NodeSpec {
+            name,
+            inventory_host: host.clone(),
+            ip,
+            ssh: SshTarget {
+                host: ssh_host,
+                port: ssh_port,
+                user,
+                identity_file,
+            },
+            arch,
+            roles,
+            etcd_name,
+            lb_role,
+            origin,
+        });
+    }
+    // Group members that are written nowhere else still count (ex_lb lines with only an IP).
+    // Duplicates.
+    let mut by_ip: BTreeMap<Ipv4Addr, &NodeSpec> = BTreeMap::new();
+    let mut by_name: BTreeMap<&str, &NodeSpec> = BTreeMap::new();
+    let mut by_etcd: BTreeMap<&str, &NodeSpec> = BTreeMap::new();
+    let mut dup = Vec::new();
+    for n in &nodes {
+        if let Some(prev) = by_ip.insert(n.ip, n) {
+            dup.push((
+                n.origin.clone(),
+                format!(
+                    "duplicate IP {}: hosts {} and {} (at {})",
+                    n.ip, prev.inventory_host, n.inventory_host, prev.origin
+                ),
+            ));
+        }
+        if let Some(prev) = by_name.insert(&n.name, n) {
+            dup.push((
+                n.origin.clone(),
+                format!(
+                    "duplicate node name {}: hosts {} and {} (at {})",
+                    n.name, prev.inventory_host, n.inventory_host, prev.origin
+                ),
+            ));
+        }
+        if let Some(e) = &n.etcd_name {
+            if let Some(prev) = by_etcd.insert(e, n) {
+                dup.push((
+                    n.origin.clone(),
+                    format!(
+                        "duplicate etcd member name {e}: hosts {} and {} (at {})",
+                        prev.inventory_host, n.inventory_host, prev.origin
+                    ),
+                ));
+            }
+        }
+    }
+    for (o, m) in dup {
+        c.fail(&o, m);
+    }
+
+    // Access layer: the VIP.
+    let mut vip_text = cfg.vip.clone();
+    let mut lb_port = apiserver_port;
+    for (h, _) in &ex_lb {
+        if let Some(v) = c.host_var(h, "EX_APISERVER_VIP") {
+            match &vip_text {
+                Some(cv) if cv.value != v.text => c.fail(
+                    &cv.origin,
+                    format!(
+                        "VIP: \"{}\" disagrees with EX_APISERVER_VIP={} at {}; make them the same",
+                        cv.value, v.text, v.origin
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    vip_text = Some(Setting {
+                        value: v.text.clone(),
+                        origin: v.origin.clone(),
+                    })
+                }
+            }
+        }
+        if let Some(p) = c.host_var(h, "EX_APISERVER_PORT") {
+            lb_port = parse_port(&mut c, &p.text, &p.origin, "EX_APISERVER_PORT");
+        }
+    }
+    let vip = match &vip_text {
+        None => {
+            if !ex_lb.is_empty() {
+                let o = inv
+                    .group_lines
+                    .get("ex_lb")
+                    .cloned()
+                    .unwrap_or(file_origin.clone());
+                c.fail(&o, "[ex_lb] hosts need a VIP: set VIP in config.yml (or EX_APISERVER_VIP on the [ex_lb] lines)");
+            }
+            None
+        }
+        Some(v) => {
+            match v.value.parse::<Ipv4Addr>() {
+                Err(_) => {
+                    c.fail(
+                        &v.origin,
+                        format!("VIP \"{}\" is not an IPv4 address", v.value),
+                    );
+                    None
+                }
+                Ok(vip) => {
+                    if ex_lb.is_empty() {
+                        c.fail(&v.origin, "VIP is set but [ex_lb] has no hosts to hold it (haproxy + keepalived); add two [ex_lb] hosts");
+                    }
+                    if let Some(n) = nodes.iter().find(|n| n.ip == vip) {
+                        c.fail(&v.origin, format!("VIP {vip} is the address of host {} (at {}); pick an unused address", n.inventory_host, n.origin));
+                    }
+                    let prefix = cfg.host_subnet_prefix.value.min(32);
+                    for m in nodes.iter().filter(|n| n.roles.contains(&Role::Master)) {
+                        let net = Ipv4Net::new(m.ip, prefix).map(|n| n.trunc()).ok();
+                        if net.is_some_and(|net| !net.contains(&vip)) {
+                            c.fail(
+                            &v.origin,
+                            format!(
+                                "VIP {vip} is not in master {}'s subnet {}/{prefix} (HOST_SUBNET_PREFIX); keepalived can only hold an address of the masters' network",
+                                m.inventory_host,
+                                net.map(|n| n.network().to_string()).unwrap_or_default()
+                            ),
+                        );
+                            break;
+                        }
+                    }
+                    Some(vip)
+                }
+            }
+        }
+    };
+
+    // CIDRs: pod vs service vs host networks.
+    if let (Some(svc), Some(pod)) = (service_cidr, cluster_cidr) {
+        let svc_o = origin_of(inv, "SERVICE_CIDR", &cfg.service_cidr.origin);
+        let pod_o = origin_of(inv, "CLUSTER_CIDR", &cfg.cluster_cidr.origin);
+        if overlaps(svc, pod) {
+            c.fail(&pod_o, format!("CLUSTER_CIDR {pod} overlaps SERVICE_CIDR {svc} (at {svc_o}); pick disjoint ranges"));
+        }
+        let prefix = cfg.host_subnet_prefix.value.min(32);
+        let mut host_nets: Vec<(Ipv4Net, &NodeSpec)> = Vec::new();
+        for n in &nodes {
+            if let Ok(net) = Ipv4Net::new(n.ip, prefix) {
+                if !host_nets.iter().any(|(x, _)| *x == net.trunc()) {
+                    host_nets.push((net.trunc(), n));
+                }
+            }
+        }
+        for (net, n) in host_nets {
+            for (key, cidr, o) in [("CLUSTER_CIDR", pod, &pod_o), ("SERVICE_CIDR", svc, &svc_o)] {
+                if overlaps(net, cidr) {
+                    c.fail(o, format!("{key} {cidr} overlaps the host network {net} of {} (at {}); pick a range outside the hosts' networks", n.inventory_host, n.origin));
+                }
+            }
+        }
+    }
+
+    // Time: with no [chrony] hosts the masters serve time to the cluster (the
+    // network has no upstream), so every host still syncs to one clock.
+    if chrony.is_empty() {
+        for n in nodes.iter_mut().filter(|n| n.roles.contains(&Role::Master)) {
+            n.roles.insert(Role::Chrony);
+        }
+    }
+
+    // Registry mirror hosts.
+    let registry_hosts = cfg.ferry_registry_hosts.value.clone();
+    if registry_hosts.is_empty() {
+        for n in nodes.iter_mut().filter(|n| n.roles.contains(&Role::Master)) {
+            n.roles.insert(Role::Registry);
+        }
+    } else {
+        for want in &registry_hosts {
+            match nodes
+                .iter_mut()
+                .find(|n| &n.inventory_host == want || &n.name == want || n.ip.to_string() == *want)
+            {
+                Some(n) => {
+                    n.roles.insert(Role::Registry);
+                }
+                None => c.fail(
+                    &cfg.ferry_registry_hosts.origin,
+                    format!(
+                        "FERRY_REGISTRY_HOSTS names {want}, which is not a host of {}",
+                        inv.path.display()
+                    ),
+                ),
+            }
+        }
+    }
+    if cfg.ferry_registry_port.value == 0 {
+        c.fail(
+            &cfg.ferry_registry_port.origin,
+            "FERRY_REGISTRY_PORT must not be 0",
+        );
+    }
+
+    if !c.problems.is_empty() {
+        return Err(PlanError::Invalid(Problems(c.problems)));
+    }
+    let (Some(service_cidr), Some(cluster_cidr)) = (service_cidr, cluster_cidr) else {
+        unreachable!("CIDR parse failures are reported as problems above")
+    };
+    Ok(Cluster {
+        config: cfg.clone(),
+        inventory_path: inv.path.clone(),
+        name: cfg.cluster_name.value.clone(),
+        kubernetes,
+        bin_dir,
+        ca_dir,
+        nodes,
+        vip,
+        apiserver_port,
+        lb_port,
+        cluster_cidr,
+        service_cidr,
+        node_port_range,
+        proxy_mode,
+        dns_domain,
+        cni,
+        registry_port: cfg.ferry_registry_port.value,
+    })
+}
+
+/// Where a merged value came from: the inventory's `[all:vars]` line if set there, else config.yml.
+fn origin_of(inv: &Inventory, inv_key: &str, cfg_origin: &Origin) -> Origin {
+    if cfg_origin.line > 0 {
+        return cfg_origin.clone();
+    }
+    inv.all_var(inv_key)
+        .map(|v| v.origin.clone())
+        .unwrap_or_else(|| cfg_origin.clone())
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn parse_cidr(c: &mut Checker, text: &str, origin: &Origin) -> Option<Ipv4Net> {
+    match text.parse::<Ipv4Net>() {
+        Ok(net) if net == net.trunc() => Some(net),
+        Ok(net) => {
+            c.fail(
+                origin,
+                format!(
+                    "\"{text}\" has host bits set; did you mean {}?",
+                    net.trunc()
+                ),
+            );
+            None
+        }
+        Err(_) => {
+            c.fail(
+                origin,
+                format!("\"{text}\" is not an IPv4 CIDR like 10.96.0.0/16"),
+            );
+            None
+        }
+    }
+}
+
+fn parse_port(c: &mut Checker, text: &str, origin: &Origin, what: &str) -> u16 {
+    match text.trim().parse::<u16>() {
+        Ok(p) if p > 0 => p,
+        _ => {
+            c.fail(
+                origin,
+                format!("{what} \"{text}\" is not a port number (1-65535)"),
+            );
+            0
+        }
+    }
+}
+
+fn check_port_range(c: &mut Checker, text: &str, origin: &Origin) {
+    let ok = text
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+        .is_some_and(|(a, b)| a > 0 && a < b);
+    if !ok {
+        c.fail(
+            origin,
+            format!("NODE_PORT_RANGE \"{text}\" must be FIRST-LAST, like 30000-32767"),
+        );
+    }
+}
+
+fn valid_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '.')
+        && s.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+        && s.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+}

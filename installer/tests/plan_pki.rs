@@ -1,0 +1,352 @@
+//! The PKI checked with the stock openssl tool: every chain verifies, SANs and
+//! key usages are right, kubeconfigs parse and their client certs chain to the
+//! CA, keys are 0600, a second run changes nothing and --rotate renews leaves only.
+
+mod common;
+use base64::Engine;
+use ferry_installer::plan::{build_plan, PlanOptions};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "openssl {args:?} failed: {text}");
+    text
+}
+
+fn x509_text(cert: &Path) -> String {
+    openssl(&[
+        "x509",
+        "-noout",
+        "-text",
+        "-in",
+        cert.to_str().expect("utf-8 path"),
+    ])
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.expect("walk"))
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            (
+                e.path()
+                    .strip_prefix(dir)
+                    .expect("prefix")
+                    .display()
+                    .to_string(),
+                std::fs::read(e.path()).expect("read"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_chain_verifies_and_sans_and_usages_are_right() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let plan = common::guide_plan(tmp.path());
+    let pki = tmp.path().join("pki");
+    let issued: BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(pki.join("issued.json")).expect("issued.json"))
+            .expect("json");
+    assert!(issued.len() >= 30, "every leaf recorded: {}", issued.len());
+    for (name, spec) in &issued {
+        let ca = spec
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.strip_prefix("ca="))
+            .expect("ca in spec");
+        let ca_file = pki.join(format!("{ca}.pem"));
+        let cert = pki.join(format!("{name}.pem"));
+        let out = openssl(&[
+            "verify",
+            "-CAfile",
+            ca_file.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ]);
+        assert!(out.contains(": OK"), "{name}: {out}");
+        // the key matches the certificate
+        let key = pki.join(format!("{name}-key.pem"));
+        let a = openssl(&["pkey", "-pubout", "-in", key.to_str().unwrap()]);
+        let b = openssl(&["x509", "-noout", "-pubkey", "-in", cert.to_str().unwrap()]);
+        assert_eq!(a, b, "{name}: key and certificate belong together");
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}-key.pem is private");
+    }
+    // A certificate must not verify against the wrong CA.
+    let wrong = Command::new("openssl")
+        .args([
+            "verify",
+            "-CAfile",
+            pki.join("ca.pem").to_str().unwrap(),
+            pki.join("etcd/etcd-1-server.pem").to_str().unwrap(),
+        ])
+        .output()
+        .expect("openssl");
+    assert!(
+        !wrong.status.success(),
+        "etcd certs are signed by the etcd CA, not the cluster CA"
+    );
+
+    let api = x509_text(&pki.join("apiserver.pem"));
+    for san in [
+        "IP Address:10.10.0.10",
+        "IP Address:10.10.0.11",
+        "IP Address:10.10.0.12",
+        "IP Address:10.10.0.13",
+        "IP Address:10.96.0.1",
+        "IP Address:127.0.0.1",
+        "DNS:kubernetes",
+        "DNS:kubernetes.default",
+        "DNS:kubernetes.default.svc",
+        "DNS:kubernetes.default.svc.cluster.local",
+        "DNS:localhost",
+        "DNS:master-1",
+        "DNS:master-3",
+    ] {
+        assert!(api.contains(san), "apiserver SAN {san} missing:\n{api}");
+    }
+    assert!(
+        api.contains("TLS Web Server Authentication")
+            && !api.contains("TLS Web Client Authentication"),
+        "{api}"
+    );
+    assert!(api.contains("Digital Signature, Key Encipherment"), "{api}");
+
+    let ca = x509_text(&pki.join("ca.pem"));
+    assert!(
+        ca.contains("CA:TRUE") && ca.contains("Certificate Sign"),
+        "{ca}"
+    );
+
+    let etcd = x509_text(&pki.join("etcd/etcd-2-peer.pem"));
+    assert!(
+        etcd.contains("IP Address:10.10.0.12") && etcd.contains("DNS:etcd-2"),
+        "{etcd}"
+    );
+    assert!(
+        etcd.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
+        "{etcd}"
+    );
+
+    let kubelet = x509_text(&pki.join("kubelet/worker-a-1.pem"));
+    assert!(
+        kubelet.contains("O=system:nodes, CN=system:node:worker-a-1")
+            || kubelet.contains("O = system:nodes, CN = system:node:worker-a-1"),
+        "{kubelet}"
+    );
+    assert!(
+        kubelet.contains("TLS Web Client Authentication"),
+        "{kubelet}"
+    );
+
+    let registry = x509_text(&pki.join("registry.pem"));
+    for ip in ["10.10.0.11", "10.10.0.12", "10.10.0.13"] {
+        assert!(
+            registry.contains(&format!("IP Address:{ip}")),
+            "registry SAN {ip}: {registry}"
+        );
+    }
+    let admin = x509_text(&pki.join("admin.pem"));
+    assert!(admin.contains("system:masters"), "{admin}");
+
+    // service-account key pair
+    let sa = openssl(&[
+        "pkey",
+        "-pubout",
+        "-in",
+        pki.join("sa.key").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        sa,
+        std::fs::read_to_string(pki.join("sa.pub")).expect("sa.pub")
+    );
+    assert_eq!(
+        std::fs::metadata(pki.join("sa.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(tmp.path().join("secrets/encryption-key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    drop(plan);
+}
+
+#[test]
+fn kubeconfigs_parse_and_chain_to_the_ca() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let plan = common::guide_plan(tmp.path());
+    let ca = tmp.path().join("pki/ca.pem");
+    let dir = tmp.path().join("kubeconfig");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("kubeconfig dir") {
+        let path = entry.expect("entry").path();
+        let doc: serde_norway::Value =
+            serde_norway::from_slice(&std::fs::read(&path).expect("read")).expect("YAML");
+        let user = &doc["users"][0]["user"];
+        let server = doc["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .expect("server");
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("kube-controller-manager") || name.starts_with("kube-scheduler") {
+            assert_eq!(server, "https://127.0.0.1:6443", "{name}");
+        } else {
+            assert_eq!(server, plan.apiserver_endpoint, "{name}");
+        }
+        let b64 = |v: &serde_norway::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().expect("data"))
+                .expect("base64")
+        };
+        let cert = tmp.path().join(format!("{name}.crt"));
+        std::fs::write(&cert, b64(&user["client-certificate-data"])).unwrap();
+        let out = openssl(&[
+            "verify",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ]);
+        assert!(out.contains(": OK"), "{name}: {out}");
+        let ca_data = b64(&doc["clusters"][0]["cluster"]["certificate-authority-data"]);
+        assert_eq!(
+            ca_data,
+            std::fs::read(&ca).unwrap(),
+            "{name} carries the cluster CA"
+        );
+        let text = x509_text(&cert);
+        if let Some(node) = name.strip_prefix("kubelet-") {
+            assert!(
+                text.contains(&format!("CN = system:node:{node}"))
+                    && text.contains("O = system:nodes"),
+                "{text}"
+            );
+        }
+        assert!(!b64(&user["client-key-data"]).is_empty());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{name}"
+        );
+        seen += 1;
+    }
+    // admin, controller-manager, scheduler, kube-proxy + one kubelet per node (3 masters + 6 nodes)
+    assert_eq!(seen, 4 + 9);
+}
+
+#[test]
+fn second_run_reuses_and_rotate_renews_leaves_only() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let first_plan = common::guide_plan(tmp.path());
+    let first = snapshot(tmp.path());
+    let second_plan = common::guide_plan(tmp.path());
+    let second = snapshot(tmp.path());
+    assert_eq!(
+        first, second,
+        "a second run leaves the cluster dir byte for byte"
+    );
+    // and renders the same host files
+    let files = |p: &ferry_installer::plan::ClusterPlan| -> Vec<(String, Option<String>)> {
+        p.hosts
+            .iter()
+            .flat_map(|h| {
+                h.files.iter().map(move |f| {
+                    (
+                        format!("{}:{}", h.name, f.path.display()),
+                        f.content.sha256(),
+                    )
+                })
+            })
+            .collect()
+    };
+    assert_eq!(files(&first_plan), files(&second_plan));
+
+    let f = common::fixtures();
+    build_plan(
+        &f.join("hosts"),
+        &f.join("config.yml"),
+        &common::bundle(),
+        Some(tmp.path()),
+        &PlanOptions { rotate: true },
+    )
+    .expect("rotate");
+    let rotated = snapshot(tmp.path());
+    for ca in [
+        "pki/ca.pem",
+        "pki/ca-key.pem",
+        "pki/etcd/ca.pem",
+        "pki/front-proxy-ca.pem",
+        "pki/sa.key",
+        "secrets/encryption-key",
+    ] {
+        assert_eq!(first[ca], rotated[ca], "{ca} is kept by --rotate");
+    }
+    for leaf in [
+        "pki/apiserver.pem",
+        "pki/etcd/etcd-1-server.pem",
+        "pki/kubelet/worker-a-4.pem",
+        "pki/registry.pem",
+    ] {
+        assert_ne!(first[leaf], rotated[leaf], "{leaf} is renewed by --rotate");
+    }
+    assert_eq!(
+        first["pki/apiserver-key.pem"], rotated["pki/apiserver-key.pem"],
+        "leaf keys are kept"
+    );
+    assert_ne!(
+        first["kubeconfig/admin.kubeconfig"], rotated["kubeconfig/admin.kubeconfig"],
+        "kubeconfigs carry the new certs"
+    );
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        tmp.path().join("pki/ca.pem").to_str().unwrap(),
+        tmp.path().join("pki/apiserver.pem").to_str().unwrap(),
+    ]);
+    assert!(out.contains(": OK"));
+}
+
+#[test]
+fn a_new_master_reissues_the_apiserver_certificate() {
+    let inputs = common::Inputs::new(common::SMALL_HOSTS, common::SMALL_CONFIG);
+    inputs.plan().expect("plan");
+    let cert = inputs.dir.path().join("cluster/pki/apiserver.pem");
+    let before = std::fs::read(&cert).unwrap();
+    let etcd_before =
+        std::fs::read(inputs.dir.path().join("cluster/pki/etcd/etcd1-server.pem")).unwrap();
+    let hosts = common::SMALL_HOSTS.replace(
+        "10.1.0.3 k8s_nodename='master-03'\n",
+        "10.1.0.3 k8s_nodename='master-03'\n10.1.0.5 k8s_nodename='master-04'\n",
+    );
+    std::fs::write(inputs.hosts(), hosts).unwrap();
+    inputs.plan().expect("plan with a fourth master");
+    let after = std::fs::read(&cert).unwrap();
+    assert_ne!(
+        before, after,
+        "the SANs changed, so the certificate is reissued"
+    );
+    assert!(x509_text(&cert).contains("IP Address:10.1.0.5"));
+    assert_eq!(
+        etcd_before,
+        std::fs::read(inputs.dir.path().join("cluster/pki/etcd/etcd1-server.pem")).unwrap()
+    );
+}

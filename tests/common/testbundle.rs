@@ -1,0 +1,202 @@
+//! Signed test bundles made with the bundles library from mkimages.py output
+//! plus a few stand-in binaries and manifests, and hand-crafted malformed
+//! bundles (tests/fixtures/craftbundle.py) for the tamper tests.
+
+use ferry_bundles::manifest::{BundleManifest, Component, ComponentKind, FileEntry, ImageRecord};
+use ferry_bundles::{
+    generate_keypair, trusted_comment, write_bundle, ContentSource, SigningKey, WriteOptions,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct TestBundle {
+    pub path: PathBuf,
+    pub manifest: BundleManifest,
+    /// ref -> index digest
+    pub digests: BTreeMap<String, String>,
+    /// The OCI layout the images came from.
+    pub layout: PathBuf,
+}
+
+/// A key pair under `dir`: returns (public key, secret key).
+pub fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    generate_keypair(&dir.join(name)).expect("generate key pair")
+}
+
+fn sha256_file(path: &Path) -> String {
+    let data = std::fs::read(path).unwrap();
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data))
+}
+
+/// Deterministic noise so binaries do not compress away.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Builds `<dir>/<name>.tar.zst` carrying `refs` (both platforms), a stand-in
+/// binary of `bin_bytes` per platform and a manifest file, signed with `key`
+/// (None: unsigned). Small frames so the reader decodes many frames in parallel.
+pub fn make_bundle(
+    dir: &Path,
+    name: &str,
+    refs: &[&str],
+    extra_bytes: u64,
+    bin_bytes: usize,
+    key: Option<&Path>,
+) -> TestBundle {
+    let work = dir.join(format!("{name}-content"));
+    let layout = work.join("images");
+    let digests = super::mirror::mkimages(&layout, extra_bytes, refs);
+    let mut files: Vec<(String, PathBuf, u32)> = Vec::new();
+    for (i, arch) in ["amd64", "arm64"].iter().enumerate() {
+        let rel = format!("bin/linux-{arch}/kubectl");
+        let p = work.join(&rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, noise(i as u64 + name.len() as u64, bin_bytes)).unwrap();
+        files.push((rel, p, 0o755));
+    }
+    let rel = "manifests/coredns.yaml".to_owned();
+    let p = work.join(&rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(
+        &p,
+        format!("# stand-in addon manifest of {name}\nkind: ConfigMap\n"),
+    )
+    .unwrap();
+    files.push((rel, p, 0o644));
+    for f in ["oci-layout", "index.json"] {
+        files.push((format!("images/{f}"), layout.join(f), 0o644));
+    }
+    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        files.push((
+            format!("images/blobs/sha256/{}", e.file_name().to_string_lossy()),
+            e.path(),
+            0o644,
+        ));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let contents: Vec<ContentSource> = files
+        .iter()
+        .map(|(rel, p, mode)| ContentSource {
+            entry: FileEntry {
+                path: rel.clone(),
+                size: std::fs::metadata(p).unwrap().len(),
+                sha256: sha256_file(p),
+                mode: *mode,
+                in_base: false,
+            },
+            source: p.clone(),
+        })
+        .collect();
+    let components = ["amd64", "arm64"]
+        .iter()
+        .map(|arch| {
+            let path = format!("bin/linux-{arch}/kubectl");
+            Component {
+                name: "kubectl".into(),
+                version: "1.29.6".into(),
+                kind: ComponentKind::Binary,
+                platform: Some(format!("linux/{arch}")),
+                sha256: contents
+                    .iter()
+                    .find(|c| c.entry.path == path)
+                    .unwrap()
+                    .entry
+                    .sha256
+                    .clone(),
+                path,
+                source: format!("https://dl.k8s.io/release/v1.29.6/bin/linux/{arch}/kubectl"),
+                checksum_source: "catalog".into(),
+            }
+        })
+        .collect();
+    let manifest = BundleManifest {
+        schema: 1,
+        name: name.to_owned(),
+        created: "1970-01-01T00:00:00Z".into(),
+        builder: "ferry-test".into(),
+        kubernetes: "1.29.6".into(),
+        platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+        components,
+        images: digests
+            .iter()
+            .map(|(r, d)| ImageRecord {
+                reference: r.clone(),
+                digest: d.clone(),
+                media_type: "application/vnd.oci.image.index.v1+json".into(),
+                platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            })
+            .collect(),
+        files: contents.iter().map(|c| c.entry.clone()).collect(),
+        base: None,
+    };
+    let bytes = manifest.to_bytes();
+    let signature = key.map(|k| {
+        SigningKey::load(k)
+            .unwrap()
+            .sign(&bytes, &trusted_comment(&manifest, &bytes))
+            .unwrap()
+    });
+    let path = dir.join(format!("{name}.tar.zst"));
+    let opts = WriteOptions {
+        frame_size: 256 << 10,
+        ..WriteOptions::default()
+    };
+    write_bundle(&path, &bytes, signature.as_deref(), &contents, &opts).expect("write test bundle");
+    std::fs::remove_dir_all(&work).ok();
+    let layout_keep = dir.join(format!("{name}-layout"));
+    // Keep the layout for digest checks (mkimages is deterministic: rebuild it).
+    super::mirror::mkimages(&layout_keep, extra_bytes, refs);
+    TestBundle {
+        path,
+        manifest,
+        digests,
+        layout: layout_keep,
+    }
+}
+
+/// Rewrites `good` into `out` with one mutation (see craftbundle.py): two zstd
+/// frames (bundle.json + signature, then the rest), no seek table.
+pub fn craft(good: &Path, out: &Path, mutation: &[&str]) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/craftbundle.py");
+    let res = Command::new("python3")
+        .arg(script)
+        .arg(good)
+        .arg(out)
+        .args(mutation)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "craftbundle.py {mutation:?}: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
+/// `ferry bundle unpack --trust PUBLIC --data-dir DATA BUNDLE`, asserting success.
+pub fn unpack_into(bundle: &Path, public: &Path, data: &Path) {
+    let out = super::mirror::ferry()
+        .args(["bundle", "unpack", "--trust"])
+        .arg(public)
+        .arg("--data-dir")
+        .arg(data)
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "unpack {}: {}",
+        bundle.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
