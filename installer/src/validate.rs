@@ -401,6 +401,13 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             .chain(&chrony)
             .map(|(h, _)| h)
             .collect();
+        for h in inv.hosts.iter().filter(|h| !in_use.contains(&h.host)) {
+            tracing::warn!(
+                "{}: host {} is in no group ferry deploys ([etcd], [kube_master], [kube_node], [ex_lb], [chrony]); it is left out of the plan",
+                h.origin,
+                h.host
+            );
+        }
         inv.hosts
             .iter()
             .map(|h| &h.host)
@@ -527,8 +534,7 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             origin,
         });
     }
-    // Group members that are written nowhere else still count (ex_lb lines with only an IP).
-    // Duplicates.
+    // Duplicate addresses and names.
     let mut by_ip: BTreeMap<Ipv4Addr, &NodeSpec> = BTreeMap::new();
     let mut by_name: BTreeMap<&str, &NodeSpec> = BTreeMap::new();
     let mut by_etcd: BTreeMap<&str, &NodeSpec> = BTreeMap::new();
@@ -711,8 +717,12 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
     if !c.problems.is_empty() {
         return Err(PlanError::Invalid(Problems(c.problems)));
     }
+    // A CIDR that did not parse was reported above, so both are present here.
     let (Some(service_cidr), Some(cluster_cidr)) = (service_cidr, cluster_cidr) else {
-        unreachable!("CIDR parse failures are reported as problems above")
+        return Err(PlanError::invalid(
+            file_origin,
+            "SERVICE_CIDR or CLUSTER_CIDR is not a CIDR",
+        ));
     };
     Ok(Cluster {
         config: cfg.clone(),
