@@ -92,10 +92,15 @@ fixtures:    $UPSTREAM          (files/, images/, registry/)
 EOF2
 }
 
+step_install() {
+    say "ferry install to 7 local test hosts (network namespaces booting systemd; left up afterwards)"
+    "$ROOT/tests/rig/demo-install.sh" "$DEMO/prod.tar.zst" "$DEMO/key.pub" "$FERRY"
+}
+
 step_preflight
 step_upstream
 step_key
 step_build
 step_verify
-# (install onto local test hosts: appended here by a later step)
+step_install
 step_report

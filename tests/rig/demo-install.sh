@@ -13,7 +13,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BUNDLE=${1:?usage: demo-install.sh BUNDLE KEY.pub [FERRY]}
 KEY=${2:?usage: demo-install.sh BUNDLE KEY.pub [FERRY]}
-FERRY=${3:-$ROOT/target/release/ferry}
+FERRY=${3:-${CARGO_TARGET_DIR:-$ROOT/target}/release/ferry}
 DEMO=${FERRY_DEMO_DIR:-/var/tmp/ferry-demo}
 export FERRY_RIG_DIR=${FERRY_RIG_DIR:-/var/tmp/ferry-rig} FERRY_RIG_ID=${FERRY_RIG_ID:-fr} FERRY_RIG_NET=${FERRY_RIG_NET:-198.18.9}
 NET=$FERRY_RIG_NET

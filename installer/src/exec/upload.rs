@@ -59,8 +59,8 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<String> {
 
 /// Hashes of local files already computed in this process, keyed by path,
 /// size and mtime: a big file sent to many hosts is read once.
-static HASHES: std::sync::LazyLock<std::sync::Mutex<HashMap<(PathBuf, u64, i64), String>>> =
-    std::sync::LazyLock::new(Default::default);
+type HashMemo = std::sync::Mutex<HashMap<(PathBuf, u64, i64), String>>;
+static HASHES: std::sync::LazyLock<HashMemo> = std::sync::LazyLock::new(Default::default);
 
 /// sha256 of a local file, memoized, computed off the async threads.
 async fn hash_file_cached(path: &Path) -> std::io::Result<String> {
@@ -214,10 +214,10 @@ impl Executor {
     }
 
     /// Runs the pending batch script (if any) and records what it wrote.
-    async fn run_batch<'a>(
+    async fn run_batch(
         &self,
         batch: &mut String,
-        batched: &mut Vec<(&'a Upload, String)>,
+        batched: &mut Vec<(&Upload, String)>,
         changed: &mut Vec<PathBuf>,
     ) -> Result<()> {
         if batched.is_empty() {
