@@ -110,12 +110,13 @@ def machine():
     cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
     mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo")
     return [
-        ("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+        ("date", os.environ.get("BENCH_DATE") or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
         ("cpu", "%s, nproc %s" % (cpu, os.cpu_count())),
         ("memory", mem),
         ("kernel", platform.release()),
         ("os", sh(". /etc/os-release && echo $PRETTY_NAME")),
-        ("load average at start / end", "%s / %s" % (os.environ.get("BENCH_LOAD_START", "?"), sh("cut -d' ' -f1-3 /proc/loadavg"))),
+        ("load average at start / end", "%s / %s" % (os.environ.get("BENCH_LOAD_START", "?"),
+                                                      os.environ.get("BENCH_LOAD_END") or sh("cut -d' ' -f1-3 /proc/loadavg"))),
         ("tools", sh("skopeo --version; zstd --version | cut -d, -f1 | tr -d '*'; wrk -v 2>&1 | head -1 | cut -d' ' -f1-2; "
                      "dpkg-query -W -f='docker-registry ${Version}' docker-registry") .replace("\n", "; ")),
     ]
