@@ -2,7 +2,9 @@
 //! Each test binary uses a subset, so unused items are expected.
 #![allow(dead_code)]
 
+pub mod bundles;
 pub mod mirror;
+pub mod plan;
 pub mod rig;
 pub mod testbundle;
 pub mod upstream;
