@@ -203,6 +203,15 @@ impl HostFiles {
     }
 }
 
+/// Debian-style name of the architecture this ferry was built for.
+pub fn deploy_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
 /// Everything rendering needs besides the host.
 pub struct RenderInput<'a> {
     pub cluster: &'a Cluster,
@@ -411,7 +420,17 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                     sha256,
                     size,
                 },
-                None => FileContent::FerryExecutable,
+                None => {
+                    // The running ferry can only stand in for a host of its own architecture.
+                    if n.arch != deploy_arch() {
+                        missing.push(format!(
+                            "host {}: the registry mirror needs ferry for {platform}; the bundle carries none and this ferry is linux/{}",
+                            n.name,
+                            deploy_arch()
+                        ));
+                    }
+                    FileContent::FerryExecutable
+                }
             };
             h.add(bin_dir.join("ferry"), 0o755, content, Step::Binaries, false)?;
         }
@@ -761,15 +780,18 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
 
         // Addons, applied from the first master.
         if Some(&n.name) == first_master.as_ref() {
-            for (name, text) in render_addons(r, c)? {
-                h.text(Path::new(ADDONS_DIR).join(name), text, Step::Addons)?;
+            for (name, text, absent) in render_addons(r, c)? {
+                let path = Path::new(ADDONS_DIR).join(&name);
+                for short in absent {
+                    missing.push(format!(
+                        "host {}: {}: image {short} is not in bundle {} (no image named */{short})",
+                        n.name,
+                        path.display(),
+                        input.bundle.name
+                    ));
+                }
+                h.text(path, text, Step::Addons)?;
             }
-        }
-        for short in r.take_missing() {
-            missing.push(format!(
-                "host {}: addon manifests reference image {short}, which is not in the bundle",
-                n.name
-            ));
         }
 
         h.files
@@ -791,11 +813,12 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
 }
 
 /// The addon manifests (file name -> YAML) the config enables.
-pub fn render_addons(r: &Renderer, c: &Cluster) -> Result<Vec<(String, String)>> {
+pub fn render_addons(r: &Renderer, c: &Cluster) -> Result<Vec<(String, String, Vec<String>)>> {
     let cfg = &c.config;
     let ctx = json!({
         "cluster": cluster_ctx(c),
-        "dns": {"replicas": 2, "service_ip": c.dns_service_ip().to_string(), "local_ip": cfg.local_dns_cache.value},
+        "dns": {"replicas": 2, "service_ip": c.dns_service_ip().to_string(), "local_ip": cfg.local_dns_cache.value,
+                "bind": if c.proxy_mode == "ipvs" { cfg.local_dns_cache.value.clone() } else { format!("{} {}", cfg.local_dns_cache.value, c.dns_service_ip()) }},
         "cilium": {"routing_mode": cfg.cilium_tunnel_mode.value, "bpf_masquerade": cfg.cilium_enable_bpf_masquerade.value,
                    "hubble": cfg.cilium_enable_hubble.value,
                    "k8s_service_host": c.vip.map(|v| v.to_string()).or_else(|| c.with_role(Role::Master).next().map(|m| m.ip.to_string())),
@@ -814,10 +837,13 @@ pub fn render_addons(r: &Renderer, c: &Cluster) -> Result<Vec<(String, String)>>
         wanted.push("40-cert-manager.yaml");
     }
     wanted.extend(["50-prometheus-rules.yaml", "60-tenant-baseline.yaml"]);
-    wanted
-        .into_iter()
-        .map(|f| Ok((f.to_string(), r.render(&format!("addons/{f}"), &ctx)?)))
-        .collect()
+    // One at a time, so that a missing image is blamed on its own file.
+    let mut out = Vec::new();
+    for f in wanted {
+        let text = r.render(&format!("addons/{f}"), &ctx)?;
+        out.push((f.to_string(), text, r.take_missing()));
+    }
+    Ok(out)
 }
 
 /// The kubeconfig of `name` from the cluster dir's set.

@@ -147,7 +147,6 @@ const KNOWN_GROUPS: &[&str] = &[
 
 struct Checker<'a> {
     inv: &'a Inventory,
-    cfg: &'a Config,
     problems: Vec<Problem>,
 }
 
@@ -184,12 +183,17 @@ impl Checker<'_> {
 
     /// A setting both files may hold: they must agree; an explicit config value
     /// wins over nothing, the inventory wins over a config default.
-    fn agree(&mut self, cfg: &Setting<String>, inv_key: &str, norm: fn(&str) -> String) -> String {
+    fn agree(
+        &mut self,
+        cfg_key: &str,
+        cfg: &Setting<String>,
+        inv_key: &str,
+        norm: fn(&str) -> String,
+    ) -> String {
         let inv = self.all_var(inv_key);
         match inv {
             Some(iv) if cfg.origin.line > 0 => {
                 if norm(&iv.text) != norm(&cfg.value) {
-                    let cfg_key = config_key_at(self.cfg, &cfg.origin);
                     self.fail(
                         &cfg.origin,
                         format!(
@@ -204,16 +208,6 @@ impl Checker<'_> {
             None => cfg.value.clone(),
         }
     }
-}
-
-/// The name of the config key written at `origin` (for messages).
-fn config_key_at(cfg: &Config, origin: &Origin) -> String {
-    let text = std::fs::read_to_string(&cfg.path).unwrap_or_default();
-    text.lines()
-        .nth(origin.line.saturating_sub(1))
-        .and_then(|l| l.split_once(':'))
-        .map(|(k, _)| k.trim().to_string())
-        .unwrap_or_else(|| "config value".to_string())
 }
 
 fn same(s: &str) -> String {
@@ -232,7 +226,6 @@ fn lower(s: &str) -> String {
 pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Result<Cluster> {
     let mut c = Checker {
         inv,
-        cfg,
         problems: Vec::new(),
     };
     let file_origin = Origin::new(&inv.path, 1);
@@ -262,9 +255,19 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         value: cfg.apiserver_bind_port.value.to_string(),
         origin: cfg.apiserver_bind_port.origin.clone(),
     };
-    let port_text = c.agree(&port_setting, "SECURE_PORT", same);
+    let port_text = c.agree(
+        "KUBE_APISERVER_BIND_PORT",
+        &port_setting,
+        "SECURE_PORT",
+        same,
+    );
     let apiserver_port = parse_port(&mut c, &port_text, &port_setting.origin, "apiserver port");
-    let runtime = c.agree(&cfg.container_runtime, "CONTAINER_RUNTIME", lower);
+    let runtime = c.agree(
+        "CONTAINER_RUNTIME",
+        &cfg.container_runtime,
+        "CONTAINER_RUNTIME",
+        lower,
+    );
     if runtime != "containerd" {
         let o = origin_of(inv, "CONTAINER_RUNTIME", &cfg.container_runtime.origin);
         c.fail(
@@ -272,12 +275,12 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             format!("container runtime \"{runtime}\" is not supported; ferry installs containerd"),
         );
     }
-    let cni = lower(&c.agree(&cfg.cni_plugin, "CLUSTER_NETWORK", lower));
+    let cni = lower(&c.agree("CNI_PLUGIN", &cfg.cni_plugin, "CLUSTER_NETWORK", lower));
     if cni != "cilium" {
         let o = origin_of(inv, "CLUSTER_NETWORK", &cfg.cni_plugin.origin);
         c.fail(&o, format!("unknown CNI \"{cni}\": ferry's bundle profile carries cilium; set CNI_PLUGIN: \"cilium\""));
     }
-    let proxy_mode = lower(&c.agree(&cfg.proxy_mode, "PROXY_MODE", lower));
+    let proxy_mode = lower(&c.agree("PROXY_MODE", &cfg.proxy_mode, "PROXY_MODE", lower));
     if proxy_mode != "ipvs" && proxy_mode != "iptables" {
         let o = origin_of(inv, "PROXY_MODE", &cfg.proxy_mode.origin);
         c.fail(
@@ -285,11 +288,20 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             format!("PROXY_MODE \"{proxy_mode}\" is not one of ipvs, iptables"),
         );
     }
-    let service_text = c.agree(&cfg.service_cidr, "SERVICE_CIDR", same);
-    let cluster_text = c.agree(&cfg.cluster_cidr, "CLUSTER_CIDR", same);
-    let node_port_range = c.agree(&cfg.node_port_range, "NODE_PORT_RANGE", same);
-    let dns_domain =
-        no_trailing_dot(&c.agree(&cfg.dns_domain, "CLUSTER_DNS_DOMAIN", no_trailing_dot));
+    let service_text = c.agree("SERVICE_CIDR", &cfg.service_cidr, "SERVICE_CIDR", same);
+    let cluster_text = c.agree("CLUSTER_CIDR", &cfg.cluster_cidr, "CLUSTER_CIDR", same);
+    let node_port_range = c.agree(
+        "NODE_PORT_RANGE",
+        &cfg.node_port_range,
+        "NODE_PORT_RANGE",
+        same,
+    );
+    let dns_domain = no_trailing_dot(&c.agree(
+        "DNS_DOMAIN",
+        &cfg.dns_domain,
+        "CLUSTER_DNS_DOMAIN",
+        no_trailing_dot,
+    ));
     let service_cidr = parse_cidr(
         &mut c,
         &service_text,
@@ -389,6 +401,13 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             .chain(&chrony)
             .map(|(h, _)| h)
             .collect();
+        for h in inv.hosts.iter().filter(|h| !in_use.contains(&h.host)) {
+            tracing::warn!(
+                "{}: host {} is in no group ferry deploys ([etcd], [kube_master], [kube_node], [ex_lb], [chrony]); it is left out of the plan",
+                h.origin,
+                h.host
+            );
+        }
         inv.hosts
             .iter()
             .map(|h| &h.host)
@@ -515,8 +534,7 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             origin,
         });
     }
-    // Group members that are written nowhere else still count (ex_lb lines with only an IP).
-    // Duplicates.
+    // Duplicate addresses and names.
     let mut by_ip: BTreeMap<Ipv4Addr, &NodeSpec> = BTreeMap::new();
     let mut by_name: BTreeMap<&str, &NodeSpec> = BTreeMap::new();
     let mut by_etcd: BTreeMap<&str, &NodeSpec> = BTreeMap::new();
@@ -656,6 +674,14 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         }
     }
 
+    // Time: with no [chrony] hosts the masters serve time to the cluster (the
+    // network has no upstream), so every host still syncs to one clock.
+    if chrony.is_empty() {
+        for n in nodes.iter_mut().filter(|n| n.roles.contains(&Role::Master)) {
+            n.roles.insert(Role::Chrony);
+        }
+    }
+
     // Registry mirror hosts.
     let registry_hosts = cfg.ferry_registry_hosts.value.clone();
     if registry_hosts.is_empty() {
@@ -691,8 +717,12 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
     if !c.problems.is_empty() {
         return Err(PlanError::Invalid(Problems(c.problems)));
     }
+    // A CIDR that did not parse was reported above, so both are present here.
     let (Some(service_cidr), Some(cluster_cidr)) = (service_cidr, cluster_cidr) else {
-        unreachable!("CIDR parse failures are reported as problems above")
+        return Err(PlanError::invalid(
+            file_origin,
+            "SERVICE_CIDR or CLUSTER_CIDR is not a CIDR",
+        ));
     };
     Ok(Cluster {
         config: cfg.clone(),

@@ -338,3 +338,54 @@ ansible_ssh_private_key_file=/root/.ssh/ferry_ed25519
         "{svc}"
     );
 }
+
+#[test]
+fn ex_lb_vip_disagrees_with_config_vip() {
+    let hosts = format!("{SMALL_HOSTS}\n[ex_lb]\n10.1.0.8 LB_ROLE=master EX_APISERVER_VIP=10.1.0.250\n10.1.0.9 LB_ROLE=backup EX_APISERVER_VIP=10.1.0.250\n");
+    let config = format!("{SMALL_CONFIG}VIP: \"10.1.0.200\"\n");
+    let (err, i) = fails(&hosts, &config);
+    assert!(
+        err.contains(&format!(
+            "{}: VIP: \"10.1.0.200\" disagrees with EX_APISERVER_VIP=10.1.0.250 at {}",
+            at(&i, "config.yml", 5),
+            at(&i, "hosts", 18)
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_lb_role_and_missing_ip() {
+    let hosts = format!("{SMALL_HOSTS}\n[ex_lb]\nlb-a LB_ROLE=primary ip=10.1.0.8\nlb-b\n");
+    let config = format!("{SMALL_CONFIG}VIP: \"10.1.0.200\"\n");
+    let (err, i) = fails(&hosts, &config);
+    assert!(
+        err.contains(&format!(
+            "{}: LB_ROLE=\"primary\" must be master or backup",
+            at(&i, "hosts", 18)
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}: host lb-b: \"lb-b\" is not an IPv4 address",
+            at(&i, "hosts", 19)
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn apiserver_port_disagrees_with_secure_port() {
+    let hosts = format!("{SMALL_HOSTS}SECURE_PORT=\"8443\"\n");
+    let config = format!("{SMALL_CONFIG}KUBE_APISERVER_BIND_PORT: 6443\n");
+    let (err, i) = fails(&hosts, &config);
+    assert!(
+        err.contains(&format!(
+            "{}: KUBE_APISERVER_BIND_PORT: \"6443\" disagrees with SECURE_PORT=\"8443\" at {}",
+            at(&i, "config.yml", 5),
+            at(&i, "hosts", 16)
+        )),
+        "{err}"
+    );
+}

@@ -4,6 +4,7 @@
 
 pub mod bundles;
 pub mod mirror;
+pub mod plan;
 pub mod rig;
 pub mod testbundle;
 pub mod upstream;

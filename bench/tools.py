@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run.sh.
+
+  tools.py urls LAYOUT IMAGES_TXT OUTDIR    request lists for bench/pull.lua:
+                                            OUTDIR/manifests.list (every index by tag,
+                                            every platform manifest by digest) and
+                                            OUTDIR/blobs.list (every config and layer,
+                                            per image, as a puller fetches them)
+  tools.py sums BUNDLE_JSON OUT             sha256sum -c list of every file in bundle.json
+  tools.py report RESULTS_TSV OUT_MD        the table (stdout) and bench/RESULTS.md
+"""
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ACCEPT_INDEX = ",".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+ACCEPT_MANIFEST = ",".join(["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"])
+
+
+def blob(layout, digest):
+    with open(os.path.join(layout, "blobs", "sha256", digest.split(":", 1)[1]), "rb") as f:
+        return json.load(f)
+
+
+def urls(layout, images_txt, outdir):
+    with open(os.path.join(layout, "index.json")) as f:
+        by_ref = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in json.load(f)["manifests"]}
+    manifests, blobs = [], []
+    for ref in open(images_txt).read().split():
+        name, tag = ref.rsplit(":", 1)
+        idx = by_ref[ref]
+        manifests.append("%s /v2/%s/manifests/%s" % (ACCEPT_INDEX, name, tag))
+        for m in blob(layout, idx["digest"])["manifests"]:
+            manifests.append("%s /v2/%s/manifests/%s" % (ACCEPT_MANIFEST, name, m["digest"]))
+            man = blob(layout, m["digest"])
+            for d in [man["config"]] + man["layers"]:
+                blobs.append("- /v2/%s/blobs/%s" % (name, d["digest"]))
+    os.makedirs(outdir, exist_ok=True)
+    with open(os.path.join(outdir, "manifests.list"), "w") as f:
+        f.write("\n".join(manifests) + "\n")
+    with open(os.path.join(outdir, "blobs.list"), "w") as f:
+        f.write("\n".join(blobs) + "\n")
+
+
+def sums(bundle_json, out):
+    with open(bundle_json) as f:
+        files = json.load(f)["files"]
+    with open(out, "w") as f:
+        for e in files:
+            if not e.get("in_base"):
+                f.write("%s  %s\n" % (e["sha256"], e["path"]))
+
+
+# ---------------------------------------------------------------- report
+
+MIB = 1 << 20
+
+
+def load(path):
+    """results.tsv lines: KIND KEY FIELD=VALUE..."""
+    runs = {}
+    for line in open(path):
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        rec = dict(p.split("=", 1) for p in parts[2:])
+        runs.setdefault((parts[0], parts[1]), []).append({k: float(v) for k, v in rec.items()})
+    return runs
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def spread(xs, fmt):
+    if not xs:
+        return "n/a"
+    if len(xs) == 1:
+        return fmt(xs[0])
+    return "%s [%s–%s]" % (fmt(med(xs)), fmt(min(xs)), fmt(max(xs)))
+
+
+def secs(x):
+    return "%.1f s" % x
+
+
+def mib(kb):
+    return "%.0f MiB" % (kb / 1024.0)
+
+
+def machine():
+    def sh(cmd):
+        try:
+            return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:
+            return "?"
+
+    cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+    mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo")
+    return [
+        ("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+        ("cpu", "%s, nproc %s" % (cpu, os.cpu_count())),
+        ("memory", mem),
+        ("kernel", platform.release()),
+        ("os", sh(". /etc/os-release && echo $PRETTY_NAME")),
+        ("load average at start / end", "%s / %s" % (os.environ.get("BENCH_LOAD_START", "?"), sh("cut -d' ' -f1-3 /proc/loadavg"))),
+        ("tools", sh("skopeo --version; zstd --version | cut -d, -f1 | tr -d '*'; wrk -v 2>&1 | head -1 | cut -d' ' -f1-2; "
+                     "dpkg-query -W -f='docker-registry ${Version}' docker-registry") .replace("\n", "; ")),
+    ]
+
+
+def report(path, out_md):
+    r = load(path)
+    T = lambda kind, key, f="s": [x[f] for x in r.get((kind, key), []) if f in x]  # noqa: E731
+    rows = []
+
+    def row(name, ferry, anchor, ratio, rss, target, ok):
+        rows.append((name, ferry, anchor, "n/a" if ratio is None else "%.2fx" % ratio, rss, target,
+                     "" if ok is None else ("PASS" if ok else "MISS")))
+
+    def ratio(a, b):
+        return None if a is None or not b else a / b
+
+    fb, ab = T("build", "ferry"), T("build", "anchor")
+    rb = ratio(med(fb), med(ab))
+    row("build, cold cache (1.5 GB)", spread(fb, secs), spread(ab, secs) + " skopeo + curl + tar | zstd -T0", rb,
+        "%s / %s" % (mib(max(T("build", "ferry", "rss") or [0])), mib(max(T("build", "anchor", "rss") or [0]))),
+        "≤ 0.50x", None if rb is None else rb <= 0.5)
+    fs, as_ = T("size", "ferry", "bytes"), T("size", "anchor", "bytes")
+    rs = ratio(med(fs), med(as_))
+    row("build output size", "%.0f MB" % (med(fs) / 1e6) if fs else "n/a", "%.0f MB" % (med(as_) / 1e6) if as_ else "n/a",
+        rs, "", "≤ 1.00x", None if rs is None else rs <= 1.0)
+    fu, u1, u2 = T("unpack", "ferry"), T("unpack", "untar"), T("unpack", "untar+sha256sum")
+    r1, r2 = ratio(med(fu), med(u1)), ratio(med(fu), med(u2))
+    urss = "%s / %s" % (mib(max(T("unpack", "ferry", "rss") or [0])), mib(max(T("unpack", "untar", "rss") or [0])))
+    row("unpack, signature + every hash", spread(fu, secs), spread(u1, secs) + " zstd -dc | tar -x", r1, urss,
+        "≤ 1.10x", None if r1 is None else r1 <= 1.1)
+    row("unpack, signature + every hash", spread(fu, secs), spread(u2, secs) + " + sha256sum -c", r2, urss,
+        "≤ 0.50x", None if r2 is None else r2 <= 0.5)
+    us = T("unpack", "untar+sync")
+    row("unpack (info: anchor durable too)", spread(fu, secs), spread(us, secs) + " zstd -dc | tar -x; sync -f",
+        ratio(med(fu), med(us)), urss, "", None)
+
+    def reg(server, kind, f):
+        return [x[f] for x in r.get(("registry-" + kind, server), []) if f in x]
+
+    fr, dr = reg("ferry", "blobs", "mbps"), reg("docker-registry", "blobs", "mbps")
+    rr = ratio(med(fr), med(dr))
+    rrss = "%s / %s" % (mib(max(reg("ferry", "blobs", "rss") or [0])), mib(max(reg("docker-registry", "blobs", "rss") or [0])))
+    mbps = lambda x: "%.0f MB/s" % x  # noqa: E731
+    row("registry blob throughput, 16 conns", spread(fr, mbps), spread(dr, mbps) + " docker-registry", rr, rrss,
+        "≥ 4.00x", None if rr is None else rr >= 4.0)
+    ms = lambda x: "%.1f ms" % x  # noqa: E731
+    fp99, dp99 = reg("ferry", "manifests", "p99"), reg("docker-registry", "manifests", "p99")
+    rp = ratio(med(fp99), med(dp99))
+    row("registry manifest p99, 16 conns", spread(fp99, ms), spread(dp99, ms) + " docker-registry", rp, "",
+        "≤ 0.25x", None if rp is None else rp <= 0.25)
+    fp50, dp50 = reg("ferry", "manifests", "p50"), reg("docker-registry", "manifests", "p50")
+    row("registry manifest p50 (info)", spread(fp50, ms), spread(dp50, ms) + " docker-registry", ratio(med(fp50), med(dp50)),
+        "", "", None)
+    fm, dm = reg("ferry", "manifests", "rps"), reg("docker-registry", "manifests", "rps")
+    row("registry manifests/s (info)", spread(fm, lambda x: "%.0f/s" % x), spread(dm, lambda x: "%.0f/s" % x) + " docker-registry",
+        ratio(med(fm), med(dm)), "", "", None)
+    errs = sum(sum(x.get("errors", 0) for x in v) for k, v in r.items() if k[0].startswith("registry-"))
+
+    for what in ("build", "unpack"):
+        small = T(what, "ferry", "rss")
+        big = T(what + "-x3", "ferry", "rss")
+        s, b = (max(small) if small else None), (max(big) if big else None)
+        gr = ratio(b, s)
+        ok = None if s is None or b is None else (s <= 256 * 1024 and b <= 256 * 1024 and gr <= 1.25)
+        bt = T(what + "-x3", "ferry")
+        row("peak RSS, %s: 4.5 GB vs 1.5 GB" % what, "%s (4.5 GB%s)" % (mib(b) if b else "n/a", ", " + secs(bt[0]) if bt else ""),
+            "%s (1.5 GB)" % (mib(s) if s else "n/a"), gr, "", "≤ 256 MiB, ≤ 1.25x", ok)
+
+    head = ("benchmark", "ferry", "anchor", "ratio", "RSS ferry / anchor", "target", "result")
+    widths = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    print(line(head))
+    print(line(["-" * w for w in widths]))
+    for x in rows:
+        print(line(x))
+    if errs:
+        print("WARNING: %d failed registry requests (see the run log)" % errs)
+
+    md = ["# ferry benchmarks", "",
+          "Written by `make bench` (bench/run.sh); medians of %s runs with [min–max], ratios against the anchor "
+          "measured in the same run, side by side. RSS is peak resident memory (`/usr/bin/time -v`; servers: VmHWM)."
+          % os.environ.get("BENCH_RUNS", "3"), "",
+          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in x) + " |" for x in rows]
+    if errs:
+        md += ["", "**%d registry requests failed** during the load runs (see the run log)." % errs]
+    md += ["", "## Machine", ""] + ["- %s: %s" % kv for kv in machine()]
+    fx = os.environ.get("BENCH_FIXTURE_INFO")
+    if fx:
+        md += ["", "## Fixture", "", fx]
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
+    if os.path.exists(notes):
+        md += ["", open(notes).read().strip()]
+    with open(out_md, "w") as f:
+        f.write("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1] if len(sys.argv) > 1 else ""
+    if cmd == "urls" and len(sys.argv) == 5:
+        urls(*sys.argv[2:])
+    elif cmd == "sums" and len(sys.argv) == 4:
+        sums(*sys.argv[2:])
+    elif cmd == "report" and len(sys.argv) == 4:
+        report(*sys.argv[2:])
+    else:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)

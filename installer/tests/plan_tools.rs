@@ -1,0 +1,207 @@
+//! The rendered configs checked by the stock tools: `haproxy -c`,
+//! `keepalived -t`, `systemd-analyze verify` (with stand-in executables on
+//! the binary paths: small shell scripts, since the kube-* binaries cannot be
+//! had here), and containerd's own config parser (`containerd config dump`).
+
+mod common;
+use ferry_installer::plan::{ClusterPlan, Role};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn haproxy_and_keepalived_accept_their_configs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = common::guide_plan(&tmp.path().join("cluster"));
+    let lbs: Vec<_> = plan.hosts_with(Role::ExLb).collect();
+    assert_eq!(lbs.len(), 2);
+    let mut states = Vec::new();
+    for lb in lbs {
+        let ha = tmp.path().join(format!("{}-haproxy.cfg", lb.name));
+        let text = common::text(&plan, &lb.name, "/etc/haproxy/haproxy.cfg");
+        assert!(text.contains("bind 10.10.0.10:6443"), "{text}");
+        for m in ["10.10.0.11:6443", "10.10.0.12:6443", "10.10.0.13:6443"] {
+            assert!(text.contains(m), "backend {m}: {text}");
+        }
+        write(&ha, &text);
+        let (ok, out) = run(Command::new("haproxy").arg("-c").arg("-f").arg(&ha));
+        assert!(ok, "haproxy -c rejected {}: {out}", ha.display());
+
+        let ka = tmp.path().join(format!("{}-keepalived.conf", lb.name));
+        let text = common::text(&plan, &lb.name, "/etc/keepalived/keepalived.conf");
+        write(&ka, &text);
+        let (ok, out) = run(Command::new("keepalived").arg("-t").arg("-f").arg(&ka));
+        assert!(ok, "keepalived -t rejected {}: {out}", ka.display());
+        assert!(
+            text.contains("10.10.0.10") && text.contains("interface eth0"),
+            "{text}"
+        );
+        states.push(
+            text.lines()
+                .find(|l| l.trim().starts_with("state "))
+                .unwrap()
+                .trim()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        states,
+        ["state MASTER", "state BACKUP"],
+        "first [ex_lb] host holds the VIP when LB_ROLE is unset"
+    );
+
+    // The checks do check: a broken keepalived config is refused.
+    let bad = tmp.path().join("bad-keepalived.conf");
+    write(
+        &bad,
+        &common::text(&plan, "10.10.0.21", "/etc/keepalived/keepalived.conf")
+            .replace("virtual_router_id", "virtual_router_id 999 #"),
+    );
+    assert!(!run(Command::new("keepalived").arg("-t").arg("-f").arg(&bad)).0);
+}
+
+/// The guide's example with bin_dir and RUNTIME_BIN_DIR moved into `root` so stand-ins can sit there.
+fn plan_with_bins_in(root: &Path) -> (ClusterPlan, common::Inputs) {
+    let f = common::fixtures();
+    let hosts = std::fs::read_to_string(f.join("hosts")).unwrap()
+        + &format!("bin_dir={}/bin\n", root.display());
+    let config = std::fs::read_to_string(f.join("config.yml"))
+        .unwrap()
+        .replace(
+            "RUNTIME_BIN_DIR: \"/usr/bin\"",
+            &format!("RUNTIME_BIN_DIR: \"{}/runtime\"", root.display()),
+        );
+    let inputs = common::Inputs::new(&hosts, &config);
+    let plan = inputs.plan().expect("plan");
+    (plan, inputs)
+}
+
+#[test]
+fn systemd_accepts_every_unit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (plan, _inputs) = plan_with_bins_in(tmp.path());
+    let mut checked = 0;
+    for h in &plan.hosts {
+        let dir = tmp.path().join("units").join(&h.name);
+        let mut units = Vec::new();
+        for f in h
+            .files
+            .iter()
+            .filter(|f| f.path.extension().is_some_and(|e| e == "service"))
+        {
+            let text = common::text(&plan, &h.name, &f.path.display().to_string());
+            // Stand-ins for the executables the plan puts on the host (bundle binaries
+            // and the containerd archive's members).
+            for exe in ferry_installer::closure::exec_paths(&text) {
+                let p = Path::new(&exe);
+                if p.starts_with(tmp.path()) && !p.exists() {
+                    write(p, "#!/bin/sh\n# stand-in for the bundle's binary\nexit 0\n");
+                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+                }
+            }
+            let unit = dir.join(f.path.file_name().unwrap());
+            write(&unit, &text);
+            units.push(unit);
+        }
+        let (ok, out) = run(Command::new("systemd-analyze")
+            .arg("verify")
+            .arg("--man=no")
+            .args(&units));
+        assert!(ok, "systemd-analyze verify on {}: {out}", h.name);
+        // Warnings (unknown keys, bad values) count as failures too.
+        let ours: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains(dir.to_str().unwrap()) || l.contains(".service:"))
+            .collect();
+        assert!(
+            ours.is_empty(),
+            "systemd-analyze complained about {}: {out}",
+            h.name
+        );
+        checked += units.len();
+    }
+    // 3 masters x 9 units, 6 nodes x 4, 2 LBs x 1
+    assert_eq!(checked, 3 * 9 + 6 * 4 + 2, "units checked");
+
+    // And it does check: a unit whose binary is missing fails.
+    let broken = tmp.path().join("broken/kubelet.service");
+    let text = common::text(&plan, "worker-a-1", "/etc/systemd/system/kubelet.service").replace(
+        &format!("{}/bin/kubelet", tmp.path().display()),
+        "/nonexistent/kubelet",
+    );
+    write(&broken, &text);
+    assert!(
+        !run(Command::new("systemd-analyze")
+            .arg("verify")
+            .arg("--man=no")
+            .arg(&broken))
+        .0
+    );
+}
+
+#[test]
+fn containerd_parses_its_config_and_hosts_toml() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = common::guide_plan(&tmp.path().join("cluster"));
+    let cfg = tmp.path().join("config.toml");
+    let text = common::text(&plan, "worker-a-1", "/etc/containerd/config.toml");
+    write(&cfg, &text);
+    let (ok, out) = run(Command::new("containerd")
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "dump"]));
+    assert!(ok, "containerd rejected the config: {out}");
+    for want in [
+        "sandbox_image = \"registry.k8s.io/pause:3.9\"",
+        "max_concurrent_downloads = 6",
+        "config_path = \"/etc/containerd/certs.d\"",
+        "SystemdCgroup = true",
+        "address = \"127.0.0.1:1338\"",
+    ] {
+        assert!(out.contains(want), "containerd's view lacks {want}:\n{out}");
+    }
+    // hosts.toml is TOML with one [host] per mirror, the cluster CA, pull + resolve.
+    for reg in ["registry.k8s.io", "quay.io"] {
+        let t = common::text(
+            &plan,
+            "worker-a-1",
+            &format!("/etc/containerd/certs.d/{reg}/hosts.toml"),
+        );
+        let doc: toml::Table = t
+            .parse()
+            .unwrap_or_else(|e| panic!("{reg}/hosts.toml: {e}\n{t}"));
+        assert_eq!(
+            doc["server"].as_str(),
+            Some(format!("https://{reg}").as_str())
+        );
+        let hosts = doc["host"].as_table().expect("host table");
+        for m in &plan.registry_mirrors {
+            let h = &hosts[&format!("https://{m}")];
+            assert_eq!(h["ca"].as_str(), Some("/etc/kubernetes/ssl/ca.pem"));
+            let caps: Vec<&str> = h["capabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(caps, ["pull", "resolve"]);
+        }
+    }
+}

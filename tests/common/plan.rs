@@ -1,0 +1,40 @@
+//! Inputs for `ferry plan` tests: the production guide's example (tests/fixtures/guide)
+//! and a real `.tar.zst` bundle made from its bundle.json with stand-in content.
+
+use ferry_bundles::{write_bundle, BundleManifest, ContentSource, WriteOptions};
+use std::path::{Path, PathBuf};
+
+pub fn guide_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/guide")
+}
+
+/// Writes `<dir>/guide.tar.zst` (unsigned): the fixture's bundle.json with every
+/// listed file replaced by a small stand-in whose size and sha256 are recorded.
+pub fn guide_bundle(dir: &Path) -> PathBuf {
+    let bytes = std::fs::read(guide_dir().join("bundle.json")).expect("fixture");
+    let mut manifest = BundleManifest::from_bytes(&bytes).expect("fixture parses");
+    let content = dir.join("content");
+    let mut sources = Vec::new();
+    for f in manifest.files.iter_mut() {
+        let data = format!("stand-in for {}\n", f.path).into_bytes();
+        let path = content.join(&f.path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, &data).expect("write");
+        f.size = data.len() as u64;
+        f.sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+        sources.push(ContentSource {
+            entry: f.clone(),
+            source: path,
+        });
+    }
+    let out = dir.join("guide.tar.zst");
+    write_bundle(
+        &out,
+        &manifest.to_bytes(),
+        None,
+        &sources,
+        &WriteOptions::default(),
+    )
+    .expect("write bundle");
+    out
+}

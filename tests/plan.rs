@@ -1,0 +1,201 @@
+//! `ferry plan` as a user runs it on the production guide's example.
+
+mod common;
+use std::process::Command;
+
+fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+#[test]
+fn plans_the_guide_example_from_a_real_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = common::plan::guide_bundle(tmp.path());
+    let g = common::plan::guide_dir();
+    let out_dir = tmp.path().join("out");
+    let cluster = tmp.path().join("cluster");
+    let out = ferry()
+        .args(["plan", "--inventory"])
+        .arg(g.join("hosts"))
+        .arg("--config")
+        .arg(g.join("config.yml"))
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--cluster-dir")
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("cluster prod-k8s (Kubernetes 1.29.6, bundle prod-1.29.6)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("apiserver https://10.10.0.10:6443"),
+        "{stdout}"
+    );
+    for host in [
+        "master-1",
+        "master-2",
+        "master-3",
+        "system-1",
+        "system-2",
+        "worker-a-1",
+        "worker-a-4",
+        "10.10.0.21",
+        "10.10.0.22",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&format!("{host} "))),
+            "summary lists {host}: {stdout}"
+        );
+        assert!(out_dir.join("hosts").join(host).is_dir(), "tree for {host}");
+    }
+    let line = stdout.lines().find(|l| l.starts_with("master-1 ")).unwrap();
+    assert!(
+        line.contains("etcd,master,node,chrony,registry")
+            && line.contains("kube-apiserver")
+            && line.contains("etcd"),
+        "{line}"
+    );
+    // The guide's SANDBOX_IMAGE is a private copy of the bundle's pause image: said so, and replaced.
+    assert!(
+        stderr.contains(
+            "SANDBOX_IMAGE harbor.company.local/google_containers/pause:3.9 is not in the bundle"
+        ),
+        "{stderr}"
+    );
+    assert!(out_dir
+        .join("hosts/master-1/etc/systemd/system/kube-apiserver.service")
+        .is_file());
+    assert!(out_dir
+        .join("hosts/10.10.0.22/etc/keepalived/keepalived.conf")
+        .is_file());
+    assert!(
+        cluster.join("pki/ca.pem").is_file()
+            && cluster.join("kubeconfig/admin.kubeconfig").is_file()
+    );
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["hosts"].as_array().unwrap().len(), 11);
+}
+
+#[test]
+fn json_plan_never_prints_key_material() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::plan::guide_dir();
+    let out = ferry()
+        .args(["plan", "--json", "--inventory"])
+        .arg(g.join("hosts"))
+        .arg("--config")
+        .arg(g.join("config.yml"))
+        .arg("--bundle")
+        .arg(g.join("bundle.json"))
+        .arg("--cluster-dir")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("PRIVATE KEY") && !text.contains("BEGIN"),
+        "no PEM in --json"
+    );
+    let plan: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let m1 = &plan["hosts"][0];
+    assert_eq!(m1["name"], "master-1");
+    let key = m1["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "/etc/kubernetes/ssl/apiserver-key.pem")
+        .unwrap();
+    assert_eq!(key["secret"], true);
+    assert_eq!(key["mode"], 0o600);
+    assert_eq!(key["content"]["source"], "inline");
+    assert!(key["content"]["sha256"].as_str().unwrap().len() == 64);
+}
+
+#[test]
+fn invalid_inventory_fails_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::plan::guide_dir();
+    let hosts = std::fs::read_to_string(g.join("hosts")).unwrap().replacen(
+        "10.10.0.13\n[kube_node]",
+        "[kube_node]",
+        1,
+    );
+    let inv = tmp.path().join("hosts");
+    std::fs::write(&inv, hosts).unwrap();
+    let out = ferry()
+        .args(["plan", "--inventory"])
+        .arg(&inv)
+        .arg("--config")
+        .arg(g.join("config.yml"))
+        .arg("--bundle")
+        .arg(g.join("bundle.json"))
+        .arg("--cluster-dir")
+        .arg(tmp.path().join("c"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:16: [etcd] has 2 member(s)", inv.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_keys_and_unused_jinja_warn_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::plan::guide_dir();
+    let hosts = std::fs::read_to_string(g.join("hosts")).unwrap()
+        + "cluster_dir=\"{{ base_dir }}/clusters/prod\"\nFANCY_KNOB=1\n";
+    let config = std::fs::read_to_string(g.join("config.yml")).unwrap() + "ETCD_QUOTA_MAGIC: 3\n";
+    let (inv, cfg) = (tmp.path().join("hosts"), tmp.path().join("config.yml"));
+    std::fs::write(&inv, hosts).unwrap();
+    std::fs::write(&cfg, config).unwrap();
+    let out = ferry()
+        .args(["plan", "--inventory"])
+        .arg(&inv)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--bundle")
+        .arg(g.join("bundle.json"))
+        .arg("--cluster-dir")
+        .arg(tmp.path().join("c"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "warnings do not fail the plan: {err}");
+    assert!(
+        err.contains(&format!(
+            "{}:58: unknown key ETCD_QUOTA_MAGIC is ignored",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:36: [all:vars] FANCY_KNOB is not used by ferry",
+            inv.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:35: cluster_dir={{{{ base_dir }}}}/clusters/prod holds Jinja",
+            inv.display()
+        )),
+        "{err}"
+    );
+}
