@@ -336,4 +336,31 @@ mod tests {
         assert_eq!(inv.host_var("h1", "ansible_user").unwrap().text, "admin");
         assert_eq!(inv.group("kube_master").len(), 1);
     }
+
+    #[test]
+    fn kubeasz_dashed_groups_and_quoted_vars() {
+        // The older kubeasz layout: dashed group names, NODE_NAME on etcd, quoted [all:vars].
+        let text = "[etcd]\n192.168.122.100 NODE_NAME=etcd1\n[kube-master]\n192.168.122.100\n[kube-node]\n192.168.122.105\n[harbor]\n192.168.122.188 HARBOR_DOMAIN=\"harbor.deepmap.lo\" NEW_INSTALL=yes\n[ex-lb]\n192.168.122.200 LB_ROLE=backup EX_APISERVER_VIP=192.168.122.250 EX_APISERVER_PORT=8443\n[all:vars]\nCONTAINER_RUNTIME=\"docker\"\nCLUSTER_DNS_DOMAIN=\"cluster.local.\"\n";
+        let inv = Inventory::parse(Path::new("hosts.multi-node"), text).unwrap();
+        assert_eq!(inv.group("kube_master").len(), 1);
+        assert_eq!(inv.group("ex_lb")[0].1.line, 10);
+        assert_eq!(
+            inv.host_var("192.168.122.100", "NODE_NAME").unwrap().text,
+            "etcd1"
+        );
+        assert_eq!(
+            inv.host_var("192.168.122.188", "HARBOR_DOMAIN")
+                .unwrap()
+                .text,
+            "harbor.deepmap.lo"
+        );
+        assert_eq!(
+            inv.host_var("192.168.122.200", "EX_APISERVER_PORT")
+                .unwrap()
+                .text,
+            "8443"
+        );
+        assert_eq!(inv.all_var("CONTAINER_RUNTIME").unwrap().text, "docker");
+        assert_eq!(inv.all_var("CLUSTER_DNS_DOMAIN").unwrap().origin.line, 13);
+    }
 }
