@@ -685,3 +685,68 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn ferry_binary_is_carried_only_for_its_own_architecture() {
+    let up = Upstream::start(UpstreamOptions::default());
+    let work = tempfile::tempdir().expect("tmp");
+    let out = work.path().join("x.tar.zst");
+    let cache = work.path().join("cache");
+    // Any real amd64 ELF stands in for a ferry build (keeps the test small).
+    let elf = Path::new("/bin/true");
+    let res = run(build_cmd(
+        &up,
+        &cache,
+        &out,
+        &["--unsigned", "--ferry-binary", "linux/arm64=/bin/true"],
+    ));
+    assert_eq!(res.status.code(), Some(1));
+    let err = stderr(&res);
+    assert!(
+        err.contains("/bin/true") && err.contains("linux/arm64") && err.contains("ELF machine"),
+        "{err}"
+    );
+    assert_eq!(
+        up.requests().total_started(),
+        0,
+        "refused build still downloaded"
+    );
+
+    let res = run(build_cmd(
+        &up,
+        &cache,
+        &out,
+        &[
+            "--unsigned",
+            "--platform",
+            "linux/amd64",
+            "--ferry-binary",
+            "linux/amd64=/bin/true",
+        ],
+    ));
+    ok(&res, "build with --ferry-binary");
+    let x = work.path().join("x");
+    std::fs::create_dir(&x).expect("mkdir");
+    ok(
+        &sh(&format!(
+            "zstd -dc '{}' | tar -x -C '{}'",
+            out.display(),
+            x.display()
+        )),
+        "extract",
+    );
+    assert_eq!(
+        sha256_file(&x.join("bin/linux-amd64/ferry")),
+        sha256_file(elf)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(x.join("bundle.json")).expect("bundle.json"))
+            .expect("JSON");
+    let f = manifest["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["path"] == "bin/linux-amd64/ferry")
+        .cloned();
+    assert_eq!(f.expect("ferry listed")["mode"], 0o755);
+}

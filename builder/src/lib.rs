@@ -16,6 +16,7 @@ pub mod mirror;
 mod pipeline;
 pub mod profile;
 mod progress;
+mod selfbin;
 
 pub use cache::Cache;
 pub use error::{Error, Result};

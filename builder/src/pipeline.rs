@@ -47,6 +47,8 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// No progress bars even on a TTY (plain lines).
     pub plain: bool,
+    /// `PLATFORM=PATH`: ferry executables to carry as `bin/<os>-<arch>/ferry`.
+    pub ferry_binaries: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -91,6 +93,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         }
     };
     let artifacts = catalog.artifacts(&platforms, profile.component_filter())?;
+    let mut selfbins = Vec::new();
+    for arg in &opts.ferry_binaries {
+        let (p, path) = crate::selfbin::parse(arg)?;
+        if !platforms.contains(&p) {
+            return Err(Error::Usage(format!(
+                "--ferry-binary {arg}: {p} is not among the bundle's platforms"
+            )));
+        }
+        selfbins.push(crate::selfbin::content(&p, &path, &opts.builder_version)?);
+    }
     let needed = profile.needed_images(&catalog)?;
     let sources = needed
         .iter()
@@ -132,6 +144,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             insert(&mut files, f)?;
         }
         components.extend(cs);
+    }
+    for (f, c) in selfbins {
+        insert(&mut files, f)?;
+        components.push(c);
     }
     for f in layout::layout_files(&cache, &pulled)?.into_values() {
         insert(&mut files, f)?;

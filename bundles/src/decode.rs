@@ -350,9 +350,17 @@ fn spawn_parallel(
                 return;
             };
             let mut input = reuse(&spent_rx, f.compressed as usize);
-            input.resize(f.compressed as usize, 0);
-            if let Err(e) = reader.read_exact(&mut input) {
-                return fail(read_error(&what, e, &format!("inside frame {index}")));
+            // Reads into the reserved capacity: no zeroing, no reallocation.
+            let want = u64::from(f.compressed);
+            match (&mut reader).take(want).read_to_end(&mut input) {
+                Ok(n) if n as u64 == want => {}
+                Ok(_) => {
+                    return fail(damaged(
+                        &what,
+                        format!("stream is truncated (inside frame {index})"),
+                    ))
+                }
+                Err(e) => return fail(read_error(&what, e, &format!("inside frame {index}"))),
             }
             let (tx, rx) = bounded(1);
             if job_tx

@@ -63,9 +63,16 @@ pub fn read_manifest(src: &BundleSource) -> Result<ManifestRead> {
 /// Receives each verified-so-far content entry. `content` yields exactly
 /// `entry.size` bytes; the reader hashes them as the sink reads, and fails the
 /// whole run after the sink returns if the hash does not match, so sinks must
-/// write to a staging area that is discarded on error.
+/// write to a staging area that is discarded on error. Read with a large
+/// buffer (256 KiB or more): every read is a copy out of a decoded frame.
 pub trait EntrySink {
     fn file(&mut self, entry: &FileEntry, content: &mut dyn Read) -> Result<()>;
+
+    /// False when the sink ignores content: the reader then hashes the
+    /// decoded buffers in place instead of copying them out (`file` is not called).
+    fn wants_content(&self) -> bool {
+        true
+    }
 }
 
 /// Discards content (used by `bundle verify`).
@@ -82,6 +89,10 @@ impl EntrySink for NullSink {
                 Err(e) => return Err(crate::Error::io("<bundle>", e)),
             }
         }
+    }
+
+    fn wants_content(&self) -> bool {
+        false
     }
 }
 
@@ -232,7 +243,11 @@ fn copy_entry(
         hash: Sha256::new(),
         entry: &entry.path,
     };
-    let result = sink.file(entry, &mut content);
+    let result = if sink.wants_content() {
+        sink.file(entry, &mut content)
+    } else {
+        Ok(())
+    };
     // A stream error the sink saw as io::Error is reported as what it is.
     if let Some(e) = content.stream.stream_error() {
         return Err(e);

@@ -48,6 +48,9 @@ impl BundleSource {
                 )));
             }
             pj
+        } else if !path.exists() && split::parts_json_path(path).is_file() {
+            // `prod.tar.zst` was written split: read its parts.
+            split::parts_json_path(path)
         } else {
             let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
             if !meta.is_file() {

@@ -36,6 +36,11 @@ pub struct BuildArgs {
     /// Concurrent downloads.
     #[arg(long, default_value_t = 6)]
     pub concurrency: usize,
+    /// Carry a ferry executable for a platform as bin/<os>-<arch>/ferry
+    /// (PLATFORM=PATH; its ELF machine must match). Registry hosts of that
+    /// platform then run it; without one the installer uses its own ferry.
+    #[arg(long = "ferry-binary", value_name = "PLATFORM=PATH")]
+    pub ferry_binaries: Vec<String>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -72,6 +77,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         builder_version: env!("CARGO_PKG_VERSION").to_string(),
         source_date_epoch,
         plain: args.plain || args.json,
+        ferry_binaries: args.ferry_binaries,
     };
     let report = ferry_builder::build(&opts).context("bundle build failed")?;
     if args.json {
