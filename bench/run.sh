@@ -72,7 +72,7 @@ vmhwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
 # timed KIND KEY CMD...: run CMD under /usr/bin/time -v, append "KIND KEY s=.. rss=.." to results.
 timed() {
-    local kind=$1 key=$2 t0 t1 rss
+    local kind=$1 key=$2 t0 t1 rss cpu
     shift 2
     sync
     t0=$(date +%s.%N)
@@ -82,9 +82,10 @@ timed() {
     }
     t1=$(date +%s.%N)
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$RUN/time.txt")
+    cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$RUN/time.txt")
     t1=$(awk "BEGIN {printf \"%.3f\", $t1 - $t0}")
-    echo "$kind $key s=$t1 rss=$rss" >>"$RESULTS"
-    log "$kind $key: $t1 s, peak RSS $((rss / 1024)) MiB"
+    echo "$kind $key s=$t1 rss=$rss cpu=$cpu" >>"$RESULTS"
+    log "$kind $key: $t1 s, CPU $cpu s, peak RSS $((rss / 1024)) MiB"
 }
 
 rm -rf "$RUN"
@@ -244,7 +245,7 @@ if [[ ${BENCH_PERF:-} == 1 ]] && command -v perf >/dev/null; then
         --trust "$WORK/key.pub" --data-dir "$T/data" >/dev/null 2>&1
     for w in build unpack; do
         perf report -i "$RUN/$w.perf" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
-            grep -v '^#' | grep -v '^$' | head -40 >"$WORK/perf-$w.txt"
+            grep -v -e '^#' -e '^$' | sed -n 1,40p >"$WORK/perf-$w.txt" || true
     done
     rm -rf "$T/data" "$T/p.tar.zst"
     log "profiles in $WORK/perf-build.txt, $WORK/perf-unpack.txt"

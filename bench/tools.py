@@ -110,12 +110,13 @@ def machine():
     cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
     mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo")
     return [
-        ("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+        ("date", os.environ.get("BENCH_DATE") or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
         ("cpu", "%s, nproc %s" % (cpu, os.cpu_count())),
         ("memory", mem),
         ("kernel", platform.release()),
         ("os", sh(". /etc/os-release && echo $PRETTY_NAME")),
-        ("load average at start / end", "%s / %s" % (os.environ.get("BENCH_LOAD_START", "?"), sh("cut -d' ' -f1-3 /proc/loadavg"))),
+        ("load average at start / end", "%s / %s" % (os.environ.get("BENCH_LOAD_START", "?"),
+                                                      os.environ.get("BENCH_LOAD_END") or sh("cut -d' ' -f1-3 /proc/loadavg"))),
         ("tools", sh("skopeo --version; zstd --version | cut -d, -f1 | tr -d '*'; wrk -v 2>&1 | head -1 | cut -d' ' -f1-2; "
                      "dpkg-query -W -f='docker-registry ${Version}' docker-registry") .replace("\n", "; ")),
     ]
@@ -126,9 +127,15 @@ def report(path, out_md):
     T = lambda kind, key, f="s": [x[f] for x in r.get((kind, key), []) if f in x]  # noqa: E731
     rows = []
 
-    def row(name, ferry, anchor, ratio, rss, target, ok):
-        rows.append((name, ferry, anchor, "n/a" if ratio is None else "%.2fx" % ratio, rss, target,
+    def row(name, ferry, anchor, ratio, rss, target, ok, cpu=""):
+        rows.append((name, ferry, anchor, "n/a" if ratio is None else "%.2fx" % ratio, rss, cpu, target,
                      "" if ok is None else ("PASS" if ok else "MISS")))
+
+    def cpu(kind, a, b):
+        fa, fb = T(kind, a, "cpu"), T(kind, b, "cpu")
+        if not fa or not fb:
+            return ""
+        return "%.1f / %.1f s (%.2fx)" % (med(fa), med(fb), med(fa) / med(fb) if med(fb) else 0)
 
     def ratio(a, b):
         return None if a is None or not b else a / b
@@ -137,7 +144,7 @@ def report(path, out_md):
     rb = ratio(med(fb), med(ab))
     row("build, cold cache (1.5 GB)", spread(fb, secs), spread(ab, secs) + " skopeo + curl + tar | zstd -T0", rb,
         "%s / %s" % (mib(max(T("build", "ferry", "rss") or [0])), mib(max(T("build", "anchor", "rss") or [0]))),
-        "≤ 0.50x", None if rb is None else rb <= 0.5)
+        "≤ 0.50x", None if rb is None else rb <= 0.5, cpu("build", "ferry", "anchor"))
     fs, as_ = T("size", "ferry", "bytes"), T("size", "anchor", "bytes")
     rs = ratio(med(fs), med(as_))
     row("build output size", "%.0f MB" % (med(fs) / 1e6) if fs else "n/a", "%.0f MB" % (med(as_) / 1e6) if as_ else "n/a",
@@ -146,12 +153,12 @@ def report(path, out_md):
     r1, r2 = ratio(med(fu), med(u1)), ratio(med(fu), med(u2))
     urss = "%s / %s" % (mib(max(T("unpack", "ferry", "rss") or [0])), mib(max(T("unpack", "untar", "rss") or [0])))
     row("unpack, signature + every hash", spread(fu, secs), spread(u1, secs) + " zstd -dc | tar -x", r1, urss,
-        "≤ 1.10x", None if r1 is None else r1 <= 1.1)
+        "≤ 1.10x", None if r1 is None else r1 <= 1.1, cpu("unpack", "ferry", "untar"))
     row("unpack, signature + every hash", spread(fu, secs), spread(u2, secs) + " + sha256sum -c", r2, urss,
-        "≤ 0.50x", None if r2 is None else r2 <= 0.5)
+        "≤ 0.50x", None if r2 is None else r2 <= 0.5, cpu("unpack", "ferry", "untar+sha256sum"))
     us = T("unpack", "untar+sync")
     row("unpack (info: anchor durable too)", spread(fu, secs), spread(us, secs) + " zstd -dc | tar -x; sync -f",
-        ratio(med(fu), med(us)), urss, "", None)
+        ratio(med(fu), med(us)), urss, "", None, cpu("unpack", "ferry", "untar+sync"))
 
     def reg(server, kind, f):
         return [x[f] for x in r.get(("registry-" + kind, server), []) if f in x]
@@ -185,7 +192,7 @@ def report(path, out_md):
         row("peak RSS, %s: 4.5 GB vs 1.5 GB" % what, "%s (4.5 GB%s)" % (mib(b) if b else "n/a", ", " + secs(bt[0]) if bt else ""),
             "%s (1.5 GB)" % (mib(s) if s else "n/a"), gr, "", "≤ 256 MiB, ≤ 1.25x", ok)
 
-    head = ("benchmark", "ferry", "anchor", "ratio", "RSS ferry / anchor", "target", "result")
+    head = ("benchmark", "ferry", "anchor", "ratio", "RSS ferry / anchor", "CPU ferry / anchor", "target", "result")
     widths = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     print(line(head))
@@ -197,7 +204,9 @@ def report(path, out_md):
 
     md = ["# ferry benchmarks", "",
           "Written by `make bench` (bench/run.sh); medians of %s runs with [min–max], ratios against the anchor "
-          "measured in the same run, side by side. RSS is peak resident memory (`/usr/bin/time -v`; servers: VmHWM)."
+          "measured in the same run, side by side. RSS is peak resident memory (`/usr/bin/time -v`; servers: VmHWM). "
+          "CPU is user + system seconds of the command and its children (median), for reading the wall-clock "
+          "ratios on a loaded machine."
           % os.environ.get("BENCH_RUNS", "3"), "",
           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in x) + " |" for x in rows]

@@ -12,4 +12,5 @@ pub mod registry;
 pub mod render;
 pub mod store;
 pub mod unpack;
+mod unpack_writer;
 pub mod validate;

@@ -9,13 +9,14 @@
 //! the data dir as it was.
 
 use crate::store::{Store, StoreError, IMAGE_BLOB_PREFIX};
+use crate::unpack_writer::{read_full, FileWriter};
 use ferry_bundles::manifest::{MANIFEST_PATH, SIGNATURE_PATH};
 use ferry_bundles::{read_manifest, verify_and_extract, BundleSource, EntrySink, FileEntry, Trust};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
@@ -83,6 +84,7 @@ pub fn unpack(
         bundle_dir: staging.path.join("bundle"),
         blobs_dir: staging.path.join("blobs"),
         buf: vec![0u8; BUF_SIZE],
+        writer: FileWriter::start(),
         last_dir: None,
         files: 0,
         bytes: 0,
@@ -92,27 +94,38 @@ pub fn unpack(
     for dir in [&sink.bundle_dir, &sink.blobs_dir] {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     }
-    let verified = verify_and_extract(src, trust, &mut sink).map_err(bundle_err)?;
+    let verified = verify_and_extract(src, trust, &mut sink);
+    let StoreSink {
+        writer,
+        bundle_dir: staged_bundle,
+        blobs_dir: staged_blobs,
+        files,
+        bytes,
+        blobs_new,
+        blobs_reused,
+        ..
+    } = sink;
+    // Every file is written (and every write error known) before anything moves.
+    let written = writer.finish();
+    let verified = verified.map_err(bundle_err)?;
+    written.map_err(bundle_err)?;
     store.create_dirs()?;
 
     // Verified: write bundle.json (+ signature), flush everything once, move into place.
     let name = verified.manifest.name.clone();
     let target = store.bundle_dir(&name)?;
-    write_file(
-        &sink.bundle_dir.join(MANIFEST_PATH),
-        &verified.manifest_bytes,
-    )?;
+    write_file(&staged_bundle.join(MANIFEST_PATH), &verified.manifest_bytes)?;
     if let Some(sig) = &verified.signature {
-        write_file(&sink.bundle_dir.join(SIGNATURE_PATH), sig.as_bytes())?;
+        write_file(&staged_bundle.join(SIGNATURE_PATH), sig.as_bytes())?;
     }
     sync_filesystem(&staging.path)?;
     let blobs_dir = store.blobs_dir();
-    for hex in &sink.blobs_new {
-        let from = sink.blobs_dir.join(hex);
+    for hex in &blobs_new {
+        let from = staged_blobs.join(hex);
         let to = blobs_dir.join(hex);
         std::fs::rename(&from, &to).map_err(|e| StoreError::io(&to, e))?;
     }
-    replace_dir(&sink.bundle_dir, &target, &staging.path.join("previous"))?;
+    replace_dir(&staged_bundle, &target, &staging.path.join("previous"))?;
     for dir in [&blobs_dir, &store.bundles_dir()] {
         fsync_dir(dir)?;
     }
@@ -122,10 +135,10 @@ pub fn unpack(
         dir: target,
         manifest_sha256: verified.manifest_sha256,
         already_unpacked: false,
-        files: sink.files,
-        bytes: sink.bytes,
-        blobs_new: sink.blobs_new.len() as u64,
-        blobs_reused: sink.blobs_reused,
+        files,
+        bytes,
+        blobs_new: blobs_new.len() as u64,
+        blobs_reused,
         seconds: started.elapsed().as_secs_f64(),
     };
     drop(staging);
@@ -194,7 +207,9 @@ struct StoreSink<'a> {
     store: &'a Store,
     bundle_dir: PathBuf,
     blobs_dir: PathBuf,
+    /// For reading (and dropping) blobs the store already has.
     buf: Vec<u8>,
+    writer: FileWriter,
     /// Last directory created, so runs of files in one directory cost one mkdir.
     last_dir: Option<PathBuf>,
     files: u64,
@@ -225,7 +240,7 @@ impl EntrySink for StoreSink<'_> {
                 return discard(content, &mut self.buf, &entry.path);
             }
             let path = self.blobs_dir.join(hex);
-            copy_to_file(content, &path, entry.mode, &mut self.buf)?;
+            self.writer.copy(content, &path, entry.mode)?;
             self.blobs_new.push(hex.to_owned());
             return Ok(());
         }
@@ -237,7 +252,7 @@ impl EntrySink for StoreSink<'_> {
                 self.last_dir = Some(parent.to_owned());
             }
         }
-        copy_to_file(content, &path, entry.mode, &mut self.buf)
+        self.writer.copy(content, &path, entry.mode)
     }
 }
 
@@ -251,48 +266,9 @@ fn relative(path: &str) -> ferry_bundles::Result<&Path> {
     }
 }
 
-fn copy_to_file(
-    content: &mut dyn Read,
-    path: &Path,
-    mode: u32,
-    buf: &mut [u8],
-) -> ferry_bundles::Result<()> {
-    let io = |e| ferry_bundles::Error::io(path, e);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode & 0o777)
-        .open(path)
-        .map_err(io)?;
-    loop {
-        let n = read_full(content, buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        file.write_all(&buf[..n]).map_err(io)?;
-    }
-    // Exact mode, whatever the umask.
-    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
-        .map_err(io)
-}
-
 fn discard(content: &mut dyn Read, buf: &mut [u8], what: &str) -> ferry_bundles::Result<()> {
     while read_full(content, buf).map_err(|e| ferry_bundles::Error::io(what, e))? > 0 {}
     Ok(())
-}
-
-/// Fills `buf` as far as the stream allows (fewer, larger writes).
-fn read_full(content: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match content.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 fn write_file(path: &Path, data: &[u8]) -> Result<(), StoreError> {
