@@ -317,6 +317,22 @@ fn flipped_bytes_and_truncation_are_refused() {
         std::fs::write(&b, &bad).unwrap();
         c.rejects(&b, &["verification failed"]);
     }
+    // Damage inside content is reported against the entry being read.
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 0x04;
+    std::fs::write(&b, &bad).unwrap();
+    let o = c.verify(&b);
+    assert_eq!(o.status.code(), Some(3));
+    let files = [
+        "bin/linux-amd64/kubelet",
+        "bin/linux-amd64/etcd",
+        "images/blobs/sha256/0000",
+    ];
+    assert!(
+        files.iter().any(|f| text(&o).contains(f)),
+        "no entry named: {}",
+        text(&o)
+    );
     for len in [first - 5, good.len() / 3, good.len() - 40, good.len() - 1] {
         std::fs::write(&b, &good[..len]).unwrap();
         c.rejects(&b, &["verification failed"]);

@@ -250,10 +250,10 @@ fn copy_entry(
     };
     // A stream error the sink saw as io::Error is reported as what it is.
     if let Some(e) = content.stream.stream_error() {
-        return Err(e);
+        return Err(in_entry(e, &entry.path));
     }
     result?;
-    content.drain()?;
+    content.drain().map_err(|e| in_entry(e, &entry.path))?;
     let EntryReader { stream, hash, .. } = content;
     let actual = hex::encode(hash.finalize());
     if actual != entry.sha256 {
@@ -266,6 +266,17 @@ fn copy_entry(
         ));
     }
     skip_padding(stream, entry.size, &entry.path)
+}
+
+/// A damaged frame found while reading an entry names that entry too
+/// (part errors keep naming the part).
+fn in_entry(e: Error, path: &str) -> Error {
+    match e {
+        Error::Verification { what, reason } if what.starts_with("bundle ") => {
+            Error::verification(path, format!("{reason} ({what})"))
+        }
+        other => other,
+    }
 }
 
 fn skip_padding(stream: &mut DecodedStream, size: u64, entry: &str) -> Result<()> {
