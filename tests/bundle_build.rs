@@ -750,3 +750,37 @@ fn ferry_binary_is_carried_only_for_its_own_architecture() {
         .cloned();
     assert_eq!(f.expect("ferry listed")["mode"], 0o755);
 }
+
+#[test]
+fn executable_of_another_architecture_is_refused() {
+    let up = Upstream::start(UpstreamOptions::default());
+    let dir = "/github.com/opencontainers/runc/releases/download/v1.1.12";
+    // Serve the amd64 runc as runc.arm64, with a checksum file that agrees.
+    let arm = up.file(&format!("{dir}/runc.arm64"));
+    std::fs::remove_file(&arm).expect("rm");
+    std::fs::copy(up.file(&format!("{dir}/runc.amd64")), &arm).expect("copy");
+    let sums = up.file(&format!("{dir}/runc.sha256sum"));
+    let text = format!(
+        "{}  runc.amd64\n{}  runc.arm64\n",
+        sha256_file(&up.file(&format!("{dir}/runc.amd64"))),
+        sha256_file(&arm)
+    );
+    std::fs::remove_file(&sums).expect("rm");
+    std::fs::write(&sums, text).expect("write");
+
+    let work = tempfile::tempdir().expect("tmp");
+    let out = work.path().join("x.tar.zst");
+    let res = run(build_cmd(
+        &up,
+        &work.path().join("cache"),
+        &out,
+        &["--unsigned"],
+    ));
+    assert_eq!(res.status.code(), Some(1));
+    let err = stderr(&res);
+    assert!(
+        err.contains("bin/linux-arm64/runc") && err.contains("not linux/arm64"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

@@ -76,7 +76,7 @@ pub async fn fetch_artifact(
         checksum_source: checksum_source.clone(),
     };
 
-    let mut files = Vec::new();
+    let mut files: Vec<ContentFile> = Vec::new();
     let mut comps = Vec::new();
     match art.kind {
         Kind::Binary | Kind::Archive => {
@@ -131,6 +131,11 @@ pub async fn fetch_artifact(
                 comps.push(record(name, ComponentKind::Binary, &o.path));
             }
         }
+    }
+    // Never carry another architecture's executable.
+    for f in files.iter().filter(|f| f.mode & 0o111 != 0) {
+        let what = format!("{} ({}, from {})", f.path, art.platform, art.url);
+        crate::selfbin::check_if_elf(&f.source, &art.platform, &what)?;
     }
     Ok((files, comps))
 }

@@ -64,6 +64,27 @@ pub fn check_elf(path: &Path, platform: &str) -> Result<()> {
     }
 }
 
+/// For catalog binaries: an ELF file must be for `platform` (scripts, such as
+/// the test stand-ins, pass). `what` names the file for the error.
+pub fn check_if_elf(path: &Path, platform: &str, what: &str) -> Result<()> {
+    let mut head = [0u8; 20];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    if f.read_exact(&mut head).is_err() || &head[..4] != b"\x7fELF" {
+        return Ok(());
+    }
+    check_elf(path, platform).map_err(|_| {
+        let machine = if head[5] == 2 {
+            u16::from_be_bytes([head[18], head[19]])
+        } else {
+            u16::from_le_bytes([head[18], head[19]])
+        };
+        Error::Usage(format!(
+            "{what}: the file is an ELF executable for machine {machine}, not {platform}; \
+             the upstream or mirror serves the wrong architecture"
+        ))
+    })
+}
+
 pub fn content(platform: &str, path: &Path, version: &str) -> Result<(ContentFile, Component)> {
     check_elf(path, platform)?;
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
