@@ -65,7 +65,7 @@ pub fn write_bundle(
     check_inputs(manifest_bytes, contents, opts)?;
     let mut output = Output::create(out, opts.split)?;
     match write_stream(&mut output, out, manifest_bytes, signature, contents, opts) {
-        Ok((compressed, uncompressed)) => {
+        Ok((compressed, uncompressed, _pool)) => {
             let outputs = output.finish(out)?;
             Ok(WriteReport {
                 outputs,
@@ -138,7 +138,10 @@ fn push_entry(buf: &mut Vec<u8>, path: &str, data: &[u8], mtime: u64) {
     buf.resize(buf.len() + tarfmt::padding(data.len() as u64), 0);
 }
 
-/// Returns (compressed, uncompressed) byte counts.
+/// Frame buffers the compressor allocated: (inputs, outputs, in_flight).
+type PoolUse = (usize, usize, usize);
+
+/// Returns (compressed, uncompressed) byte counts and the buffer pool's use.
 fn write_stream(
     output: &mut Output,
     out: &Path,
@@ -146,12 +149,12 @@ fn write_stream(
     signature: Option<&str>,
     contents: &[ContentSource],
     opts: &WriteOptions,
-) -> Result<(u64, u64)> {
-    let threads = std::thread::available_parallelism()
+) -> Result<(u64, u64, PoolUse)> {
+    let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
     let what = out.display().to_string();
-    let mut comp = FrameCompressor::new(&mut *output, opts.level, threads, &what)?;
+    let mut comp = FrameCompressor::new(&mut *output, opts.level, cores, opts.frame_size, &what)?;
 
     // Frame 0: bundle.json and its signature, alone.
     let mut head = Vec::new();
@@ -182,6 +185,8 @@ fn write_stream(
         comp.submit(last)?;
     }
     total += chunk.total;
+    let (ins, outs) = comp.allocated_buffers();
+    let pool = (ins, outs, comp.in_flight());
     let (_, frames) = comp.finish()?;
     let table = seektable::encode(&frames);
     output
@@ -189,7 +194,7 @@ fn write_stream(
         .map_err(|e| Error::from_io(out, e))?;
     let compressed =
         frames.iter().map(|f| u64::from(f.compressed)).sum::<u64>() + table.len() as u64;
-    Ok((compressed, total))
+    Ok((compressed, total, pool))
 }
 
 /// Cuts the content byte stream into frames of exactly `frame_size` bytes.
@@ -213,9 +218,10 @@ impl Chunker {
 
     fn flush_full<W: Write>(&mut self, comp: &mut FrameCompressor<W>) -> Result<()> {
         if self.buf.len() == self.frame_size {
-            let next = comp.buffer(self.frame_size);
-            let full = std::mem::replace(&mut self.buf, next);
+            // Submit first: the pool then has the written frame's buffer back.
+            let full = std::mem::take(&mut self.buf);
             comp.submit(full)?;
+            self.buf = comp.buffer(self.frame_size);
         }
         Ok(())
     }
@@ -348,5 +354,71 @@ impl Write for Output {
             Output::Single(w) => w.flush(),
             Output::Split(s) => s.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bundle of many frames (files larger and smaller than a frame) keeps
+    /// the compressor's buffer pool at its bound: in_flight + 1 inputs (the
+    /// head frame's buffer counts as one) and in_flight outputs.
+    #[test]
+    fn writing_many_frames_reuses_a_bounded_buffer_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut contents = Vec::new();
+        for (i, size) in [3 << 20, 1000, 5 << 20, 70_000, 2 << 20]
+            .into_iter()
+            .enumerate()
+        {
+            let data: Vec<u8> = (0..size as u32)
+                .map(|x| (x.wrapping_mul(2654435761) >> (i + 7)) as u8)
+                .collect();
+            let source = dir.path().join(format!("f{i}"));
+            std::fs::write(&source, &data).unwrap();
+            contents.push(ContentSource {
+                entry: FileEntry {
+                    path: format!("files/f{i}"),
+                    size: size as u64,
+                    sha256: hex::encode(Sha256::digest(&data)),
+                    mode: 0o644,
+                    in_base: false,
+                },
+                source,
+            });
+        }
+        let manifest = BundleManifest {
+            schema: 1,
+            name: "pool".into(),
+            created: "1970-01-01T00:00:00Z".into(),
+            builder: "test".into(),
+            kubernetes: "1.29.6".into(),
+            platforms: vec!["linux/amd64".into()],
+            components: vec![],
+            images: vec![],
+            files: contents.iter().map(|c| c.entry.clone()).collect(),
+            base: None,
+        };
+        let bytes = manifest.to_bytes();
+        let opts = WriteOptions {
+            frame_size: 64 << 10,
+            ..WriteOptions::default()
+        };
+        let out = dir.path().join("b.tar.zst");
+        let mut output = Output::create(&out, None).unwrap();
+        let (_, total, (ins, outs, in_flight)) =
+            write_stream(&mut output, &out, &bytes, None, &contents, &opts).unwrap();
+        output.finish(&out).unwrap();
+        let frames = total / (64 << 10);
+        assert!(frames > 150, "only {frames} frames");
+        assert!(
+            ins <= in_flight + 1,
+            "{ins} input buffers, in_flight {in_flight}"
+        );
+        assert!(
+            outs <= in_flight,
+            "{outs} output buffers, in_flight {in_flight}"
+        );
     }
 }
