@@ -208,6 +208,27 @@ async fn deploy_places_starts_converges_and_isolates_failures() {
         .collect();
     assert_eq!(per, vec![(0, 0), (1, 1), (0, 0)], "{}", report.table());
 
+    // --limit: only the named host is touched.
+    let p_limit = plan(&rig, &["ONE", "TWO-2", "three"]);
+    let mut limited = options(&rig, &logs);
+    limited.limit = Some(BTreeSet::from(["h2".to_string()]));
+    let report = deploy(&p_limit, &ctx, &limited)
+        .await
+        .expect("deploy --limit h2");
+    assert_eq!(report.hosts.len(), 1, "{}", report.table());
+    assert_eq!(report.hosts[0].host, "h2");
+    assert_eq!(
+        rig.sh("h1", "cat /etc/ferry-test/index.html"),
+        "one",
+        "--limit h2 touched h1"
+    );
+    assert_eq!(rig.sh("h2", "cat /etc/ferry-test/index.html"), "TWO-2");
+    limited.limit = Some(BTreeSet::from(["nosuchhost".to_string()]));
+    let err = deploy(&p_limit, &ctx, &limited)
+        .await
+        .expect_err("unknown --limit host");
+    assert!(err.to_string().contains("nosuchhost"), "{err}");
+
     // A host whose sshd is down fails alone, with its log; the others finish.
     rig.sh("h3", "systemctl stop ssh; pkill -KILL -x sshd || true");
     let p3 = plan(&rig, &["uno", "dos", "tres"]);
