@@ -537,3 +537,63 @@ fn a_tar_that_ends_inside_an_entry_is_truncated() {
     std::fs::write(&p, zstd::bulk::compress(&tar, 3).unwrap()).unwrap();
     c.rejects(&p, &["b.txt", "truncated"]);
 }
+
+/// Keeps every file a sink is handed, reading in small pieces so an entry
+/// spans many reads (the reader hashes on its own thread beside them).
+#[derive(Default)]
+struct Keep(Vec<(String, Vec<u8>)>);
+
+impl ferry_bundles::EntrySink for Keep {
+    fn file(
+        &mut self,
+        entry: &FileEntry,
+        content: &mut dyn std::io::Read,
+    ) -> ferry_bundles::Result<()> {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 5];
+        loop {
+            let n = content
+                .read(&mut buf)
+                .map_err(|e| ferry_bundles::Error::io(&entry.path, e))?;
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        self.0.push((entry.path.clone(), all));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_sink_that_reads_content_still_gets_hash_checked_entries() {
+    let c = Case::new();
+    let k = Crafted::new(&c);
+    let trust =
+        || ferry_bundles::Trust::Keys(ferry_bundles::TrustedKeys::load(&[c.public()]).unwrap());
+    let open = |p: &Path| ferry_bundles::BundleSource::open(p).unwrap();
+
+    let good = k.write("good-sink.tar.zst", &Crafted::good_body());
+    let mut sink = Keep::default();
+    ferry_bundles::verify_and_extract(&open(&good), &trust(), &mut sink).unwrap();
+    assert_eq!(
+        sink.0,
+        vec![
+            ("a.txt".to_string(), Crafted::A.to_vec()),
+            ("b.txt".to_string(), Crafted::B.to_vec())
+        ]
+    );
+
+    // Same size, one byte changed: only the hash can tell.
+    let body = [
+        tar_file("a.txt", Crafted::A, 0o644),
+        tar_file("b.txt", b"content of B\n", 0o644),
+    ]
+    .concat();
+    let altered = k.write("altered-sink.tar.zst", &body);
+    let mut sink = Keep::default();
+    let e = ferry_bundles::verify_and_extract(&open(&altered), &trust(), &mut sink).unwrap_err();
+    assert!(e.is_verification(), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("b.txt") && msg.contains("sha256"), "{msg}");
+}

@@ -11,6 +11,8 @@ use crate::writer::MAX_FRAME_SIZE;
 use crate::{Error, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io::Read;
+use std::ops::Range;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Decoded chunks queued ahead of the consumer (each up to one frame).
@@ -18,15 +20,45 @@ const QUEUE: usize = 4;
 /// Chunk size of the streaming (no seek table) path.
 const STREAM_CHUNK: usize = 4 << 20;
 /// Decoded bytes the parallel path may hold at once (frames being decoded,
-/// queued, and the one being consumed); at least 3 frames.
+/// queued, the one being consumed and one a hasher may still read); at
+/// least 3 frames. Compressed inputs add at most one more frame than this
+/// allows decoding at once, so memory does not depend on the core count.
 const DECODED_BUDGET: usize = 96 << 20;
+/// Most decode threads, whatever the host's core count.
+const MAX_WORKERS: usize = 4;
+
+/// A read-only view of decoded bytes that another thread may keep reading
+/// (hashing) after the stream moved on. `token` buffers go back to the
+/// decoders when the last holder lets go (see `release`).
+pub struct SharedChunk {
+    pub buf: Arc<Vec<u8>>,
+    pub range: Range<usize>,
+    token: bool,
+}
+
+impl SharedChunk {
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+
+    /// Drops this view; the last view of a decode buffer returns it to the
+    /// decoders (`Arc::into_inner` makes exactly one holder do so).
+    pub fn release(self, recycle: Option<&Sender<Vec<u8>>>) {
+        if let (true, Some(r)) = (self.token, recycle) {
+            if let Some(v) = Arc::into_inner(self.buf) {
+                let _ = r.try_send(v);
+            }
+        }
+    }
+}
 
 type Chunk = Result<Vec<u8>>;
 
 pub struct DecodedStream {
     /// Each item yields the next chunk, in stream order.
     order: Option<Receiver<Receiver<Chunk>>>,
-    cur: Vec<u8>,
+    /// Shared so a hasher thread can read it while the sink copies it out.
+    cur: Arc<Vec<u8>>,
     pos: usize,
     /// Consumed buffers go back to the producers. The buffers are also the
     /// tokens that bound memory: a producer needs one to decode into.
@@ -57,7 +89,7 @@ impl DecodedStream {
     pub fn from_bytes(bytes: Vec<u8>, what: &str) -> Self {
         DecodedStream {
             order: None,
-            cur: bytes,
+            cur: Arc::new(bytes),
             pos: 0,
             recycle: None,
             cur_is_token: false,
@@ -92,6 +124,7 @@ impl DecodedStream {
         let threads = match table {
             Some((frames, table_bytes)) => spawn_parallel(
                 reader,
+                tokens,
                 frames,
                 table_bytes,
                 order_tx,
@@ -102,7 +135,7 @@ impl DecodedStream {
         };
         Ok(DecodedStream {
             order: Some(order_rx),
-            cur: Vec::new(),
+            cur: Arc::new(Vec::new()),
             pos: 0,
             recycle: Some(recycle_tx),
             cur_is_token: false,
@@ -148,11 +181,14 @@ impl DecodedStream {
             };
             match next {
                 Ok(buf) => {
-                    let old = std::mem::replace(&mut self.cur, buf);
+                    let old = std::mem::replace(&mut self.cur, Arc::new(buf));
                     self.pos = 0;
-                    if let (Some(r), true) = (&self.recycle, self.cur_is_token) {
-                        let _ = r.try_send(old);
-                    }
+                    let old = SharedChunk {
+                        buf: old,
+                        range: 0..0,
+                        token: self.cur_is_token,
+                    };
+                    old.release(self.recycle.as_ref());
                     self.cur_is_token = true;
                 }
                 Err(e) => return Err(self.fail(e)),
@@ -190,6 +226,26 @@ impl DecodedStream {
             buf = &mut buf[n..];
         }
         Ok(())
+    }
+
+    /// The next up to `max` bytes as a shared view (no copy); None at the end.
+    pub fn shared_chunk(&mut self, max: usize) -> Result<Option<SharedChunk>> {
+        if max == 0 || !self.fill()? {
+            return Ok(None);
+        }
+        let n = max.min(self.cur.len() - self.pos);
+        let chunk = SharedChunk {
+            buf: Arc::clone(&self.cur),
+            range: self.pos..self.pos + n,
+            token: self.cur_is_token,
+        };
+        self.pos += n;
+        Ok(Some(chunk))
+    }
+
+    /// Where released shared chunks return their buffers.
+    pub fn recycler(&self) -> Option<Sender<Vec<u8>>> {
+        self.recycle.clone()
     }
 
     /// Passes the next up to `max` bytes to `f` without copying.
@@ -296,6 +352,7 @@ fn token(pool: &Receiver<Vec<u8>>, capacity: usize) -> Option<Vec<u8>> {
 
 fn spawn_parallel(
     mut reader: Box<dyn Read + Send>,
+    tokens: usize,
     frames: Vec<FrameEntry>,
     table: Vec<u8>,
     order: Sender<Receiver<Chunk>>,
@@ -305,7 +362,9 @@ fn spawn_parallel(
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
-        .clamp(1, 8);
+        .clamp(1, MAX_WORKERS)
+        // More workers than decode buffers would only wait for one.
+        .min(tokens);
     type Job = (usize, Vec<u8>, Vec<u8>, u32, Sender<Chunk>);
     let (job_tx, job_rx) = bounded::<Job>(0);
     let (spent_tx, spent_rx) = bounded::<Vec<u8>>(workers + 2);

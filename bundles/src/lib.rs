@@ -7,6 +7,7 @@
 mod compress;
 mod decode;
 pub mod error;
+mod hasher;
 pub mod manifest;
 pub mod reader;
 pub mod safepath;

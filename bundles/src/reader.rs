@@ -2,6 +2,7 @@
 //! type, size and sha256 while it streams, handing each file to a sink.
 
 use crate::decode::DecodedStream;
+use crate::hasher::HashThread;
 use crate::manifest::{BundleManifest, FileEntry, MANIFEST_PATH, SCHEMA_VERSION, SIGNATURE_PATH};
 use crate::sign::TrustedKeys;
 use crate::source::BundleSource;
@@ -135,6 +136,11 @@ fn verify_stream(
 ) -> Result<VerifiedBundle> {
     let mut stream = DecodedStream::start(src)?;
     let head = read_head(&mut stream, false)?;
+    // Hashing runs beside the sink's writes; declared after the stream so
+    // it stops first (it holds decode buffers).
+    let hasher = sink
+        .wants_content()
+        .then(|| HashThread::start(stream.recycler()));
     match trust {
         Trust::Keys(keys) => {
             let sig = head.signature.as_deref().ok_or_else(|| {
@@ -159,7 +165,7 @@ fn verify_stream(
             .files
             .binary_search_by(|f| f.path.as_str().cmp(&path))
             .map_err(|_| Error::verification(&path, "entry not listed in bundle.json"))?;
-        copy_entry(&mut stream, &manifest.files[index], sink)?;
+        copy_entry(&mut stream, hasher.as_ref(), &manifest.files[index], sink)?;
         prev = Some(path);
         next = next_entry(&mut stream)?;
     }
@@ -231,9 +237,11 @@ fn check_entry(
     Ok(())
 }
 
-/// Hands the entry's content to the sink, hashing it, then checks the hash.
+/// Hands the entry's content to the sink, hashing it (on `hasher` when
+/// given, else in place), then checks the hash.
 fn copy_entry(
     stream: &mut DecodedStream,
+    hasher: Option<&HashThread>,
     entry: &FileEntry,
     sink: &mut dyn EntrySink,
 ) -> Result<()> {
@@ -241,6 +249,7 @@ fn copy_entry(
         stream,
         left: entry.size,
         hash: Sha256::new(),
+        hasher,
         entry: &entry.path,
     };
     let result = if sink.wants_content() {
@@ -254,8 +263,16 @@ fn copy_entry(
     }
     result?;
     content.drain().map_err(|e| in_entry(e, &entry.path))?;
-    let EntryReader { stream, hash, .. } = content;
-    let actual = hex::encode(hash.finalize());
+    let EntryReader {
+        stream,
+        hash,
+        hasher,
+        ..
+    } = content;
+    let actual = match hasher {
+        Some(h) => h.finish()?,
+        None => hex::encode(hash.finalize()),
+    };
     if actual != entry.sha256 {
         return Err(Error::verification(
             &entry.path,
@@ -285,11 +302,14 @@ fn skip_padding(stream: &mut DecodedStream, size: u64, entry: &str) -> Result<()
     stream.read_exact(&mut pad[..n], entry)
 }
 
-/// Exactly `left` bytes of one entry, hashed as they are read.
+/// Exactly `left` bytes of one entry, hashed as they are read: on `hasher`
+/// when there is one (the bytes are shared with it, not copied), else in
+/// `hash` on this thread.
 struct EntryReader<'a> {
     stream: &'a mut DecodedStream,
     left: u64,
     hash: Sha256,
+    hasher: Option<&'a HashThread>,
     entry: &'a str,
 }
 
@@ -297,11 +317,23 @@ impl EntryReader<'_> {
     fn drain(&mut self) -> Result<()> {
         while self.left > 0 {
             let want = usize::try_from(self.left).unwrap_or(usize::MAX);
-            let hash = &mut self.hash;
-            let got = self.stream.with_chunk(want, |c| {
-                hash.update(c);
-                c.len()
-            })?;
+            let got = match self.hasher {
+                Some(h) => match self.stream.shared_chunk(want)? {
+                    Some(c) => {
+                        let n = c.range.len();
+                        h.update(c)?;
+                        Some(n)
+                    }
+                    None => None,
+                },
+                None => {
+                    let hash = &mut self.hash;
+                    self.stream.with_chunk(want, |c| {
+                        hash.update(c);
+                        c.len()
+                    })?
+                }
+            };
             match got {
                 Some(n) => self.left -= n as u64,
                 None => return Err(self.truncated()),
@@ -329,17 +361,30 @@ impl Read for EntryReader<'_> {
         let want = buf
             .len()
             .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self
-            .stream
-            .read_some(&mut buf[..want])
-            .map_err(Error::into_io)?;
+        let n = match self.hasher {
+            Some(h) => match self.stream.shared_chunk(want).map_err(Error::into_io)? {
+                Some(c) => {
+                    let n = c.range.len();
+                    buf[..n].copy_from_slice(c.bytes());
+                    h.update(c).map_err(Error::into_io)?;
+                    n
+                }
+                None => 0,
+            },
+            None => self
+                .stream
+                .read_some(&mut buf[..want])
+                .map_err(Error::into_io)?,
+        };
         if n == 0 {
             let e = self.truncated();
             // Record it so the caller reports it even if the sink hides it.
             let _ = self.stream.read_exact(&mut [0u8; 1], self.entry);
             return Err(e.into_io());
         }
-        self.hash.update(&buf[..n]);
+        if self.hasher.is_none() {
+            self.hash.update(&buf[..n]);
+        }
         self.left -= n as u64;
         Ok(n)
     }
