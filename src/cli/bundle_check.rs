@@ -2,14 +2,12 @@
 
 use anyhow::Context;
 use clap::Args;
-use ferry_bundles::{
-    read_manifest, verify_and_extract, BundleSource, NullSink, Trust, TrustedKeys,
-};
+use ferry_bundles::{read_manifest, verify_and_extract, BundleSource, NullSink};
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// Where `verify` looks for trusted public keys when no --trust is given.
-pub const DEFAULT_TRUST_DIR: &str = "/etc/ferry/trusted/";
+use super::trust::DEFAULT_TRUST_DIR;
 
 #[derive(Args)]
 pub struct KeygenArgs {
@@ -28,12 +26,8 @@ pub struct InspectArgs {
 #[derive(Args)]
 pub struct VerifyArgs {
     pub bundle: PathBuf,
-    /// Trusted public key file or directory of keys (default /etc/ferry/trusted/).
-    #[arg(long)]
-    pub trust: Vec<PathBuf>,
-    /// Accept a bundle without a valid signature.
-    #[arg(long)]
-    pub insecure_skip_signature: bool,
+    #[command(flatten)]
+    pub trust: super::trust::TrustArgs,
 }
 
 pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
@@ -167,20 +161,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let src = BundleSource::open(&args.bundle)?;
-    let trust = if args.insecure_skip_signature {
-        eprintln!(
-            "warning: --insecure-skip-signature: the signature of {} is not checked",
-            src.display()
-        );
-        Trust::InsecureUnsigned
-    } else {
-        let paths = if args.trust.is_empty() {
-            vec![PathBuf::from(DEFAULT_TRUST_DIR)]
-        } else {
-            args.trust.clone()
-        };
-        Trust::Keys(TrustedKeys::load(&paths).context("loading trusted keys")?)
-    };
+    let trust = args.trust.resolve(&src)?;
     let started = Instant::now();
     let v = verify_and_extract(&src, &trust, &mut NullSink)
         .with_context(|| format!("verifying {}", src.display()))?;
@@ -189,7 +170,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         "OK {}: {} {} (kubernetes {}), {} files, {} of content checked in {:.1}s; bundle.json sha256 {}",
         src.display(),
         v.manifest.name,
-        if v.signature.is_some() && !args.insecure_skip_signature { "signed by a trusted key" } else { "NOT signature-checked" },
+        if v.signature.is_some() && !args.trust.insecure_skip_signature { "signed by a trusted key" } else { "NOT signature-checked" },
         v.manifest.kubernetes,
         carried,
         human(v.manifest.content_bytes()),

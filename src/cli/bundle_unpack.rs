@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use ferry_bundles::{BundleSource, Trust, TrustedKeys};
+use ferry_bundles::BundleSource;
 use std::path::PathBuf;
 
 /// Verifies the signature and every file of a bundle while unpacking it in one
@@ -15,12 +15,8 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct UnpackArgs {
     pub bundle: PathBuf,
-    /// Trusted public key file or directory of *.pub keys (default /etc/ferry/trusted/).
-    #[arg(long)]
-    pub trust: Vec<PathBuf>,
-    /// Accept a bundle without a valid signature (hashes are still checked).
-    #[arg(long)]
-    pub insecure_skip_signature: bool,
+    #[command(flatten)]
+    pub trust: super::trust::TrustArgs,
     #[arg(long, default_value = "/var/lib/ferry")]
     pub data_dir: PathBuf,
     /// Print the report as JSON on stdout.
@@ -30,20 +26,7 @@ pub struct UnpackArgs {
 
 pub fn run(args: UnpackArgs) -> anyhow::Result<()> {
     let src = BundleSource::open(&args.bundle)?;
-    let trust = if args.insecure_skip_signature {
-        eprintln!(
-            "warning: --insecure-skip-signature: the signature of {} is not checked",
-            src.display()
-        );
-        Trust::InsecureUnsigned
-    } else {
-        let paths = if args.trust.is_empty() {
-            vec![PathBuf::from(super::bundle_check::DEFAULT_TRUST_DIR)]
-        } else {
-            args.trust.clone()
-        };
-        Trust::Keys(TrustedKeys::load(&paths).context("loading trusted keys")?)
-    };
+    let trust = args.trust.resolve(&src)?;
     let report = ferry_installer::unpack::unpack(&src, &trust, &args.data_dir)
         .with_context(|| format!("unpacking into {}", args.data_dir.display()))?;
     if args.json {

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use ferry_bundles::{BundleSource, Trust, TrustedKeys};
+use ferry_bundles::BundleSource;
 use ferry_installer::deploy::{self, DeployContext, DeployError, DeployOptions};
 use ferry_installer::exec::{KnownHostsPolicy, SshOptions};
 use ferry_installer::plan::{build_plan, ClusterPlan, PlanOptions};
@@ -47,12 +47,8 @@ pub struct InstallArgs {
     pub inventory: PathBuf,
     #[arg(long)]
     pub config: PathBuf,
-    /// Trusted public key file or directory of *.pub keys (default /etc/ferry/trusted/).
-    #[arg(long)]
-    pub trust: Vec<PathBuf>,
-    /// Accept a bundle without a valid signature (hashes are still checked).
-    #[arg(long)]
-    pub insecure_skip_signature: bool,
+    #[command(flatten)]
+    pub trust: super::trust::TrustArgs,
     #[arg(long, default_value = "/var/lib/ferry")]
     pub data_dir: PathBuf,
     /// PKI, kubeconfigs and logs (default /etc/ferry/clusters/CLUSTER_NAME).
@@ -87,24 +83,6 @@ pub struct StatusArgs {
     pub ssh: SshArgs,
     #[arg(long)]
     pub json: bool,
-}
-
-fn trust(paths: &[PathBuf], insecure: bool, src: &BundleSource) -> anyhow::Result<Trust> {
-    if insecure {
-        eprintln!(
-            "warning: --insecure-skip-signature: the signature of {} is not checked",
-            src.display()
-        );
-        return Ok(Trust::InsecureUnsigned);
-    }
-    let paths = if paths.is_empty() {
-        vec![PathBuf::from(super::bundle_check::DEFAULT_TRUST_DIR)]
-    } else {
-        paths.to_vec()
-    };
-    Ok(Trust::Keys(
-        TrustedKeys::load(&paths).context("loading trusted keys")?,
-    ))
 }
 
 fn options(ssh: &SshArgs, plan: &ClusterPlan, limit: &[String]) -> DeployOptions {
@@ -156,7 +134,7 @@ fn plan(
 
 pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
     let src = BundleSource::open(&args.bundle)?;
-    let trust = trust(&args.trust, args.insecure_skip_signature, &src)?;
+    let trust = args.trust.resolve(&src)?;
     let unpacked =
         ferry_installer::unpack::unpack(&src, &trust, &args.data_dir).with_context(|| {
             format!(

@@ -8,6 +8,7 @@ pub mod install;
 pub mod plan;
 pub mod registry;
 pub mod registry_push;
+pub mod trust;
 
 /// Exit codes: 0 ok, 1 failure, 2 usage error (clap), 3 verification failure.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
