@@ -21,8 +21,8 @@ const QUEUE: usize = 4;
 const STREAM_CHUNK: usize = 4 << 20;
 /// Decoded bytes the parallel path may hold at once (frames being decoded,
 /// queued, the one being consumed and one a hasher may still read); at
-/// least 3 frames. Compressed inputs add at most one more frame than this
-/// allows decoding at once, so memory does not depend on the core count.
+/// least 2 frames (see `tokens_for`). Compressed inputs add at most one per
+/// worker plus one, so memory does not depend on the core count.
 const DECODED_BUDGET: usize = 96 << 20;
 /// Most decode threads, whatever the host's core count.
 const MAX_WORKERS: usize = 4;
@@ -112,7 +112,7 @@ impl DecodedStream {
                     .max()
                     .unwrap_or(1)
                     .max(1);
-                (DECODED_BUDGET / largest).clamp(3, 16)
+                tokens_for(largest)
             }
             None => 4,
         };
@@ -350,6 +350,21 @@ fn token(pool: &Receiver<Vec<u8>>, capacity: usize) -> Option<Vec<u8>> {
     Some(b)
 }
 
+/// Decode buffers for frames of at most `largest` bytes: the budget's worth,
+/// at least 2 (one consumed, one decoding), at most 16.
+fn tokens_for(largest: usize) -> usize {
+    (DECODED_BUDGET / largest.max(1)).clamp(2, 16)
+}
+
+/// Decode threads: one buffer is always the consumer's, so more workers than
+/// `tokens - 1` would only wait. Each worker holds one compressed input (plus
+/// one being read), so memory is at most about 2 * tokens frames.
+fn workers_for(cores: usize, tokens: usize) -> usize {
+    cores
+        .clamp(1, MAX_WORKERS)
+        .min(tokens.saturating_sub(1).max(1))
+}
+
 fn spawn_parallel(
     mut reader: Box<dyn Read + Send>,
     tokens: usize,
@@ -359,12 +374,10 @@ fn spawn_parallel(
     recycle: Receiver<Vec<u8>>,
     what: String,
 ) -> Vec<JoinHandle<()>> {
-    let workers = std::thread::available_parallelism()
+    let cores = std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, MAX_WORKERS)
-        // More workers than decode buffers would only wait for one.
-        .min(tokens);
+        .unwrap_or(2);
+    let workers = workers_for(cores, tokens);
     type Job = (usize, Vec<u8>, Vec<u8>, u32, Sender<Chunk>);
     let (job_tx, job_rx) = bounded::<Job>(0);
     let (spent_tx, spent_rx) = bounded::<Vec<u8>>(workers + 2);
@@ -496,4 +509,25 @@ fn spawn_streaming(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_memory_does_not_grow_with_cores() {
+        for frame in [64 << 10, 1 << 20, 8 << 20, 32 << 20] {
+            let tokens = tokens_for(frame);
+            for cores in [1, 2, 8, 64, 256] {
+                let workers = workers_for(cores, tokens);
+                assert!((1..=MAX_WORKERS).contains(&workers));
+                // decoded buffers + compressed inputs (at most one frame each)
+                let bytes = (tokens + workers + 1) * frame;
+                assert!(bytes <= 200 << 20, "{frame} {cores}: {bytes}");
+            }
+        }
+        assert_eq!(workers_for(2, tokens_for(32 << 20)), 2);
+        assert_eq!(workers_for(64, tokens_for(1 << 20)), MAX_WORKERS);
+    }
 }
