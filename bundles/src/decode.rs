@@ -380,7 +380,8 @@ fn spawn_parallel(
     let workers = workers_for(cores, tokens);
     type Job = (usize, Vec<u8>, Vec<u8>, u32, Sender<Chunk>);
     let (job_tx, job_rx) = bounded::<Job>(0);
-    let (spent_tx, spent_rx) = bounded::<Vec<u8>>(workers + 2);
+    // Spare compressed inputs kept for reuse: one per worker (extras are freed).
+    let (spent_tx, spent_rx) = bounded::<Vec<u8>>(workers);
     let mut threads = Vec::new();
     for _ in 0..workers {
         let job_rx = job_rx.clone();
