@@ -2,6 +2,7 @@
 //! plus a few stand-in binaries and manifests, and hand-crafted malformed
 //! bundles (tests/fixtures/craftbundle.py) for the tamper tests.
 
+use super::bundles::{noise, sha256_hex};
 use ferry_bundles::manifest::{BundleManifest, Component, ComponentKind, FileEntry, ImageRecord};
 use ferry_bundles::{
     generate_keypair, trusted_comment, write_bundle, ContentSource, SigningKey, WriteOptions,
@@ -25,21 +26,7 @@ pub fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 }
 
 fn sha256_file(path: &Path) -> String {
-    let data = std::fs::read(path).unwrap();
-    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data))
-}
-
-/// Deterministic noise so binaries do not compress away.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    sha256_hex(&std::fs::read(path).unwrap())
 }
 
 /// Builds `<dir>/<name>.tar.zst` carrying `refs` (both platforms), a stand-in
