@@ -23,7 +23,7 @@ WORK=${BENCH_WORK:-$HERE/work}
 RUNS=${BENCH_RUNS:-3}
 DUR=${BENCH_DURATION:-10}
 # Bump when mkfixture.py changes what it writes: the cached fixture is rebuilt.
-FIXTURE_VERSION=2
+FIXTURE_VERSION=3
 FX=$WORK/fixture-v$FIXTURE_VERSION
 RUN=$WORK/run
 RESULTS=$RUN/results.tsv
