@@ -192,20 +192,9 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
                 print!("{}", report.table());
             }
             let n = findings.iter().filter(|f| !f.warning).count();
-            let list: Vec<String> = findings
-                .iter()
-                .map(|f| {
-                    format!(
-                        "  {} {}: {}",
-                        if f.warning { "warning" } else { "problem" },
-                        f.host,
-                        f.problem
-                    )
-                })
-                .collect();
             anyhow::bail!(
                 "preflight found {n} problem(s); nothing was changed:\n{}",
-                list.join("\n")
+                deploy::format_findings(&findings)
             );
         }
         Err(e) => return Err(e.into()),

@@ -80,7 +80,8 @@ pub enum DeployError {
     Limit(String),
 }
 
-fn format_findings(findings: &[Finding]) -> String {
+/// One line per preflight finding: "  problem HOST: what".
+pub fn format_findings(findings: &[Finding]) -> String {
     findings
         .iter()
         .map(|f| {
