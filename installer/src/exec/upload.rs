@@ -157,21 +157,7 @@ impl Executor {
                     batched.push((up, format!("mode {:o} {}", up.mode, up.path.display())));
                 }
                 (_, Source::Bytes(bytes)) => {
-                    batch.push_str(&inline_script(
-                        &up.path,
-                        up.mode,
-                        &want,
-                        bytes,
-                        batched.len(),
-                    ));
-                    batched.push((
-                        up,
-                        format!(
-                            "wrote {} (mode {:o}, sha256 {want})",
-                            up.path.display(),
-                            up.mode
-                        ),
-                    ));
+                    push_inline(&mut batch, &mut batched, up, &want, bytes);
                 }
                 (_, Source::File(p))
                     if std::fs::metadata(p).is_ok_and(|m| m.len() <= SMALL_FILE) =>
@@ -181,21 +167,7 @@ impl Executor {
                         path: p.clone(),
                         source,
                     })?;
-                    batch.push_str(&inline_script(
-                        &up.path,
-                        up.mode,
-                        &want,
-                        &bytes,
-                        batched.len(),
-                    ));
-                    batched.push((
-                        up,
-                        format!(
-                            "wrote {} (mode {:o}, sha256 {want})",
-                            up.path.display(),
-                            up.mode
-                        ),
-                    ));
+                    push_inline(&mut batch, &mut batched, up, &want, &bytes);
                 }
                 (_, Source::File(_)) => {
                     self.send(up, &want).await?;
@@ -272,6 +244,31 @@ impl Executor {
         ));
         Ok(())
     }
+}
+
+/// Adds one in-memory file to the stdin script and records its log line.
+fn push_inline<'a>(
+    batch: &mut String,
+    batched: &mut Vec<(&'a Upload, String)>,
+    up: &'a Upload,
+    want: &str,
+    bytes: &[u8],
+) {
+    batch.push_str(&inline_script(
+        &up.path,
+        up.mode,
+        want,
+        bytes,
+        batched.len(),
+    ));
+    batched.push((
+        up,
+        format!(
+            "wrote {} (mode {:o}, sha256 {want})",
+            up.path.display(),
+            up.mode
+        ),
+    ));
 }
 
 /// Shell lines writing `bytes` to `path` atomically (temp name, hash check, chmod, rename).
