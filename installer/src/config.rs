@@ -68,6 +68,9 @@ pub struct Config {
     /// Inventory hosts (IP or name) that run ferry's registry mirror; empty = every master.
     pub ferry_registry_hosts: Setting<Vec<String>>,
     pub ferry_registry_port: Setting<u16>,
+    /// Whether containerd may fall back to the upstream registry itself after
+    /// the mirrors (off: a disconnected site has no upstream to reach).
+    pub ferry_upstream_fallback: Setting<bool>,
     /// Prefix length of the hosts' network (the inventory has no netmasks).
     pub host_subnet_prefix: Setting<u8>,
     /// Namespaces that get the ResourceQuota / LimitRange / default-deny templates.
@@ -122,6 +125,7 @@ const KNOWN_KEYS: &[&str] = &[
     "SANDBOX_IMAGE",
     "FERRY_REGISTRY_HOSTS",
     "FERRY_REGISTRY_PORT",
+    "FERRY_UPSTREAM_FALLBACK",
     "HOST_SUBNET_PREFIX",
     "TENANT_NAMESPACES",
 ];
@@ -424,6 +428,7 @@ impl Config {
             sandbox_image: r.opt_string("SANDBOX_IMAGE"),
             ferry_registry_hosts: r.list("FERRY_REGISTRY_HOSTS", &[]),
             ferry_registry_port: r.number("FERRY_REGISTRY_PORT", 5000u16),
+            ferry_upstream_fallback: r.bool("FERRY_UPSTREAM_FALLBACK", false),
             host_subnet_prefix: r.number("HOST_SUBNET_PREFIX", 24u8),
             tenant_namespaces: r.list("TENANT_NAMESPACES", &["prod-business"]),
         };
@@ -452,6 +457,24 @@ mod tests {
         assert_eq!(c.kube_reserved.value["cpu"], "1");
         assert_eq!(c.proxy_mode.value, "ipvs");
         assert_eq!(c.proxy_mode.origin.line, 0);
+        assert!(!c.ferry_upstream_fallback.value);
+    }
+
+    #[test]
+    fn upstream_fallback_is_a_checked_boolean() {
+        let c = Config::parse(Path::new("c.yml"), "FERRY_UPSTREAM_FALLBACK: true\n").unwrap();
+        assert!(c.ferry_upstream_fallback.value);
+        let err = Config::parse(
+            Path::new("c.yml"),
+            "A: 1\nFERRY_UPSTREAM_FALLBACK: sometimes\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("c.yml:2")
+                && err.contains("FERRY_UPSTREAM_FALLBACK must be true or false"),
+            "{err}"
+        );
     }
 
     #[test]

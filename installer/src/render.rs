@@ -298,6 +298,34 @@ pub fn sandbox_image(c: &Cluster, bundle: &BundleManifest, missing: &mut Missing
     }
 }
 
+/// Context of `certs.d/<registry>/hosts.toml`: ferry's mirror(s) with the
+/// cluster CA, then REGISTRY_MIRRORS. containerd tries `server` last and, when
+/// it is omitted, falls back to `https://<registry>`; so without
+/// FERRY_UPSTREAM_FALLBACK `server` is ferry's first mirror (containerd still
+/// adds `?ns=<registry>` for any host other than the registry itself).
+fn hosts_toml_ctx(
+    cluster: &Json,
+    reg: &str,
+    mirrors: &[String],
+    c: &Cluster,
+    ca_file: &Path,
+) -> Json {
+    let cfg = &c.config;
+    let upstream = if reg == "docker.io" {
+        "https://registry-1.docker.io".to_string()
+    } else {
+        format!("https://{reg}")
+    };
+    let mirror_urls: Vec<String> = mirrors.iter().map(|m| format!("https://{m}")).collect();
+    let fallback = cfg.ferry_upstream_fallback.value || mirror_urls.is_empty();
+    let server = match mirror_urls.first() {
+        Some(first) if !fallback => first.clone(),
+        _ => upstream,
+    };
+    json!({"cluster": cluster, "registry": reg, "server": server, "fallback": fallback,
+        "mirrors": mirror_urls, "fallbacks": cfg.registry_mirrors.value, "ca_file": ca_file})
+}
+
 /// Render every host's files.
 pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>, Missing)> {
     let c = input.cluster;
@@ -500,13 +528,7 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                 false,
             )?;
             for reg in images::registries(input.bundle) {
-                let upstream = if reg == "docker.io" {
-                    "https://registry-1.docker.io".to_string()
-                } else {
-                    format!("https://{reg}")
-                };
-                let ctx = json!({"cluster": cluster, "registry": reg, "upstream": upstream, "mirrors": mirrors,
-                    "fallbacks": cfg.registry_mirrors.value, "ca_file": ca_dir.join("ca.pem")});
+                let ctx = hosts_toml_ctx(&cluster, &reg, &mirrors, c, &ca_dir.join("ca.pem"));
                 h.text(
                     format!("/etc/containerd/certs.d/{reg}/hosts.toml"),
                     r.render("containerd/hosts.toml", &ctx)?,

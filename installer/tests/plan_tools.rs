@@ -177,21 +177,16 @@ fn containerd_parses_its_config_and_hosts_toml() {
     ] {
         assert!(out.contains(want), "containerd's view lacks {want}:\n{out}");
     }
-    // hosts.toml is TOML with one [host] per mirror, the cluster CA, pull + resolve.
+    // hosts.toml is TOML with one [host] per mirror, the cluster CA, pull + resolve;
+    // without FERRY_UPSTREAM_FALLBACK its `server` (containerd's last resort) is
+    // ferry's first mirror, never the upstream registry.
     for reg in ["registry.k8s.io", "quay.io"] {
-        let t = common::text(
-            &plan,
-            "worker-a-1",
-            &format!("/etc/containerd/certs.d/{reg}/hosts.toml"),
-        );
-        let doc: toml::Table = t
-            .parse()
-            .unwrap_or_else(|e| panic!("{reg}/hosts.toml: {e}\n{t}"));
-        assert_eq!(
-            doc["server"].as_str(),
-            Some(format!("https://{reg}").as_str())
-        );
+        let doc = hosts_toml(&plan, reg);
+        let first = format!("https://{}", plan.registry_mirrors[0]);
+        assert_eq!(doc["server"].as_str(), Some(first.as_str()));
+        assert_eq!(doc["ca"].as_str(), Some("/etc/kubernetes/ssl/ca.pem"));
         let hosts = doc["host"].as_table().expect("host table");
+        assert!(!hosts.contains_key(&format!("https://{reg}")), "{hosts:?}");
         for m in &plan.registry_mirrors {
             let h = &hosts[&format!("https://{m}")];
             assert_eq!(h["ca"].as_str(), Some("/etc/kubernetes/ssl/ca.pem"));
@@ -203,5 +198,33 @@ fn containerd_parses_its_config_and_hosts_toml() {
                 .collect();
             assert_eq!(caps, ["pull", "resolve"]);
         }
+    }
+}
+
+fn hosts_toml(plan: &ClusterPlan, reg: &str) -> toml::Table {
+    let t = common::text(
+        plan,
+        "worker-a-1",
+        &format!("/etc/containerd/certs.d/{reg}/hosts.toml"),
+    );
+    t.parse()
+        .unwrap_or_else(|e| panic!("{reg}/hosts.toml: {e}\n{t}"))
+}
+
+#[test]
+fn upstream_fallback_is_an_explicit_choice() {
+    let config = std::fs::read_to_string(common::fixtures().join("config.yml")).unwrap()
+        + "FERRY_UPSTREAM_FALLBACK: true\n";
+    let hosts = std::fs::read_to_string(common::fixtures().join("hosts")).unwrap();
+    let inputs = common::Inputs::new(&hosts, &config);
+    let plan = inputs.plan().expect("plans with the fallback on");
+    for reg in ["registry.k8s.io", "quay.io"] {
+        let doc = hosts_toml(&plan, reg);
+        let upstream = format!("https://{reg}");
+        assert_eq!(doc["server"].as_str(), Some(upstream.as_str()));
+        // The upstream is checked with the system's CAs, not the cluster CA.
+        assert!(doc.get("ca").is_none(), "{doc:?}");
+        let hosts = doc["host"].as_table().expect("host table");
+        assert_eq!(hosts.len(), plan.registry_mirrors.len() + 2, "{hosts:?}");
     }
 }
