@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::mirror::{ferry, hosts_dir, reachable_blobs, sha256_hex, Containerd, Mirror, TestCa};
+use common::mirror::{
+    ferry, hosts_dir, left_out_entries, reachable_blobs, sha256_hex, Containerd, Mirror, TestCa,
+};
 use common::testbundle::{keypair, make_bundle};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
@@ -149,7 +151,7 @@ fn api_answers_with_the_right_status_headers_and_bodies() {
         assert_eq!(resp.status(), StatusCode::OK, "{url}");
         let h = resp.headers().clone();
         assert_eq!(
-            h["content-type"], "application/vnd.oci.image.index.v1+json",
+            h["content-type"], "application/vnd.docker.distribution.manifest.list.v2+json",
             "{url}"
         );
         assert_eq!(h["docker-content-digest"], pause.as_str(), "{url}");
@@ -187,12 +189,13 @@ fn api_answers_with_the_right_status_headers_and_bodies() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         resp.headers()["content-type"],
-        "application/vnd.oci.image.manifest.v1+json"
+        "application/vnd.docker.distribution.manifest.v2+json"
     );
     assert_eq!(
         format!("sha256:{}", sha256_hex(&resp.bytes().unwrap())),
         *platform_manifest
     );
+    partial_indexes_name_what_is_not_carried(&fx, &client, base);
 
     // Ambiguous bare name, disambiguated by ns or by the docker.io library/ path.
     expect_error(
@@ -475,6 +478,60 @@ fn reloads_new_bundles_and_shuts_down_on_sigterm() {
     assert!(mirror.log_text().contains("SIGTERM"));
 }
 
+/// Upstream indexes list windows, other linux platforms and attestations: the
+/// index is served as published, and each entry the bundle left out answers
+/// 404 MANIFEST_UNKNOWN naming its platform and what the bundle carries.
+fn partial_indexes_name_what_is_not_carried(fx: &Fixture, client: &Client, base: &str) {
+    for (reference, platform) in [
+        ("registry.k8s.io/pause:3.9", "windows/amd64 10.0.17763.5458"),
+        ("registry.k8s.io/pause:3.9", "linux/s390x"),
+        ("quay.io/cilium/cilium:v1.15.6", "unknown/unknown"),
+        ("quay.io/cilium/cilium:v1.15.6", "linux/arm/v7"),
+    ] {
+        let entry = left_out_entries(&fx.layout(), &fx.digests[reference])
+            .into_iter()
+            .find(|e| {
+                let name = platform_of(e);
+                name == platform
+            })
+            .unwrap_or_else(|| panic!("{reference} lists {platform} upstream"));
+        let digest = entry["digest"].as_str().unwrap();
+        let (repo, _) = reference.rsplit_once(':').unwrap();
+        let url = format!("{base}/v2/{repo}/manifests/{digest}");
+        let resp = client.get(&url).send().unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{url}");
+        let body: serde_json::Value = resp.json().unwrap();
+        assert_eq!(body["errors"][0]["code"], "MANIFEST_UNKNOWN", "{url}");
+        assert_eq!(
+            body["errors"][0]["message"],
+            format!(
+                "{repo}@{digest} ({platform}) is not in bundle test; it carries linux/amd64, linux/arm64"
+            )
+        );
+    }
+    // A cosign signature is carried beside the signed image under its upstream tag.
+    let cilium = &fx.digests["quay.io/cilium/cilium:v1.15.6"];
+    let url = format!(
+        "{base}/v2/quay.io/cilium/cilium/manifests/sha256-{}.sig",
+        &cilium[7..]
+    );
+    let resp = client.get(&url).send().unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{url}");
+    let sig: serde_json::Value = resp.json().unwrap();
+    assert_eq!(
+        sig["layers"][0]["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+}
+
+fn platform_of(entry: &serde_json::Value) -> String {
+    let name = common::mirror::entry_platform(entry).unwrap_or_else(|| "unknown/unknown".into());
+    match entry["platform"]["os.version"].as_str() {
+        Some(v) => format!("{name} {v}"),
+        None => name,
+    }
+}
+
 #[test]
 fn skopeo_inspects_and_copies_from_the_mirror() {
     let fx = Fixture::new(REFS);
@@ -496,44 +553,75 @@ fn skopeo_inspects_and_copies_from_the_mirror() {
             "{reference}"
         );
 
-        let dest = fx
-            .dir
-            .path()
-            .join(format!("copy-{}", sha256_hex(reference.as_bytes())));
-        let out = Command::new("skopeo")
-            .args(["copy", "--all", "--src-tls-verify=false"])
-            .arg(format!("docker://{}/{reference}", mirror.addr))
-            .arg(format!("dir:{}", dest.display()))
-            .output()
-            .unwrap();
+        // The index lists platforms the bundle does not carry: a copy of all
+        // of them fails, naming the first one left out.
+        let out = skopeo_copy(&mirror, reference, &["--all"], &fx.dir.path().join("all"));
         assert!(
-            out.status.success(),
-            "skopeo copy {reference}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            !out.status.success(),
+            "skopeo copy --all {reference} must fail"
         );
-        // dir: names blobs by hex digest (manifests as <hex>.manifest.json): each must hash to its name.
-        let mut seen = 0;
-        for entry in std::fs::read_dir(&dest).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let hex = name.trim_end_matches(".manifest.json");
-            if hex.len() == 64 {
-                assert_eq!(
-                    sha256_hex(&std::fs::read(&path).unwrap()),
-                    hex,
-                    "{reference}: {name}"
-                );
-                seen += 1;
-            }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("is not in bundle test; it carries linux/amd64, linux/arm64"),
+            "{reference}: {stderr}"
+        );
+        // Every carried platform copies whole, each blob hashing to its name.
+        let mut seen = std::collections::BTreeSet::new();
+        for arch in ["amd64", "arm64"] {
+            let dest = fx
+                .dir
+                .path()
+                .join(format!("copy-{arch}-{}", sha256_hex(reference.as_bytes())));
+            let out = skopeo_copy(&mirror, reference, &["--override-arch", arch], &dest);
+            assert!(
+                out.status.success(),
+                "skopeo copy {reference} {arch}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            seen.extend(hashed_files(&dest, reference));
+            let manifest = std::fs::read(dest.join("manifest.json")).unwrap();
+            seen.insert(format!("sha256:{}", sha256_hex(&manifest)));
         }
         let expected: std::collections::BTreeSet<_> = reachable_blobs(&fx.layout(), digest)
             .into_iter()
             .skip(1)
             .collect();
-        assert_eq!(seen, expected.len(), "{reference}: blobs copied");
-        let top = std::fs::read(dest.join("manifest.json")).unwrap();
-        assert_eq!(format!("sha256:{}", sha256_hex(&top)), *digest);
+        assert_eq!(seen, expected, "{reference}: manifests and blobs copied");
     }
+}
+
+fn skopeo_copy(
+    mirror: &Mirror,
+    reference: &str,
+    flags: &[&str],
+    dest: &Path,
+) -> std::process::Output {
+    Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .args(flags)
+        .arg(format!("docker://{}/{reference}", mirror.addr))
+        .arg(format!("dir:{}", dest.display()))
+        .output()
+        .unwrap()
+}
+
+/// Digests of the files of a skopeo `dir:` copy (named by hex digest), each
+/// checked against its content.
+fn hashed_files(dest: &Path, reference: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dest).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.len() == 64 {
+            assert_eq!(
+                sha256_hex(&std::fs::read(&path).unwrap()),
+                name,
+                "{reference}: {name}"
+            );
+            out.push(format!("sha256:{name}"));
+        }
+    }
+    out
 }
 
 fn pull_everything(containerd: &Containerd, hosts: &Path, digests: &BTreeMap<String, String>) {

@@ -5,7 +5,7 @@ use crate::binaries::ContentFile;
 use crate::error::{Error, Result};
 use crate::images::PulledImage;
 use ferry_bundles::manifest::SCHEMA_VERSION;
-use ferry_bundles::{BundleManifest, Component, FileEntry, ImageRecord};
+use ferry_bundles::{BundleManifest, Component, FileEntry, ImageRecord, SignatureRecord};
 use std::collections::BTreeMap;
 
 pub struct Inputs<'a> {
@@ -37,6 +37,11 @@ pub fn manifest(i: Inputs<'_>) -> Result<BundleManifest> {
             digest: p.digest.clone(),
             media_type: p.media_type.clone(),
             platforms: p.platforms.clone(),
+            left_out: p.left_out.clone(),
+            signature: p.signature.as_ref().map(|s| SignatureRecord {
+                reference: s.reference.clone(),
+                digest: s.digest.clone(),
+            }),
         })
         .collect();
     images.sort_by(|a, b| a.reference.cmp(&b.reference));

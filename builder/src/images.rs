@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::fetch::Ctx;
 use crate::mirror::ImageSource;
+use ferry_bundles::{LeftOut, LeftOutReason};
 use futures::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::{
@@ -15,7 +16,7 @@ use oci_client::manifest::{
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
 const ACCEPT: &[&str] = &[
@@ -48,6 +49,22 @@ pub struct PulledImage {
     pub per_platform: BTreeMap<String, PlatformImage>,
     /// Blobs still to ensure in the cache (configs and layers).
     pub needs: Vec<BlobNeed>,
+    /// Upstream index entries not carried, and why.
+    pub left_out: Vec<LeftOut>,
+    /// The cosign signature published beside the image, when there is one.
+    pub signature: Option<PulledSignature>,
+}
+
+/// A cosign signature manifest (`<repo>:sha256-<hex>.sig`) and its blobs.
+#[derive(Debug, Clone)]
+pub struct PulledSignature {
+    /// Full reference of the signature tag.
+    pub reference: String,
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    /// Config and layer digests.
+    pub blobs: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +100,48 @@ struct Descriptor {
     media_type: Option<String>,
     #[serde(default)]
     platform: Option<PlatformSpec>,
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+    #[serde(default)]
+    urls: Vec<String>,
+}
+
+impl Descriptor {
+    /// A buildkit attestation manifest rather than an image.
+    fn is_attestation(&self) -> bool {
+        self.annotations
+            .get("vnd.docker.reference.type")
+            .is_some_and(|t| t == "attestation-manifest")
+            || self
+                .platform
+                .as_ref()
+                .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+    }
+
+    /// A layer registries may not redistribute (Windows base layers).
+    fn is_foreign(&self) -> bool {
+        !self.urls.is_empty()
+            || self
+                .media_type
+                .as_deref()
+                .is_some_and(|m| m.contains(".foreign.") || m.contains(".nondistributable."))
+    }
+
+    fn platform_name(&self) -> String {
+        match &self.platform {
+            None => "unknown".into(),
+            Some(p) => {
+                let mut name = format!("{}/{}", p.os, p.architecture);
+                if let Some(v) = &p.variant {
+                    name = format!("{name}/{v}");
+                }
+                if let Some(v) = &p.os_version {
+                    name = format!("{name} {v}");
+                }
+                name
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -91,6 +150,17 @@ struct PlatformSpec {
     architecture: String,
     #[serde(default)]
     variant: Option<String>,
+    #[serde(default, rename = "os.version")]
+    os_version: Option<String>,
+}
+
+impl PlatformSpec {
+    fn matches(&self, wanted: &str) -> bool {
+        let (os, arch) = wanted.split_once('/').unwrap_or((wanted, ""));
+        self.os == os
+            && self.architecture == arch
+            && (arch != "arm64" || self.variant.as_deref().is_none_or(|v| v == "v8"))
+    }
 }
 
 #[derive(Deserialize)]
@@ -230,16 +300,12 @@ pub async fn resolve(
     want.sort();
     want.dedup();
 
+    let mut left_out = Vec::new();
     if is_index(&media_type) {
         let entries = doc.manifests.unwrap_or_default();
         for p in &want {
-            let (os, arch) = p.split_once('/').unwrap_or((p.as_str(), ""));
             let entry = entries.iter().find(|e| {
-                e.platform.as_ref().is_some_and(|pl| {
-                    pl.os == os
-                        && pl.architecture == arch
-                        && (arch != "arm64" || pl.variant.as_deref().is_none_or(|v| v == "v8"))
-                })
+                !e.is_attestation() && e.platform.as_ref().is_some_and(|pl| pl.matches(p))
             });
             let Some(entry) = entry else {
                 return Err(Error::MissingPlatform {
@@ -256,6 +322,17 @@ pub async fn resolve(
             }
             let bytes = manifest_by_digest(ctx, client, image, &r, &entry.digest).await?;
             let child = parse_doc(image, &format!("{p} manifest {}", entry.digest), &bytes)?;
+            if let Some(foreign) = child.layers.iter().flatten().find(|l| l.is_foreign()) {
+                return Err(Error::Image {
+                    image: image.into(),
+                    reason: format!(
+                        "{p} manifest {} has the non-distributable layer {} (served from {}); a bundle cannot carry it",
+                        entry.digest,
+                        foreign.digest,
+                        foreign.urls.first().map(String::as_str).unwrap_or("another host")
+                    ),
+                });
+            }
             let blobs = blobs_of(image, &child, &r, &mut needs)?;
             per_platform.insert(
                 p.clone(),
@@ -264,6 +341,18 @@ pub async fn resolve(
                     blobs,
                 },
             );
+        }
+        let carried: Vec<&str> = per_platform.values().map(|p| p.manifest.as_str()).collect();
+        for entry in entries
+            .iter()
+            .filter(|e| !carried.contains(&e.digest.as_str()))
+        {
+            let reason = left_out_reason(ctx, client, image, &r, entry).await?;
+            left_out.push(LeftOut {
+                digest: entry.digest.clone(),
+                platform: entry.platform_name(),
+                reason,
+            });
         }
     } else {
         // A single-platform image: its config says which platform it is.
@@ -306,8 +395,17 @@ pub async fn resolve(
             },
         );
     }
-    ctx.progress
-        .line(format!("resolved {image} ({digest}, {})", want.join(", ")));
+    let signature = signature(ctx, client, src, &r, &digest, &mut needs).await?;
+    ctx.progress.line(format!(
+        "resolved {image} ({digest}, {}{}{})",
+        want.join(", "),
+        if left_out.is_empty() {
+            String::new()
+        } else {
+            format!("; {} upstream entries left out", left_out.len())
+        },
+        if signature.is_some() { "; signed" } else { "" }
+    ));
     Ok(PulledImage {
         reference: image.to_string(),
         digest,
@@ -316,7 +414,102 @@ pub async fn resolve(
         platforms: want,
         per_platform,
         needs,
+        left_out,
+        signature,
     })
+}
+
+/// Why an index entry stays out of the bundle. Entries of other platforms are
+/// read (manifests are small) to tell those with foreign layers apart.
+async fn left_out_reason(
+    ctx: &Ctx,
+    client: &Client,
+    image: &str,
+    r: &Reference,
+    entry: &Descriptor,
+) -> Result<LeftOutReason> {
+    if entry.is_attestation() {
+        return Ok(LeftOutReason::Attestation);
+    }
+    if entry.media_type.as_deref().is_some_and(is_index) {
+        return Ok(LeftOutReason::PlatformNotRequested);
+    }
+    let bytes = manifest_by_digest(ctx, client, image, r, &entry.digest).await?;
+    let child = parse_doc(image, &format!("manifest {}", entry.digest), &bytes)?;
+    Ok(
+        if child.layers.iter().flatten().any(Descriptor::is_foreign) {
+            LeftOutReason::ForeignLayers
+        } else {
+            LeftOutReason::PlatformNotRequested
+        },
+    )
+}
+
+/// The cosign signature of the image, if upstream publishes one: the manifest
+/// tagged `sha256-<hex>.sig` in the same repository. Sites verify signatures
+/// offline, so a bundle carries them; a registry answering anything other
+/// than "unknown manifest" fails the build rather than dropping it silently.
+async fn signature(
+    ctx: &Ctx,
+    client: &Client,
+    src: &ImageSource,
+    r: &Reference,
+    digest: &str,
+    needs: &mut Vec<BlobNeed>,
+) -> Result<Option<PulledSignature>> {
+    let image = src.upstream.as_str();
+    let tag = format!("sha256-{}.sig", hex_of(image, digest)?);
+    let sig_ref = Reference::with_tag(r.registry().into(), r.repository().into(), tag.clone());
+    let pulled = {
+        let _slot = ctx.slot().await;
+        client
+            .pull_manifest_raw(&sig_ref, &RegistryAuth::Anonymous, ACCEPT)
+            .await
+    };
+    let (bytes, sig_digest) = match pulled {
+        Ok(found) => found,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => {
+            return Err(Error::Image {
+                image: image.into(),
+                reason: format!("looking up its cosign signature {tag}: {e}"),
+            })
+        }
+    };
+    ctx.cache.put_bytes(&bytes)?;
+    let doc = parse_doc(image, &format!("signature {tag}"), &bytes)?;
+    let blobs = blobs_of(image, &doc, &sig_ref, needs)?;
+    Ok(Some(PulledSignature {
+        reference: format!("{}:{tag}", repository_of(image)),
+        digest: sig_digest,
+        media_type: media_type_of(&doc),
+        size: bytes.len() as u64,
+        blobs,
+    }))
+}
+
+/// `quay.io/cilium/cilium:v1.15.6` (or `...@sha256:..`) -> `quay.io/cilium/cilium`.
+fn repository_of(reference: &str) -> &str {
+    let name = reference.split('@').next().unwrap_or(reference);
+    match name.rfind(':') {
+        Some(i) if i > name.rfind('/').unwrap_or(0) => &name[..i],
+        _ => name,
+    }
+}
+
+fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode};
+    match e {
+        E::ImageManifestNotFoundError(_) => true,
+        E::RegistryError { envelope, .. } => envelope.errors.iter().any(|err| {
+            matches!(
+                err.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown
+            )
+        }),
+        E::ServerError { code, .. } => *code == 404,
+        _ => false,
+    }
 }
 
 fn blobs_of(

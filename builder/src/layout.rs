@@ -49,6 +49,18 @@ pub fn layout_files(
             "size": img.size,
             "annotations": { CONTAINERD_NAME: img.reference, REF_NAME: img.reference },
         }));
+        if let Some(sig) = &img.signature {
+            add_blob(&sig.digest);
+            for b in &sig.blobs {
+                add_blob(b);
+            }
+            entries.push(json!({
+                "mediaType": sig.media_type,
+                "digest": sig.digest,
+                "size": sig.size,
+                "annotations": { REF_NAME: sig.reference },
+            }));
+        }
     }
     let index = json!({
         "schemaVersion": 2,

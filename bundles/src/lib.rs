@@ -19,7 +19,10 @@ mod tarfmt;
 pub mod writer;
 
 pub use error::{Error, Result};
-pub use manifest::{BundleManifest, Component, ComponentKind, FileEntry, ImageRecord};
+pub use manifest::{
+    BundleManifest, Component, ComponentKind, FileEntry, ImageRecord, LeftOut, LeftOutReason,
+    SignatureRecord,
+};
 pub use reader::{
     read_manifest, verify_and_extract, EntrySink, ManifestRead, NullSink, Trust, VerifiedBundle,
 };

@@ -73,6 +73,53 @@ pub struct ImageRecord {
     pub media_type: String,
     /// Platforms kept, sorted.
     pub platforms: Vec<String>,
+    /// Entries of the upstream index the bundle does not carry, and why. The
+    /// index itself is kept byte for byte, so these still appear in it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
+    /// The image's cosign signature, carried beside it under its upstream tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureRecord>,
+}
+
+/// An upstream index entry that is not in the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeftOut {
+    pub digest: String,
+    /// `windows/amd64 10.0.17763.5458`, `linux/arm/v7`, `unknown/unknown`.
+    pub platform: String,
+    pub reason: LeftOutReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeftOutReason {
+    /// A platform the bundle was not built for.
+    PlatformNotRequested,
+    /// A buildkit attestation manifest (SBOM, provenance).
+    Attestation,
+    /// An image whose layers are non-distributable (served by another host).
+    ForeignLayers,
+}
+
+impl LeftOutReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            LeftOutReason::PlatformNotRequested => "platform not requested",
+            LeftOutReason::Attestation => "attestation",
+            LeftOutReason::ForeignLayers => "foreign layers",
+        }
+    }
+}
+
+/// A cosign signature manifest (`sha256-<hex>.sig` tag) carried with an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureRecord {
+    /// Full reference of the tag: `quay.io/cilium/cilium:sha256-<hex>.sig`.
+    pub reference: String,
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -87,6 +87,12 @@ pub fn run(args: PushArgs) -> anyhow::Result<()> {
             report.blobs_skipped,
             report.manifests_pushed
         );
+        for image in report.images.iter().filter(|i| i.pushed_digest != i.digest) {
+            println!(
+                "  {} is an index of the carried platforms ({}): the target refused the upstream index {}, whose other entries the bundle does not carry",
+                image.target, image.pushed_digest, image.digest
+            );
+        }
     }
     Ok(())
 }

@@ -42,25 +42,71 @@ pub fn mkimages(out: &Path, extra_bytes: u64, refs: &[&str]) -> BTreeMap<String,
         .collect()
 }
 
-/// Every manifest and blob digest reachable from an image index in the layout.
+/// The platforms test bundles carry (mkimages.py's runnable ones).
+pub const BUNDLE_PLATFORMS: &[&str] = &["linux/amd64", "linux/arm64"];
+
+fn read_blob_json(layout: &Path, digest: &str) -> serde_json::Value {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+}
+
+/// The `os/arch[/variant]` of an index entry, or None for an attestation.
+pub fn entry_platform(entry: &serde_json::Value) -> Option<String> {
+    let p = &entry["platform"];
+    let attestation = entry["annotations"]["vnd.docker.reference.type"] == "attestation-manifest";
+    let (os, arch) = (p["os"].as_str()?, p["architecture"].as_str()?);
+    if attestation || os == "unknown" {
+        return None;
+    }
+    Some(match p["variant"].as_str() {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    })
+}
+
+/// Whether a bundle of BUNDLE_PLATFORMS carries this index entry.
+pub fn carried_entry(entry: &serde_json::Value) -> bool {
+    entry_platform(entry)
+        .is_some_and(|p| BUNDLE_PLATFORMS.contains(&p.as_str()) || p == "linux/arm64/v8")
+}
+
+/// A manifest's digest, then its config and layer digests.
+pub fn manifest_blobs(layout: &Path, digest: &str) -> Vec<String> {
+    let manifest = read_blob_json(layout, digest);
+    let mut out = vec![
+        digest.to_owned(),
+        manifest["config"]["digest"].as_str().unwrap().to_owned(),
+    ];
+    for l in manifest["layers"].as_array().unwrap() {
+        out.push(l["digest"].as_str().unwrap().to_owned());
+    }
+    out
+}
+
+/// Every manifest and blob digest a bundle of BUNDLE_PLATFORMS carries of an
+/// image index in the layout, the index first: the requested platforms' images
+/// only, as the builder picks them (no attestations, no other platforms).
 pub fn reachable_blobs(layout: &Path, digest: &str) -> Vec<String> {
-    let read = |d: &str| -> serde_json::Value {
-        let hex = d.strip_prefix("sha256:").unwrap();
-        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
-            .unwrap()
-    };
     let mut out = vec![digest.to_owned()];
-    let index = read(digest);
+    let index = read_blob_json(layout, digest);
     for m in index["manifests"].as_array().unwrap() {
-        let md = m["digest"].as_str().unwrap();
-        out.push(md.to_owned());
-        let manifest = read(md);
-        out.push(manifest["config"]["digest"].as_str().unwrap().to_owned());
-        for l in manifest["layers"].as_array().unwrap() {
-            out.push(l["digest"].as_str().unwrap().to_owned());
+        if carried_entry(m) {
+            out.extend(manifest_blobs(layout, m["digest"].as_str().unwrap()));
         }
     }
     out
+}
+
+/// The index entries of an image a bundle of BUNDLE_PLATFORMS leaves out.
+pub fn left_out_entries(layout: &Path, digest: &str) -> Vec<serde_json::Value> {
+    let index = read_blob_json(layout, digest);
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| !carried_entry(m))
+        .cloned()
+        .collect()
 }
 
 /// `ferry registry serve` on a free loopback port; SIGTERM then kill on drop.
@@ -332,6 +378,13 @@ pub struct DockerRegistry {
 
 impl DockerRegistry {
     pub fn start() -> DockerRegistry {
+        DockerRegistry::start_with("")
+    }
+
+    /// Like `start`, with `extra` YAML appended to the config right after
+    /// `http:\n  addr: ADDR\n`: indented lines extend the `http` section
+    /// (`  tls:` ...), unindented ones add top-level sections (`auth:` ...).
+    pub fn start_with(extra: &str) -> DockerRegistry {
         let dir = tempfile::Builder::new()
             .prefix("ferry-docker-registry-")
             .tempdir()
@@ -346,7 +399,7 @@ impl DockerRegistry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{extra}",
                 dir.path().join("data").display()
             ),
         )
@@ -368,7 +421,11 @@ impl DockerRegistry {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("docker-registry on {} did not come up", reg.addr);
+        panic!(
+            "docker-registry on {} did not come up:\n{}",
+            reg.addr,
+            reg.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {

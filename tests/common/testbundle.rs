@@ -3,11 +3,14 @@
 //! bundles (tests/fixtures/craftbundle.py) for the tamper tests.
 
 use super::bundles::{noise, sha256_hex};
-use ferry_bundles::manifest::{BundleManifest, Component, ComponentKind, FileEntry, ImageRecord};
+use ferry_bundles::manifest::{
+    BundleManifest, Component, ComponentKind, FileEntry, ImageRecord, LeftOut, LeftOutReason,
+    SignatureRecord,
+};
 use ferry_bundles::{
     generate_keypair, trusted_comment, write_bundle, ContentSource, SigningKey, WriteOptions,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -63,11 +66,12 @@ pub fn make_bundle(
     for f in ["oci-layout", "index.json"] {
         files.push((format!("images/{f}"), layout.join(f), 0o644));
     }
-    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
-        let e = e.unwrap();
+    let (images, carried) = carried_images(&layout, &digests);
+    for digest in carried {
+        let hex = digest.strip_prefix("sha256:").unwrap();
         files.push((
-            format!("images/blobs/sha256/{}", e.file_name().to_string_lossy()),
-            e.path(),
+            format!("images/blobs/sha256/{hex}"),
+            layout.join("blobs/sha256").join(hex),
             0o644,
         ));
     }
@@ -115,15 +119,7 @@ pub fn make_bundle(
         kubernetes: "1.29.6".into(),
         platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
         components,
-        images: digests
-            .iter()
-            .map(|(r, d)| ImageRecord {
-                reference: r.clone(),
-                digest: d.clone(),
-                media_type: "application/vnd.oci.image.index.v1+json".into(),
-                platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
-            })
-            .collect(),
+        images,
         files: contents.iter().map(|c| c.entry.clone()).collect(),
         base: None,
     };
@@ -149,6 +145,94 @@ pub fn make_bundle(
         manifest,
         digests,
         layout: layout_keep,
+    }
+}
+
+/// What the builder would carry of each image in the layout for
+/// BUNDLE_PLATFORMS: the records for bundle.json (left-out entries and
+/// signatures included) and every carried manifest and blob digest.
+fn carried_images(
+    layout: &Path,
+    digests: &BTreeMap<String, String>,
+) -> (Vec<ImageRecord>, BTreeSet<String>) {
+    use super::mirror::{entry_platform, left_out_entries, manifest_blobs, reachable_blobs};
+    let named = super::upstream::layout_digests(layout);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let media_type = |digest: &str| {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["digest"] == digest)
+            .unwrap()["mediaType"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut carried = BTreeSet::new();
+    let mut images = Vec::new();
+    for (reference, digest) in digests {
+        carried.extend(reachable_blobs(layout, digest));
+        let repo = reference.rsplit_once(':').unwrap().0;
+        let sig_ref = format!("{repo}:sha256-{}.sig", &digest[7..]);
+        let signature = named.get(&sig_ref).map(|d| {
+            carried.extend(manifest_blobs(layout, d));
+            SignatureRecord {
+                reference: sig_ref.clone(),
+                digest: d.clone(),
+            }
+        });
+        let left_out = left_out_entries(layout, digest)
+            .iter()
+            .map(|e| left_out(layout, e, entry_platform(e)))
+            .collect();
+        images.push(ImageRecord {
+            reference: reference.clone(),
+            digest: digest.clone(),
+            media_type: media_type(digest),
+            platforms: super::mirror::BUNDLE_PLATFORMS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            left_out,
+            signature,
+        });
+    }
+    (images, carried)
+}
+
+fn left_out(layout: &Path, entry: &serde_json::Value, platform: Option<String>) -> LeftOut {
+    let digest = entry["digest"].as_str().unwrap().to_owned();
+    let Some(platform) = platform else {
+        return LeftOut {
+            digest,
+            platform: "unknown/unknown".into(),
+            reason: LeftOutReason::Attestation,
+        };
+    };
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap();
+    let foreign = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["urls"].is_array());
+    let platform = match entry["platform"]["os.version"].as_str() {
+        Some(v) => format!("{platform} {v}"),
+        None => platform,
+    };
+    let reason = if foreign {
+        LeftOutReason::ForeignLayers
+    } else {
+        LeftOutReason::PlatformNotRequested
+    };
+    LeftOut {
+        digest,
+        platform,
+        reason,
     }
 }
 

@@ -36,6 +36,11 @@ pub const CATALOG_IMAGES: &[&str] = &[
     "quay.io/jetstack/cert-manager-cainjector:v1.14.5",
 ];
 
+/// Registries accept the foreign (non-distributable) layer URLs of Windows
+/// images only when told to; upstream registries do, so the fixture does too.
+pub const FOREIGN_URLS: &str =
+    "validation:\n  manifests:\n    urls:\n      allow:\n        - ^https://mcr\\.microsoft\\.com/\n";
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -116,7 +121,7 @@ impl Upstream {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{rport}\n",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{rport}\n{FOREIGN_URLS}",
                 dir.path().join("registry-data").display()
             ),
         )
@@ -161,32 +166,40 @@ impl Upstream {
         if !opts.images.is_empty() {
             let layout = up.images.clone();
             mkimages(&layout, &opts.platforms, &opts.images);
-            for r in &opts.images {
-                up.push(&layout, r);
-            }
+            up.push_all(&layout);
         }
         if !opts.amd64_only_images.is_empty() {
             let layout = up.dir.path().join("images-amd64");
             mkimages(&layout, "linux/amd64", &opts.amd64_only_images);
-            for r in &opts.amd64_only_images {
-                up.push(&layout, r);
-            }
+            up.push_all(&layout);
         }
         up
     }
 
+    /// Copy every image named in an OCI layout (signature tags included) into
+    /// the fixture registry.
+    pub fn push_all(&self, layout: &Path) {
+        let refs: Vec<String> = layout_digests(layout).into_keys().collect();
+        self.push_refs(layout, &refs);
+    }
+
     /// Copy image `reference` from an OCI layout into the fixture registry
-    /// (as `<registry>/<upstream host>/<repo>:<tag>`).
+    /// (as `<registry>/<upstream host>/<repo>:<tag>`), byte for byte.
     pub fn push(&self, layout: &Path, reference: &str) {
-        let out = Command::new("skopeo")
-            .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:{reference}", layout.display()))
-            .arg(format!("docker://{}/{reference}", self.registry_addr))
+        self.push_refs(layout, &[reference.to_owned()]);
+    }
+
+    fn push_refs(&self, layout: &Path, refs: &[String]) {
+        let out = Command::new("python3")
+            .arg(fixtures_dir().join("pushlayout.py"))
+            .arg(layout)
+            .arg(&self.registry_addr)
+            .args(refs)
             .output()
-            .expect("run skopeo");
+            .expect("run tests/fixtures/pushlayout.py");
         assert!(
             out.status.success(),
-            "skopeo copy {reference}: {}",
+            "pushlayout.py {refs:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

@@ -45,6 +45,38 @@ pub struct Repo {
     pub tags: BTreeMap<String, String>,
     pub manifests: HashSet<String>,
     pub blobs: HashSet<String>,
+    /// Index entries listed upstream that no bundle carries, by digest.
+    pub absent: HashMap<String, Absent>,
+}
+
+/// An upstream index entry the bundle left out (another platform, an attestation).
+#[derive(Debug, Clone)]
+pub struct Absent {
+    /// `windows/amd64 10.0.17763.5458`, `linux/arm/v7`, `unknown/unknown`.
+    pub platform: String,
+    pub bundle: String,
+    /// Platforms the bundle carries of the same image.
+    pub carried: Vec<String>,
+}
+
+/// What the mirror serves of one tagged image, for the startup log and `push`.
+#[derive(Debug, Clone)]
+pub struct ImageSummary {
+    pub reference: String,
+    pub digest: String,
+    pub bundle: String,
+    /// Platforms carried (`linux/amd64`), or `single manifest`.
+    pub platforms: Vec<String>,
+    /// Upstream index entries not carried.
+    pub absent: usize,
+}
+
+/// An image a bundle names that cannot be served, and why.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub reference: String,
+    pub bundle: String,
+    pub reason: String,
 }
 
 impl Repo {
@@ -67,6 +99,8 @@ pub struct Catalog {
     by_path: HashMap<String, Vec<String>>,
     manifests: HashMap<String, Manifest>,
     blobs_dir: PathBuf,
+    images: Vec<ImageSummary>,
+    refused: Vec<Refused>,
 }
 
 impl Catalog {
@@ -125,33 +159,63 @@ impl Catalog {
             };
             let media_type = entry["mediaType"].as_str().unwrap_or(OCI_MANIFEST);
             let mut reach = Reach::default();
-            if let Err(err) = self.load_manifest(store, digest, media_type, &mut reach, 0) {
-                tracing::warn!(bundle, reference = name, "not served: {err}");
+            let loaded = self
+                .load_manifest(store, digest, media_type, None, &mut reach, 0)
+                .and_then(|()| reach.check_complete(store, digest));
+            if let Err(err) = loaded {
+                tracing::error!(bundle, reference = name, "not served: {err}");
+                self.refused.push(Refused {
+                    reference: name.to_owned(),
+                    bundle: bundle.to_owned(),
+                    reason: err.to_string(),
+                });
                 continue;
             }
-            let repo = self
-                .repos
-                .entry((image.host.clone(), image.path.clone()))
-                .or_insert_with(|| Repo {
-                    host: image.host.clone(),
-                    path: image.path.clone(),
-                    ..Repo::default()
-                });
-            if let Some(tag) = &image.tag {
-                repo.tags.insert(tag.clone(), digest.to_owned());
-            }
-            repo.manifests.extend(reach.manifests);
-            repo.blobs.extend(reach.blobs);
+            self.images.push(ImageSummary {
+                reference: name.to_owned(),
+                digest: digest.to_owned(),
+                bundle: bundle.to_owned(),
+                platforms: reach.platforms.clone(),
+                absent: reach.absent.len(),
+            });
+            self.add_image(&image, digest, bundle, reach);
         }
         Ok(())
     }
 
-    /// Loads a manifest or index (checking its digest) and everything it references.
+    fn add_image(&mut self, image: &ImageRef, digest: &str, bundle: &str, reach: Reach) {
+        let repo = self
+            .repos
+            .entry((image.host.clone(), image.path.clone()))
+            .or_insert_with(|| Repo {
+                host: image.host.clone(),
+                path: image.path.clone(),
+                ..Repo::default()
+            });
+        if let Some(tag) = &image.tag {
+            repo.tags.insert(tag.clone(), digest.to_owned());
+        }
+        for (child, platform) in reach.absent {
+            repo.absent.entry(child).or_insert_with(|| Absent {
+                platform,
+                bundle: bundle.to_owned(),
+                carried: reach.platforms.clone(),
+            });
+        }
+        repo.manifests.extend(reach.manifests);
+        repo.blobs.extend(reach.blobs);
+    }
+
+    /// Loads a manifest or index (checking its digest) and everything it
+    /// references. An index entry whose manifest is not in the store is one the
+    /// bundle left out: it is recorded, not an error; upstream indexes always
+    /// list more than a bundle carries.
     fn load_manifest(
         &mut self,
         store: &Store,
         digest: &str,
         media_type: &str,
+        platform: Option<String>,
         reach: &mut Reach,
         depth: usize,
     ) -> Result<(), CatalogError> {
@@ -160,62 +224,68 @@ impl Catalog {
         }
         reach.manifests.insert(digest.to_owned());
         reach.blobs.insert(digest.to_owned());
-        let manifest = match self.manifests.get(digest) {
-            Some(m) => m.clone(),
-            None => {
-                let path = store.blob_path(digest)?;
-                let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
-                if format!("sha256:{}", hex::encode(Sha256::digest(&bytes))) != digest {
-                    return Err(layout_error(
-                        store,
-                        digest,
-                        "content does not match its digest",
-                    ));
-                }
-                // The stored mediaType field wins over the descriptor's, as registries do.
-                let parsed: serde_json::Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| layout_error(store, digest, &format!("invalid JSON: {e}")))?;
-                let media_type = parsed["mediaType"]
-                    .as_str()
-                    .unwrap_or(media_type)
-                    .to_owned();
-                let m = Manifest {
-                    digest: digest.to_owned(),
-                    media_type,
-                    bytes: Bytes::from(bytes),
-                };
-                self.manifests.insert(digest.to_owned(), m.clone());
-                m
-            }
-        };
+        let manifest = self.read_manifest(store, digest, media_type)?;
         let parsed: serde_json::Value = serde_json::from_slice(&manifest.bytes)
             .map_err(|e| layout_error(store, digest, &format!("invalid JSON: {e}")))?;
-        if manifest.is_index() {
-            for child in parsed["manifests"].as_array().into_iter().flatten() {
-                let (Some(d), Some(mt)) = (child["digest"].as_str(), child["mediaType"].as_str())
-                else {
-                    return Err(layout_error(
-                        store,
-                        digest,
-                        "index entry without digest or mediaType",
-                    ));
-                };
-                self.load_manifest(store, d, mt, reach, depth + 1)?;
-            }
-        } else {
-            let descriptors = std::iter::once(&parsed["config"])
-                .chain(parsed["layers"].as_array().into_iter().flatten());
-            for desc in descriptors {
-                if let Some(d) = desc["digest"].as_str() {
-                    digest_hex(d)?;
-                    if !store.has_blob(d) {
-                        return Err(layout_error(store, d, "blob missing from the store"));
-                    }
-                    reach.blobs.insert(d.to_owned());
-                }
+        if !manifest.is_index() {
+            reach
+                .platforms
+                .push(platform.unwrap_or_else(|| "single manifest".into()));
+            return add_blobs(store, digest, &parsed, reach);
+        }
+        for child in parsed["manifests"].as_array().into_iter().flatten() {
+            let (Some(d), Some(mt)) = (child["digest"].as_str(), child["mediaType"].as_str())
+            else {
+                return Err(layout_error(
+                    store,
+                    digest,
+                    "index entry without digest or mediaType",
+                ));
+            };
+            digest_hex(d)?;
+            let platform = platform_of(child);
+            if store.has_blob(d) {
+                self.load_manifest(store, d, mt, Some(platform), reach, depth + 1)?;
+            } else {
+                reach.absent.push((d.to_owned(), platform));
             }
         }
         Ok(())
+    }
+
+    /// A manifest's bytes, from memory or from the store (checking its digest).
+    fn read_manifest(
+        &mut self,
+        store: &Store,
+        digest: &str,
+        media_type: &str,
+    ) -> Result<Manifest, CatalogError> {
+        if let Some(m) = self.manifests.get(digest) {
+            return Ok(m.clone());
+        }
+        let path = store.blob_path(digest)?;
+        let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        if format!("sha256:{}", hex::encode(Sha256::digest(&bytes))) != digest {
+            return Err(layout_error(
+                store,
+                digest,
+                "content does not match its digest",
+            ));
+        }
+        // The stored mediaType field wins over the descriptor's, as registries do.
+        let parsed: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| layout_error(store, digest, &format!("invalid JSON: {e}")))?;
+        let media_type = parsed["mediaType"]
+            .as_str()
+            .unwrap_or(media_type)
+            .to_owned();
+        let m = Manifest {
+            digest: digest.to_owned(),
+            media_type,
+            bytes: Bytes::from(bytes),
+        };
+        self.manifests.insert(digest.to_owned(), m.clone());
+        Ok(m)
     }
 
     /// Finds the repository a client means by `name` (and containerd's `ns` parameter).
@@ -289,12 +359,114 @@ impl Catalog {
     pub fn image_count(&self) -> usize {
         self.repos.values().map(|r| r.tags.len()).sum()
     }
+
+    /// Every image served, in bundle and index order.
+    pub fn images(&self) -> &[ImageSummary] {
+        &self.images
+    }
+
+    /// Images a bundle names that cannot be served.
+    pub fn refused(&self) -> &[Refused] {
+        &self.refused
+    }
+
+    /// One log line per image with the platforms it carries, and an error line
+    /// per image that cannot be served.
+    pub fn log_images(&self) {
+        for i in &self.images {
+            let left_out = match i.absent {
+                0 => String::new(),
+                n => format!("; {n} upstream entries not carried"),
+            };
+            tracing::info!(
+                "serving {} ({}) from bundle {}: {}{left_out}",
+                i.reference,
+                i.digest,
+                i.bundle,
+                i.platforms.join(", ")
+            );
+        }
+        for r in &self.refused {
+            tracing::error!(
+                "not serving {} from bundle {}: {}",
+                r.reference,
+                r.bundle,
+                r.reason
+            );
+        }
+    }
 }
 
 #[derive(Default)]
 struct Reach {
     manifests: HashSet<String>,
     blobs: HashSet<String>,
+    /// Platforms of the image manifests reached.
+    platforms: Vec<String>,
+    /// Index entries not in the store: (digest, platform).
+    absent: Vec<(String, String)>,
+}
+
+impl Reach {
+    /// An index none of whose entries is carried serves nothing.
+    fn check_complete(&self, store: &Store, digest: &str) -> Result<(), CatalogError> {
+        if self.platforms.is_empty() {
+            return Err(layout_error(
+                store,
+                digest,
+                &format!(
+                    "none of the index's {} entries is in the store",
+                    self.absent.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The config and layers of an image manifest: every one must be in the store,
+/// except foreign layers, which clients fetch from the URLs the manifest names.
+fn add_blobs(
+    store: &Store,
+    digest: &str,
+    parsed: &serde_json::Value,
+    reach: &mut Reach,
+) -> Result<(), CatalogError> {
+    let descriptors =
+        std::iter::once(&parsed["config"]).chain(parsed["layers"].as_array().into_iter().flatten());
+    for desc in descriptors {
+        let Some(d) = desc["digest"].as_str() else {
+            continue;
+        };
+        digest_hex(d)?;
+        if store.has_blob(d) {
+            reach.blobs.insert(d.to_owned());
+        } else if desc["urls"].as_array().is_none_or(|u| u.is_empty()) {
+            return Err(layout_error(
+                store,
+                d,
+                &format!("blob of manifest {digest} missing from the store"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `linux/arm/v7`, `windows/amd64 10.0.17763.5458`, or `unknown/unknown`
+/// (an attestation); `unknown` for an entry without a platform.
+pub fn platform_of(entry: &serde_json::Value) -> String {
+    let p = &entry["platform"];
+    let (Some(os), Some(arch)) = (p["os"].as_str(), p["architecture"].as_str()) else {
+        return "unknown".into();
+    };
+    let mut name = format!("{os}/{arch}");
+    if let Some(v) = p["variant"].as_str() {
+        name = format!("{name}/{v}");
+    }
+    if let Some(v) = p["os.version"].as_str() {
+        name = format!("{name} {v}");
+    }
+    name
 }
 
 fn layout_error(store: &Store, digest: &str, reason: &str) -> CatalogError {

@@ -9,7 +9,7 @@
 //! it with `[host."https://harbor.corp/v2/k8s/registry.k8s.io"]` and
 //! `override_path = true` in `certs.d/registry.k8s.io/hosts.toml`.
 
-use super::catalog::{Catalog, CatalogError, Manifest};
+use super::catalog::{platform_of, Catalog, CatalogError, Manifest, Repo};
 use crate::store::Store;
 use futures::{StreamExt, TryStreamExt};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
@@ -17,6 +17,7 @@ use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -54,6 +55,16 @@ pub enum PushError {
     },
     #[error("{image}: {reason}")]
     Image { image: String, reason: String },
+    #[error(
+        "pushed {pushed} images to {target}, but {} could not be pushed:\n  {}",
+        failed.len(),
+        failed.join("\n  ")
+    )]
+    Failed {
+        target: String,
+        pushed: u64,
+        failed: Vec<String>,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -79,8 +90,39 @@ pub struct PushReport {
 pub struct PushedImage {
     pub source: String,
     pub target: String,
+    /// The upstream digest the bundle carries.
     pub digest: String,
+    /// What the tag resolves to at the target: the upstream digest, or that of
+    /// an index of the carried platforms when the target refused the partial
+    /// upstream index.
+    pub pushed_digest: String,
     pub skipped: bool,
+}
+
+impl PushedImage {
+    fn new(source: String, target: String, digest: &str, landed: &str, skipped: bool) -> Self {
+        PushedImage {
+            source,
+            target,
+            digest: digest.to_owned(),
+            pushed_digest: landed.to_owned(),
+            skipped,
+        }
+    }
+}
+
+impl PushError {
+    /// Credentials refused: every other image would fail the same way.
+    pub fn is_authentication(&self) -> bool {
+        matches!(
+            self,
+            PushError::Registry {
+                source: OciDistributionError::AuthenticationFailure(_)
+                    | OciDistributionError::UnauthorizedError { .. },
+                ..
+            }
+        )
+    }
 }
 
 struct Target {
@@ -141,156 +183,314 @@ pub async fn push(opts: PushOptions) -> Result<PushReport, PushError> {
         target: opts.target.clone(),
         ..PushReport::default()
     };
-    let bytes = AtomicU64::new(0);
-    let (pushed, skipped) = (AtomicU64::new(0), AtomicU64::new(0));
+    let counters = Counters::default();
+    let job = Job {
+        client: &client,
+        auth: &auth,
+        target: &target,
+        catalog: &catalog,
+        counters: &counters,
+        concurrency: opts.concurrency.max(1),
+    };
+    let mut failed: Vec<String> = catalog
+        .refused()
+        .iter()
+        .map(|r| format!("{} (bundle {}): {}", r.reference, r.bundle, r.reason))
+        .collect();
     for repo in catalog.repos() {
-        let repository = target.repository(&repo.host, &repo.path);
         for (tag, digest) in &repo.tags {
-            let source = format!("{}:{tag}", repo.name());
-            let image =
-                Reference::with_tag(target.registry.clone(), repository.clone(), tag.clone());
-            let shown = format!("{}/{repository}:{tag}", target.registry);
-            let reg_err = |what: &str, source: OciDistributionError| PushError::Registry {
-                image: shown.clone(),
-                what: what.to_owned(),
-                source,
-            };
-            retry(|| client.auth(&image, &auth, RegistryOperation::Push))
-                .await
-                .map_err(|e| reg_err("authenticate", e))?;
-            if let Ok(existing) = client.fetch_manifest_digest(&image, &auth).await {
-                if existing == *digest {
-                    tracing::info!(image = %shown, "already present with the same digest");
-                    report.images_skipped += 1;
-                    report.images.push(PushedImage {
-                        source,
-                        target: shown,
-                        digest: digest.clone(),
-                        skipped: true,
-                    });
-                    continue;
+            match job.push_image(repo, tag, digest, &mut report).await {
+                Ok(pushed) => report.images.push(pushed),
+                // Every other image would fail the same way: stop at once.
+                Err(err) if err.is_authentication() => return Err(err),
+                Err(err) => {
+                    tracing::error!("{err}");
+                    failed.push(err.to_string());
                 }
             }
-            let (manifests, blobs) =
-                closure(&catalog, digest).map_err(|reason| PushError::Image {
-                    image: source.clone(),
-                    reason,
-                })?;
-
-            // Blobs first (bounded concurrency), then manifests children-first, then the tag.
-            futures::stream::iter(blobs.into_iter().map(Ok::<_, PushError>))
-                .try_for_each_concurrent(opts.concurrency.max(1), |(blob, size)| {
-                    let (client, image, catalog, bytes, pushed, skipped, shown) =
-                        (&client, &image, &catalog, &bytes, &pushed, &skipped, &shown);
-                    async move {
-                        let err = |what: String, source| PushError::Registry {
-                            image: shown.clone(),
-                            what,
-                            source,
-                        };
-                        if retry(|| client.blob_exists(image, &blob))
-                            .await
-                            .map_err(|e| err(format!("HEAD blob {blob}"), e))?
-                        {
-                            skipped.fetch_add(1, Ordering::Relaxed);
-                            return Ok(());
-                        }
-                        let path = catalog.blob_path(&blob).ok_or_else(|| PushError::Image {
-                            image: shown.clone(),
-                            reason: format!("invalid blob digest {blob}"),
-                        })?;
-                        retry(|| async {
-                            let file = tokio::fs::File::open(&path).await?;
-                            let stream =
-                                tokio_util::io::ReaderStream::with_capacity(file, BLOB_CHUNK)
-                                    .map(|r| r.map_err(OciDistributionError::from));
-                            client
-                                .push_blob_stream(image, stream, &blob, Some(size))
-                                .await
-                        })
-                        .await
-                        .map_err(|e| {
-                            err(format!("upload blob {blob} from {}", path.display()), e)
-                        })?;
-                        tracing::info!(image = %shown, %blob, size, "blob pushed");
-                        pushed.fetch_add(1, Ordering::Relaxed);
-                        bytes.fetch_add(size, Ordering::Relaxed);
-                        Ok(())
-                    }
-                })
-                .await?;
-            for m in &manifests {
-                let by_digest = Reference::with_digest(
-                    target.registry.clone(),
-                    repository.clone(),
-                    m.digest.clone(),
-                );
-                let reference = if m.digest == *digest {
-                    &image
-                } else {
-                    &by_digest
-                };
-                let content_type =
-                    http::HeaderValue::from_str(&m.media_type).map_err(|e| PushError::Image {
-                        image: source.clone(),
-                        reason: format!("media type {:?}: {e}", m.media_type),
-                    })?;
-                retry(|| {
-                    client.push_manifest_raw(reference, m.bytes.clone(), content_type.clone())
-                })
-                .await
-                .map_err(|e| reg_err(&format!("PUT manifest {}", m.digest), e))?;
-                report.manifests_pushed += 1;
-            }
-            // The registry must keep the bytes: the tag has to resolve to the upstream digest.
-            let landed = retry(|| client.fetch_manifest_digest(&image, &auth))
-                .await
-                .map_err(|e| reg_err("HEAD manifest", e))?;
-            if landed != *digest {
-                return Err(PushError::Image {
-                    image: shown,
-                    reason: format!(
-                        "the registry stored {landed}, expected {digest}; it rewrote the manifest"
-                    ),
-                });
-            }
-            tracing::info!(image = %shown, %digest, "image pushed");
-            report.images_pushed += 1;
-            report.images.push(PushedImage {
-                source,
-                target: shown,
-                digest: digest.clone(),
-                skipped: false,
-            });
         }
     }
-    report.blobs_pushed = pushed.into_inner();
-    report.blobs_skipped = skipped.into_inner();
-    report.bytes_pushed = bytes.into_inner();
+    report.blobs_pushed = counters.pushed.into_inner();
+    report.blobs_skipped = counters.skipped.into_inner();
+    report.bytes_pushed = counters.bytes.into_inner();
+    if !failed.is_empty() {
+        return Err(PushError::Failed {
+            target: opts.target.clone(),
+            pushed: report.images_pushed,
+            failed,
+        });
+    }
     Ok(report)
 }
 
-/// Manifests reachable from `digest`, children before parents (the top one last),
-/// and every blob (digest, size) they reference.
+#[derive(Default)]
+struct Counters {
+    bytes: AtomicU64,
+    pushed: AtomicU64,
+    skipped: AtomicU64,
+}
+
+/// What one push run shares between images.
+struct Job<'a> {
+    client: &'a Client,
+    auth: &'a RegistryAuth,
+    target: &'a Target,
+    catalog: &'a Catalog,
+    counters: &'a Counters,
+    concurrency: usize,
+}
+
+impl Job<'_> {
+    async fn push_image(
+        &self,
+        repo: &Repo,
+        tag: &str,
+        digest: &str,
+        report: &mut PushReport,
+    ) -> Result<PushedImage, PushError> {
+        let repository = self.target.repository(&repo.host, &repo.path);
+        let source = format!("{}:{tag}", repo.name());
+        let image = Reference::with_tag(
+            self.target.registry.clone(),
+            repository.clone(),
+            tag.to_owned(),
+        );
+        let shown = format!("{}/{repository}:{tag}", self.target.registry);
+        let reg_err = |what: &str, source: OciDistributionError| PushError::Registry {
+            image: shown.clone(),
+            what: what.to_owned(),
+            source,
+        };
+        retry(|| self.client.auth(&image, self.auth, RegistryOperation::Push))
+            .await
+            .map_err(|e| reg_err("authenticate", e))?;
+        let closure = closure(self.catalog, digest).map_err(|reason| PushError::Image {
+            image: source.clone(),
+            reason,
+        })?;
+        let reduced = closure.reduced_index()?;
+        if let Ok(existing) = self.client.fetch_manifest_digest(&image, self.auth).await {
+            let same = existing == digest || reduced.as_ref().is_some_and(|r| r.digest == existing);
+            if same {
+                tracing::info!(image = %shown, "already present with the same digest");
+                report.images_skipped += 1;
+                return Ok(PushedImage::new(source, shown, digest, &existing, true));
+            }
+        }
+        self.push_blobs(&image, &shown, &closure.blobs).await?;
+        for m in &closure.children {
+            self.put_manifest(&repository, m, None)
+                .await
+                .map_err(|e| reg_err(&format!("PUT manifest {}", m.digest), e))?;
+            report.manifests_pushed += 1;
+        }
+        let top = closure.top.clone();
+        let landed_as = match self.put_manifest(&repository, &top, Some(tag)).await {
+            Ok(()) => top,
+            Err(e) if refused_for_absent_children(&e) && reduced.is_some() => {
+                let reduced = reduced.unwrap_or(top);
+                self.put_reduced(&repository, tag, &shown, digest, &closure, &reduced)
+                    .await?;
+                reduced
+            }
+            Err(e) => return Err(reg_err(&format!("PUT manifest {digest}"), e)),
+        };
+        report.manifests_pushed += 1;
+        // The registry must keep the bytes: the tag has to resolve to what was sent.
+        let landed = retry(|| self.client.fetch_manifest_digest(&image, self.auth))
+            .await
+            .map_err(|e| reg_err("HEAD manifest", e))?;
+        if landed != landed_as.digest {
+            return Err(PushError::Image {
+                image: shown,
+                reason: format!(
+                    "the registry stored {landed}, expected {}; it rewrote the manifest",
+                    landed_as.digest
+                ),
+            });
+        }
+        tracing::info!(image = %shown, digest = %landed, "image pushed");
+        report.images_pushed += 1;
+        Ok(PushedImage::new(source, shown, digest, &landed, false))
+    }
+
+    /// The target refused the upstream index because it lists entries the
+    /// bundle does not carry (distribution checks every child exists): push an
+    /// index of the carried entries instead, and say what that costs.
+    async fn put_reduced(
+        &self,
+        repository: &str,
+        tag: &str,
+        shown: &str,
+        digest: &str,
+        closure: &Closure,
+        reduced: &Manifest,
+    ) -> Result<(), PushError> {
+        tracing::warn!(
+            image = %shown,
+            "the registry refused the upstream index {digest}: it lists {} entries the bundle does \
+             not carry ({}). Pushed an index of the carried platforms as {} instead; references \
+             pinned to {digest} will not resolve there, the per-platform digests do",
+            closure.absent.len(),
+            closure.absent.join(", "),
+            reduced.digest
+        );
+        self.put_manifest(repository, reduced, Some(tag))
+            .await
+            .map_err(|e| PushError::Registry {
+                image: shown.to_owned(),
+                what: format!("PUT reduced index {}", reduced.digest),
+                source: e,
+            })
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        m: &Manifest,
+        tag: Option<&str>,
+    ) -> Result<(), OciDistributionError> {
+        let registry = self.target.registry.clone();
+        let reference = match tag {
+            Some(t) => Reference::with_tag(registry, repository.to_owned(), t.to_owned()),
+            None => Reference::with_digest(registry, repository.to_owned(), m.digest.clone()),
+        };
+        let content_type = http::HeaderValue::from_str(&m.media_type).map_err(|e| {
+            OciDistributionError::GenericError(Some(format!("media type {:?}: {e}", m.media_type)))
+        })?;
+        retry(|| {
+            self.client
+                .push_manifest_raw(&reference, m.bytes.clone(), content_type.clone())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Uploads the blobs the target lacks, a bounded number at a time.
+    async fn push_blobs(
+        &self,
+        image: &Reference,
+        shown: &str,
+        blobs: &[BlobRef],
+    ) -> Result<(), PushError> {
+        futures::stream::iter(blobs.iter().cloned().map(Ok::<_, PushError>))
+            .try_for_each_concurrent(self.concurrency, |(blob, size)| async move {
+                let err = |what: String, source| PushError::Registry {
+                    image: shown.to_owned(),
+                    what,
+                    source,
+                };
+                if retry(|| self.client.blob_exists(image, &blob))
+                    .await
+                    .map_err(|e| err(format!("HEAD blob {blob}"), e))?
+                {
+                    self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                let path = self
+                    .catalog
+                    .blob_path(&blob)
+                    .ok_or_else(|| PushError::Image {
+                        image: shown.to_owned(),
+                        reason: format!("invalid blob digest {blob}"),
+                    })?;
+                retry(|| async {
+                    let file = tokio::fs::File::open(&path).await?;
+                    let stream = tokio_util::io::ReaderStream::with_capacity(file, BLOB_CHUNK)
+                        .map(|r| r.map_err(OciDistributionError::from));
+                    self.client
+                        .push_blob_stream(image, stream, &blob, Some(size))
+                        .await
+                })
+                .await
+                .map_err(|e| err(format!("upload blob {blob} from {}", path.display()), e))?;
+                tracing::info!(image = %shown, %blob, size, "blob pushed");
+                self.counters.pushed.fetch_add(1, Ordering::Relaxed);
+                self.counters.bytes.fetch_add(size, Ordering::Relaxed);
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// distribution answers a manifest list with unknown children with
+/// MANIFEST_BLOB_UNKNOWN (or MANIFEST_UNKNOWN / MANIFEST_INVALID elsewhere).
+fn refused_for_absent_children(e: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode as C;
+    match e {
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                C::ManifestBlobUnknown | C::ManifestUnknown | C::ManifestInvalid | C::BlobUnknown
+            )
+        }),
+        OciDistributionError::ServerError { code, .. } => *code == 400 || *code == 404,
+        _ => false,
+    }
+}
+
 /// (digest, size) of a blob.
 type BlobRef = (String, u64);
 
-fn closure(catalog: &Catalog, digest: &str) -> Result<(Vec<Manifest>, Vec<BlobRef>), String> {
-    let mut manifests = Vec::new();
-    let mut blobs: Vec<BlobRef> = Vec::new();
-    visit(catalog, digest, &mut manifests, &mut blobs, 0)?;
-    blobs.sort();
-    blobs.dedup();
-    Ok((manifests, blobs))
+/// What pushing one tagged image takes.
+struct Closure {
+    top: Manifest,
+    /// Carried manifests below the top one, children before parents.
+    children: Vec<Manifest>,
+    blobs: Vec<BlobRef>,
+    /// Top-level index entries the bundle does not carry: digests, and
+    /// `digest (platform)` for messages.
+    absent_digests: Vec<String>,
+    absent: Vec<String>,
 }
 
-fn visit(
-    catalog: &Catalog,
-    digest: &str,
-    manifests: &mut Vec<Manifest>,
-    blobs: &mut Vec<BlobRef>,
-    depth: usize,
-) -> Result<(), String> {
+impl Closure {
+    /// The top index with only the carried entries, when some are not carried.
+    fn reduced_index(&self) -> Result<Option<Manifest>, PushError> {
+        if self.absent_digests.is_empty() || !self.top.is_index() {
+            return Ok(None);
+        }
+        let bad = |e: serde_json::Error| PushError::Image {
+            image: self.top.digest.clone(),
+            reason: format!("index {}: {e}", self.top.digest),
+        };
+        let mut doc: serde_json::Value = serde_json::from_slice(&self.top.bytes).map_err(bad)?;
+        if let Some(entries) = doc["manifests"].as_array_mut() {
+            entries.retain(|e| {
+                e["digest"]
+                    .as_str()
+                    .is_none_or(|d| !self.absent_digests.iter().any(|a| a == d))
+            });
+        }
+        let bytes = serde_json::to_vec_pretty(&doc).map_err(bad)?;
+        Ok(Some(Manifest {
+            digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+            media_type: self.top.media_type.clone(),
+            bytes: bytes.into(),
+        }))
+    }
+}
+
+fn closure(catalog: &Catalog, digest: &str) -> Result<Closure, String> {
+    let top = catalog
+        .manifest(digest)
+        .ok_or_else(|| format!("manifest {digest} not loaded"))?
+        .clone();
+    let mut c = Closure {
+        top,
+        children: Vec::new(),
+        blobs: Vec::new(),
+        absent_digests: Vec::new(),
+        absent: Vec::new(),
+    };
+    visit(catalog, digest, &mut c, 0)?;
+    c.children.retain(|m| m.digest != digest);
+    c.blobs.sort();
+    c.blobs.dedup();
+    Ok(c)
+}
+
+fn visit(catalog: &Catalog, digest: &str, c: &mut Closure, depth: usize) -> Result<(), String> {
     if depth > 4 {
         return Err("indexes nested too deep".into());
     }
@@ -304,8 +504,14 @@ fn visit(
             let d = child["digest"]
                 .as_str()
                 .ok_or_else(|| format!("index {digest}: entry without digest"))?;
-            if !manifests.iter().any(|x: &Manifest| x.digest == d) {
-                visit(catalog, d, manifests, blobs, depth + 1)?;
+            if catalog.manifest(d).is_none() {
+                // An entry the bundle left out (the catalog checked the rest).
+                if depth == 0 {
+                    c.absent_digests.push(d.to_owned());
+                    c.absent.push(format!("{d} ({})", platform_of(child)));
+                }
+            } else if !c.children.iter().any(|x| x.digest == d) {
+                visit(catalog, d, c, depth + 1)?;
             }
         }
     } else {
@@ -317,10 +523,13 @@ fn visit(
                     "manifest {digest}: descriptor without digest or size"
                 ));
             };
-            blobs.push((d.to_owned(), size));
+            // Foreign layers stay where their URLs point, as registries expect.
+            if desc["urls"].as_array().is_none_or(|u| u.is_empty()) {
+                c.blobs.push((d.to_owned(), size));
+            }
         }
     }
-    manifests.push(m.clone());
+    c.children.push(m.clone());
     Ok(())
 }
 
