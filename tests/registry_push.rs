@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::mirror::{ferry, reachable_blobs, sha256_hex, DockerRegistry};
+use common::mirror::{ferry, manifest_blobs, reachable_blobs, sha256_hex, DockerRegistry, Mirror};
 use common::testbundle::{keypair, make_bundle, unpack_into};
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -62,16 +62,43 @@ fn push_copies_every_image_with_the_same_digests_and_skips_what_is_there() {
         .values()
         .map(|d| layer_and_config_blobs(&layout, d).len())
         .sum();
-    assert_eq!(first["images_pushed"], 3, "{first}");
-    assert_eq!(first["blobs_pushed"], expected_blobs as u64, "{first}");
+    // Three images and cilium's cosign signature tag.
+    let signature = &bundle
+        .manifest
+        .images
+        .iter()
+        .find_map(|i| i.signature.clone())
+        .unwrap();
+    let sig_blobs = manifest_blobs(&layout, &signature.digest).len() - 1;
+    assert_eq!(first["images_pushed"], 4, "{first}");
+    assert_eq!(
+        first["blobs_pushed"],
+        (expected_blobs + sig_blobs) as u64,
+        "{first}"
+    );
     assert!(
         first["bytes_pushed"].as_u64().unwrap() > 3 * 200_000 / 4,
         "{first}"
     );
-    // Per image: the index and one manifest per platform.
+    // Per image: one manifest per carried platform and the index; the signature.
     let manifests = first["manifests_pushed"].as_u64().unwrap();
-    assert_eq!(manifests, 3 * 3, "{first}");
+    assert_eq!(manifests, 3 * 3 + 1, "{first}");
 
+    let pushed: BTreeMap<String, String> = first["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["source"].as_str().unwrap().to_owned(),
+                i["pushed_digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pushed[&signature.reference], signature.digest,
+        "signatures keep their digest"
+    );
     for (reference, digest) in &digests {
         let dest = format!("docker://{}/mirror/{reference}", registry.addr);
         let out = Command::new("skopeo")
@@ -83,10 +110,26 @@ fn push_copies_every_image_with_the_same_digests_and_skips_what_is_there() {
             "skopeo inspect {dest}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // docker-registry refuses an index whose entries it lacks, so the tag
+        // holds an index of exactly the carried entries, as the report says.
         assert_eq!(
             format!("sha256:{}", sha256_hex(&out.stdout)),
-            *digest,
+            pushed[reference],
             "{reference}"
+        );
+        assert_ne!(pushed[reference], *digest, "{reference}");
+        let reduced: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let listed: Vec<&str> = reduced["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap())
+            .collect();
+        let carried = reachable_blobs(&layout, digest);
+        assert_eq!(listed.len(), 2, "{reference}: {reduced}");
+        assert!(
+            listed.iter().all(|d| carried.iter().any(|c| c == d)),
+            "{reference}: {reduced}"
         );
         let copy = dir
             .path()
@@ -101,7 +144,7 @@ fn push_copies_every_image_with_the_same_digests_and_skips_what_is_there() {
             "skopeo copy {dest}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        for blob in reachable_blobs(&layout, digest).into_iter().skip(1) {
+        for blob in carried.into_iter().skip(1) {
             let hex = blob.strip_prefix("sha256:").unwrap();
             let path = [copy.join(hex), copy.join(format!("{hex}.manifest.json"))]
                 .into_iter()
@@ -118,14 +161,15 @@ fn push_copies_every_image_with_the_same_digests_and_skips_what_is_there() {
         .count();
     assert!(blob_puts_before > 0);
     assert_eq!(
-        blob_puts_before, expected_blobs,
+        blob_puts_before,
+        expected_blobs + sig_blobs,
         "blob uploads the registry saw"
     );
 
     // Second push: nothing to upload.
     let second = run();
     assert_eq!(second["images_pushed"], 0, "{second}");
-    assert_eq!(second["images_skipped"], 3, "{second}");
+    assert_eq!(second["images_skipped"], 4, "{second}");
     assert_eq!(second["blobs_pushed"], 0, "{second}");
     assert_eq!(second["bytes_pushed"], 0, "{second}");
     let log = registry.log_text();
@@ -136,7 +180,7 @@ fn push_copies_every_image_with_the_same_digests_and_skips_what_is_there() {
     );
 
     // Remove one tag's manifest by deleting an image at the target: the next push re-pushes that image only, skipping its blobs.
-    let pause = &digests["registry.k8s.io/pause:3.9"];
+    let pause = &pushed["registry.k8s.io/pause:3.9"];
     let del = reqwest::blocking::Client::new()
         .delete(format!(
             "http://{}/v2/mirror/registry.k8s.io/pause/manifests/{pause}",
@@ -147,7 +191,7 @@ fn push_copies_every_image_with_the_same_digests_and_skips_what_is_there() {
     assert_eq!(del.status(), reqwest::StatusCode::ACCEPTED);
     let third = run();
     assert_eq!(third["images_pushed"], 1, "{third}");
-    assert_eq!(third["images_skipped"], 2, "{third}");
+    assert_eq!(third["images_skipped"], 3, "{third}");
     assert_eq!(third["blobs_pushed"], 0, "{third}");
     assert!(third["blobs_skipped"].as_u64().unwrap() > 0, "{third}");
 }
@@ -191,22 +235,95 @@ fn push_names_the_target_when_it_is_unreachable() {
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
 
-/// Config and layer digests of every platform of an image index.
+/// Config and layer digests of every carried platform of an image index.
 fn layer_and_config_blobs(
     layout: &std::path::Path,
     index: &str,
 ) -> std::collections::BTreeSet<String> {
-    let read = |d: &str| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&d[7..])).unwrap())
-            .unwrap()
-    };
-    let mut out = std::collections::BTreeSet::new();
-    for m in read(index)["manifests"].as_array().unwrap() {
-        let manifest = read(m["digest"].as_str().unwrap());
-        out.insert(manifest["config"]["digest"].as_str().unwrap().to_owned());
-        for l in manifest["layers"].as_array().unwrap() {
-            out.insert(l["digest"].as_str().unwrap().to_owned());
-        }
-    }
-    out
+    let doc: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&index[7..])).unwrap(),
+    )
+    .unwrap();
+    let manifests: Vec<&str> = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    reachable_blobs(layout, index)
+        .into_iter()
+        .skip(1)
+        .filter(|d| !manifests.contains(&d.as_str()))
+        .collect()
+}
+
+/// A bundle whose image lost a layer from the store: the mirror refuses to
+/// serve that image and says so, and push copies the others, then fails naming it.
+#[test]
+fn an_image_that_cannot_be_served_or_pushed_is_named_and_fails_the_push() {
+    let dir = tempfile::Builder::new()
+        .prefix("ferry-push-")
+        .tempdir()
+        .unwrap();
+    let (public, secret) = keypair(dir.path(), "release");
+    let refs = ["registry.k8s.io/pause:3.9", "quay.io/cilium/cilium:v1.15.6"];
+    let bundle = make_bundle(dir.path(), "prod", &refs, 0, 1000, Some(&secret));
+    let data = dir.path().join("data");
+    unpack_into(&bundle.path, &public, &data);
+    let pause = &bundle.digests["registry.k8s.io/pause:3.9"];
+    let layer = layer_and_config_blobs(&bundle.layout, pause)
+        .into_iter()
+        .find(|d| !reachable_blobs(&bundle.layout, &bundle.digests[refs[1]]).contains(d))
+        .expect("a layer of pause alone");
+    std::fs::remove_file(data.join("blobs/sha256").join(&layer[7..])).unwrap();
+
+    let mut mirror = Mirror::start(&data, dir.path(), None);
+    mirror.stop();
+    let log = mirror.log_text();
+    assert!(
+        log.contains("not serving registry.k8s.io/pause:3.9 from bundle prod")
+            && log.contains(&layer[7..]),
+        "{log}"
+    );
+
+    let registry = DockerRegistry::start();
+    let out = ferry()
+        .args([
+            "registry",
+            "push",
+            "--plain-http",
+            "--to",
+            &registry.addr,
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pushed 2 images"), "{err}");
+    assert!(err.contains("1 could not be pushed"), "{err}");
+    assert!(
+        err.contains("registry.k8s.io/pause:3.9 (bundle prod)"),
+        "{err}"
+    );
+    // The other image did arrive.
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!(
+            "docker://{}/quay.io/cilium/cilium:v1.15.6",
+            registry.addr
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
