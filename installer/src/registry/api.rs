@@ -12,11 +12,8 @@ use super::reference::{valid_name, valid_tag};
 use crate::store::digest_hex;
 use axum::body::Body;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
-use std::io::SeekFrom;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use std::sync::Arc;
 
-/// Read size when streaming blobs from disk.
-const BLOB_CHUNK: usize = 512 * 1024;
 const API_VERSION: &str = "registry/2.0";
 
 /// What a request path asks for.
@@ -267,13 +264,24 @@ fn lookup_blob(
     Ok(path)
 }
 
+/// The bytes a blob GET answers with, carried as a response extension next
+/// to an empty body: the connection sends them itself, with sendfile(2) on
+/// plain TCP or in large reads into TLS (see `super::blobsend`).
+#[derive(Debug, Clone)]
+pub struct BlobFile {
+    pub file: Arc<std::fs::File>,
+    pub start: u64,
+    pub len: u64,
+}
+
 async fn blob(
     path: &std::path::Path,
     digest: &str,
     headers: &HeaderMap,
     head: bool,
 ) -> Response<Body> {
-    let mut file = match tokio::fs::File::open(path).await {
+    // Opening and stat are single quick syscalls: not worth a blocking-pool hop.
+    let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(path = %path.display(), "blob listed in an index but unreadable: {e}");
@@ -284,7 +292,7 @@ async fn blob(
             );
         }
     };
-    let size = match file.metadata().await {
+    let size = match file.metadata() {
         Ok(m) => m.len(),
         Err(e) => {
             return error(
@@ -317,25 +325,15 @@ async fn blob(
         Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
         None => (StatusCode::OK, 0, size),
     };
-    let body = if head || len == 0 {
-        Body::empty()
-    } else {
-        if start > 0 {
-            if let Err(e) = file.seek(SeekFrom::Start(start)).await {
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "UNKNOWN",
-                    &format!("seek {}: {e}", path.display()),
-                );
-            }
-        }
-        let reader = file.take(len);
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-            reader, BLOB_CHUNK,
-        ))
-    };
-    let mut resp = Response::new(body);
+    let mut resp = Response::new(Body::empty());
     *resp.status_mut() = status;
+    if !head && len > 0 {
+        resp.extensions_mut().insert(BlobFile {
+            file: Arc::new(file),
+            start,
+            len,
+        });
+    }
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -1,25 +1,26 @@
-//! `ferry registry serve`: the accept loop (plain HTTP or rustls), one access
-//! log line per request, catalog reload when bundles change, graceful shutdown.
+//! `ferry registry serve`: the accept loop (plain HTTP or rustls) with the
+//! connection limits, catalog reload when bundles change, graceful shutdown.
+//! Connections are served by `conn` (TLS handshake), `h1` and `h2`.
 
-use super::api;
 use super::catalog::{Catalog, CatalogError};
+use super::limits::{ConnLimiter, Limits, RefusalLog};
 use crate::store::Store;
-use axum::body::Body;
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 /// How often the bundles directory is checked for a newly unpacked bundle.
 const RELOAD_POLL: Duration = Duration::from_secs(2);
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Refused connections are logged at most once per client address this often.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Pending connections the kernel queues before accept (capped by somaxconn).
+const LISTEN_BACKLOG: i32 = 4096;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -27,13 +28,14 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// PEM certificate chain and private key; both or neither.
     pub tls: Option<(PathBuf, PathBuf)>,
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("listen on {addr}: {source}")]
+    #[error("listen on {addr}: {source}; stop whatever holds the address or pick another with --listen")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
@@ -44,13 +46,18 @@ pub enum ServeError {
     Signal(std::io::Error),
 }
 
-struct State {
+/// What every connection shares.
+pub struct State {
     store: Store,
     catalog: RwLock<Arc<Catalog>>,
+    pub limits: Limits,
+    /// Cancelled on SIGTERM/SIGINT: idle connections close, busy ones finish
+    /// their response and close.
+    pub shutdown: CancellationToken,
 }
 
 impl State {
-    fn catalog(&self) -> Arc<Catalog> {
+    pub fn catalog(&self) -> Arc<Catalog> {
         match self.catalog.read() {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -100,12 +107,7 @@ pub async fn serve(
         Some((cert, key)) => Some(tls_acceptor(cert, key)?),
         None => None,
     };
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: opts.listen,
-            source,
-        })?;
+    let listener = listen(opts.listen)?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen {
         addr: opts.listen,
         source,
@@ -113,17 +115,44 @@ pub async fn serve(
     let state = Arc::new(State {
         store,
         catalog: RwLock::new(Arc::new(catalog)),
+        limits: opts.limits,
+        shutdown: CancellationToken::new(),
     });
-    tracing::info!(%addr, tls = tls.is_some(), "registry mirror listening");
+    tracing::info!(%addr, tls = tls.is_some(), limits = ?state.limits, "registry mirror listening");
     on_ready(addr);
 
     tokio::spawn(watch_bundles(state.clone()));
+    let limiter = ConnLimiter::new(
+        state.limits.max_connections,
+        state.limits.max_connections_per_ip,
+    );
+    accept_loop(&listener, &state, &limiter, tls).await?;
+    drop(listener);
+    state.shutdown.cancel();
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while limiter.active() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if limiter.active() > 0 {
+        tracing::warn!(
+            "{} connections still open after {SHUTDOWN_GRACE:?}; closing them",
+            limiter.active()
+        );
+    }
+    Ok(())
+}
+
+/// Accepts until SIGTERM or SIGINT; a connection over a limit is closed at once.
+async fn accept_loop(
+    listener: &TcpListener,
+    state: &Arc<State>,
+    limiter: &Arc<ConnLimiter>,
+    tls: Option<TlsAcceptor>,
+) -> Result<(), ServeError> {
+    let refusals = RefusalLog::new(REFUSAL_LOG_INTERVAL);
     let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
-
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -136,96 +165,48 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
-                let service = service(state.clone(), peer);
-                let builder = builder.clone();
-                match &tls {
-                    None => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                        let conn = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(%peer, "connection: {e}");
-                            }
-                        });
+                let permit = match limiter.try_acquire(peer.ip()) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        refusals.note(peer.ip(), why, &state.limits);
+                        // Reset rather than FIN: no TIME_WAIT left behind per refusal.
+                        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                        continue;
                     }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            let stream = match acceptor.accept(stream).await {
-                                Ok(s) => s,
-                                Err(e) => {
-                                    tracing::info!(%peer, "TLS handshake failed: {e}");
-                                    return;
-                                }
-                            };
-                            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(%peer, "connection: {e}");
-                            }
-                        });
-                    }
-                }
+                };
+                let (state, tls) = (state.clone(), tls.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    super::conn::serve(stream, peer, state, tls).await;
+                });
             }
             _ = hup.recv() => state.reload("SIGHUP").await,
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()); }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return Ok(()); }
         }
     }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
-    }
-    Ok(())
+}
+
+/// A listening socket with a backlog deep enough for a node fleet connecting at once.
+fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    let err = |source| ServeError::Listen { addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(LISTEN_BACKLOG).map_err(err)?;
+    TcpListener::from_std(socket.into()).map_err(err)
 }
 
 fn signal(
     kind: tokio::signal::unix::SignalKind,
 ) -> Result<tokio::signal::unix::Signal, ServeError> {
     tokio::signal::unix::signal(kind).map_err(ServeError::Signal)
-}
-
-type ServiceFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send>,
->;
-
-fn service(
-    state: Arc<State>,
-    peer: SocketAddr,
-) -> impl hyper::service::Service<
-    Request<Incoming>,
-    Response = Response<Body>,
-    Error = std::convert::Infallible,
-    Future = ServiceFuture,
-> + Clone {
-    hyper::service::service_fn(move |req: Request<Incoming>| {
-        let state = state.clone();
-        Box::pin(async move {
-            let start = Instant::now();
-            let catalog = state.catalog();
-            let uri = req.uri().clone();
-            let method = req.method().clone();
-            let resp = api::handle(&catalog, &method, uri.path(), uri.query(), req.headers()).await;
-            let bytes = resp
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_owned();
-            tracing::info!(
-                target: "access",
-                "{peer} \"{method} {uri} {:?}\" {} {bytes} {:.1}ms",
-                req.version(),
-                resp.status().as_u16(),
-                start.elapsed().as_secs_f64() * 1000.0
-            );
-            Ok(resp)
-        }) as ServiceFuture
-    })
 }
 
 /// Polls bundles/ (its mtime changes when unpack renames a bundle into place)
