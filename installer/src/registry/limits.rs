@@ -158,7 +158,10 @@ impl RefusalLog {
         }
         let entry = seen.entry(ip).or_insert((None, 0));
         entry.1 += 1;
-        if entry.0.is_some_and(|at| now.duration_since(at) < self.interval) {
+        if entry
+            .0
+            .is_some_and(|at| now.duration_since(at) < self.interval)
+        {
             return None;
         }
         let count = std::mem::take(&mut entry.1);
