@@ -1,5 +1,6 @@
 use anyhow::Context;
 use clap::Args;
+use ferry_installer::registry::push::PushError;
 use std::io::BufRead;
 use std::path::PathBuf;
 
@@ -59,6 +60,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let user = credentials.as_ref().map(|(user, _)| user.clone());
     let opts = ferry_installer::registry::PushOptions {
         data_dir: args.data_dir,
         target: args.to.clone(),
@@ -73,6 +75,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let report = runtime
         .block_on(ferry_installer::registry::push(opts))
+        .map_err(|e| explain_auth(e, user.as_deref()))
         .with_context(|| format!("registry push to {}", args.to))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -95,4 +98,22 @@ pub fn run(args: PushArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Says plainly that the registry refused the credentials (or wants some),
+/// naming the user; the password is never part of any message.
+fn explain_auth(err: PushError, user: Option<&str>) -> anyhow::Error {
+    if !err.is_authentication() {
+        return err.into();
+    }
+    let what = match user {
+        Some(user) => format!(
+            "authentication failed as user {user:?}: the registry refused the credentials; \
+             check --user and the password given on stdin"
+        ),
+        None => "authentication failed: the registry wants credentials; \
+                 give --user and --password-stdin"
+            .to_owned(),
+    };
+    anyhow::Error::new(err).context(what)
 }

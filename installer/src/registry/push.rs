@@ -114,14 +114,24 @@ impl PushedImage {
 impl PushError {
     /// Credentials refused: every other image would fail the same way.
     pub fn is_authentication(&self) -> bool {
-        matches!(
-            self,
-            PushError::Registry {
-                source: OciDistributionError::AuthenticationFailure(_)
-                    | OciDistributionError::UnauthorizedError { .. },
-                ..
-            }
-        )
+        matches!(self, PushError::Registry { source, .. } if refused_credentials(source))
+    }
+}
+
+/// A token server refused the credentials, or the registry answered 401
+/// (with Basic auth the client only learns at its first real request).
+fn refused_credentials(e: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode;
+    match e {
+        OciDistributionError::AuthenticationFailure(_)
+        | OciDistributionError::UnauthorizedError { .. } => true,
+        OciDistributionError::RequestError(e) => e.status() == Some(http::StatusCode::UNAUTHORIZED),
+        OciDistributionError::ServerError { code, .. } => *code == 401,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| e.code == OciErrorCode::Unauthorized),
+        _ => false,
     }
 }
 
