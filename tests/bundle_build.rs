@@ -102,6 +102,30 @@ fn signed_build_through_mirrors_reads_with_stock_tools() {
         .output()
         .expect("verify");
     ok(&v, "bundle verify");
+    // inspect says what each upstream index lists beyond the bundle, and why.
+    let inspect = run({
+        let mut c = Command::new(FERRY);
+        c.args(["bundle", "inspect"]).arg(&out);
+        c
+    });
+    ok(&inspect, "bundle inspect");
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.contains(
+            "left out: 6 of the upstream index's entries (3 platform not requested: linux/arm/v7, \
+             linux/ppc64le, linux/s390x; 3 foreign layers: windows/amd64 10.0.17763.5458, \
+             windows/amd64 10.0.20348.2322, windows/amd64 10.0.25398.709)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "left out: 6 of the upstream index's entries (2 platform not requested: \
+             linux/arm/v7, linux/ppc64le; 4 attestation)"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.matches("    signature: quay.io/").count(), 6, "{text}");
     let x = work.path().join("x");
     std::fs::create_dir(&x).expect("mkdir");
     ok(

@@ -155,8 +155,41 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             i.digest,
             i.platforms.join(", ")
         );
+        if !i.left_out.is_empty() {
+            println!(
+                "    left out: {} of the upstream index's entries ({})",
+                i.left_out.len(),
+                left_out_summary(&i.left_out)
+            );
+        }
+        if let Some(sig) = &i.signature {
+            println!("    signature: {} ({})", sig.reference, sig.digest);
+        }
     }
     Ok(())
+}
+
+/// `3 platform not requested: linux/arm/v7, linux/ppc64le, linux/s390x; 3 foreign layers: windows/amd64 ...`
+fn left_out_summary(left_out: &[ferry_bundles::LeftOut]) -> String {
+    let mut by_reason: std::collections::BTreeMap<_, Vec<&str>> = Default::default();
+    for e in left_out {
+        by_reason.entry(e.reason).or_default().push(&e.platform);
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, platforms)| match reason {
+            ferry_bundles::LeftOutReason::Attestation => {
+                format!("{} {}", platforms.len(), reason.describe())
+            }
+            _ => format!(
+                "{} {}: {}",
+                platforms.len(),
+                reason.describe(),
+                platforms.join(", ")
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
