@@ -671,9 +671,21 @@ fn containerd_pulls_every_image_through_the_mirror_over_tls() {
     let containerd = Containerd::start();
     pull_everything(&containerd, &hosts, &fx.digests);
 
-    // Without the CA the same pull fails: TLS is really checked.
-    let bad_dir = fx.dir.path().join("noca");
-    let bad = hosts_dir(&bad_dir, &["registry.k8s.io"], &mirror.url, None);
+    // Without the CA the same pull fails on the certificate: TLS is really
+    // checked. The mirror is also `server`, so containerd has no upstream to
+    // fall back to and the result does not depend on the internet (containerd
+    // 1.6 rejects a hosts.toml without a [host] table and then falls back to
+    // the upstream, so the mirror is listed as a host too).
+    let bad = fx.dir.path().join("noca/certs.d");
+    std::fs::create_dir_all(bad.join("registry.k8s.io")).unwrap();
+    std::fs::write(
+        bad.join("registry.k8s.io/hosts.toml"),
+        format!(
+            "server = \"{0}\"\n\n[host.\"{0}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            mirror.url
+        ),
+    )
+    .unwrap();
     let other = Containerd::start();
     let out = other.ctr(&[
         "images",
@@ -682,5 +694,19 @@ fn containerd_pulls_every_image_through_the_mirror_over_tls() {
         bad.to_str().unwrap(),
         "registry.k8s.io/pause:3.9",
     ]);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "pull without the CA must fail");
+    assert!(
+        err.contains("x509: certificate signed by unknown authority")
+            && err.contains(&format!(
+                "{}/v2/pause/manifests/3.9?ns=registry.k8s.io",
+                mirror.url
+            )),
+        "the pull must fail on the mirror's certificate: {err}"
+    );
+    assert!(
+        mirror.log_text().contains("TLS handshake failed"),
+        "the mirror saw the client reject its certificate:\n{}",
+        mirror.log_text()
+    );
 }

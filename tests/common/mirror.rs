@@ -307,7 +307,9 @@ impl Drop for Containerd {
     }
 }
 
-/// `certs.d`-style hosts dir: one `hosts.toml` per upstream host pointing at `mirror_url`.
+/// `certs.d`-style hosts dir: one `hosts.toml` per upstream host pointing at
+/// `mirror_url`, which is also `server`: containerd never falls back to the
+/// upstream itself, so no test depends on whether the internet is reachable.
 pub fn hosts_dir(dir: &Path, upstreams: &[&str], mirror_url: &str, ca: Option<&Path>) -> PathBuf {
     let root = dir.join("certs.d");
     for host in upstreams {
@@ -318,7 +320,7 @@ pub fn hosts_dir(dir: &Path, upstreams: &[&str], mirror_url: &str, ca: Option<&P
             .unwrap_or_default();
         std::fs::write(
             d.join("hosts.toml"),
-            format!("server = \"https://{host}\"\n\n[host.\"{mirror_url}\"]\n  capabilities = [\"pull\", \"resolve\"]\n{ca_line}"),
+            format!("server = \"{mirror_url}\"\n{}\n[host.\"{mirror_url}\"]\n  capabilities = [\"pull\", \"resolve\"]\n{ca_line}", ca_line.trim_start()),
         )
         .unwrap();
     }
