@@ -167,7 +167,7 @@ fn manifest(
             return error(
                 StatusCode::NOT_FOUND,
                 "MANIFEST_UNKNOWN",
-                &format!("{}@{reference} is not in any unpacked bundle", repo.name()),
+                &not_carried(repo, reference),
             );
         }
         reference
@@ -209,6 +209,21 @@ fn manifest(
         );
     }
     manifest_response(m)
+}
+
+/// Why a manifest digest is not served: an index entry the bundle left out
+/// names its platform and what the bundle carries instead.
+fn not_carried(repo: &Repo, digest: &str) -> String {
+    match repo.absent.get(digest) {
+        Some(a) => format!(
+            "{}@{digest} ({}) is not in bundle {}; it carries {}",
+            repo.name(),
+            a.platform,
+            a.bundle,
+            a.carried.join(", ")
+        ),
+        None => format!("{}@{digest} is not in any unpacked bundle", repo.name()),
+    }
 }
 
 fn manifest_response(m: &Manifest) -> Response<Body> {

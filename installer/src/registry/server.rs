@@ -35,7 +35,9 @@ pub struct ServeOptions {
 pub enum ServeError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("listen on {addr}: {source}; stop whatever holds the address or pick another with --listen")]
+    #[error(
+        "listen on {addr}: {source}; stop whatever holds the address or pick another with --listen"
+    )]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
@@ -73,6 +75,7 @@ impl State {
                     repositories = catalog.repositories().len(),
                     "catalog reloaded ({why})"
                 );
+                catalog.log_images();
                 let mut slot = self.catalog.write().unwrap_or_else(|p| p.into_inner());
                 *slot = Arc::new(catalog);
             }
@@ -103,6 +106,7 @@ pub async fn serve(
         repositories = catalog.repositories().len(),
         "catalog loaded"
     );
+    catalog.log_images();
     let tls = match &opts.tls {
         Some((cert, key)) => Some(tls_acceptor(cert, key)?),
         None => None,
