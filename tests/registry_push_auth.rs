@@ -8,11 +8,15 @@
 //!   the same CA, which trades the right Basic credentials for an RS256 JWT
 //!   and refuses anything else.
 //!
-//! The right password pushes every image and skopeo reads each tag back with
-//! the digest bundle.json records; a wrong one fails, naming the target and
-//! saying that authentication failed, and the registry stores nothing. The
-//! password, and every token the token server issued, never shows in ferry's
-//! stdout, stderr, `--json` report or `RUST_LOG=debug` log.
+//! The right password pushes every tag the bundle carries, and skopeo (with
+//! the credentials and the CA) reads each back: as the digest bundle.json
+//! records, or, where docker-registry refused the partial upstream index, as
+//! the index of the carried platforms the report names, with every carried
+//! platform's manifest under its upstream digest. No password, or a wrong
+//! one, fails: exit 1, naming the target and saying that authentication
+//! failed, and the registry stores nothing. The password, and every token the
+//! token server issued, never shows in ferry's stdout, stderr, `--json`
+//! report or `RUST_LOG=debug` log.
 
 mod common;
 
@@ -74,8 +78,8 @@ fn token_exchange_over_tls_pushes_with_the_right_password_and_refuses_a_wrong_on
     assert!(!issued.is_empty(), "no token was issued");
     let mut secrets = vec![PASSWORD];
     secrets.extend(issued.iter().map(String::as_str));
-    // A JWT's signature alone is enough to forge nothing, but it is the part
-    // that makes the token a credential: it must not show either.
+    // Each token's signature part on its own too, in case a log printed a
+    // token in pieces.
     secrets.extend(issued.iter().filter_map(|t| t.rsplit('.').next()));
     assert_no_secret(&right, &secrets);
     assert_debug_logged(&right);
