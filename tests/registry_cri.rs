@@ -400,6 +400,10 @@ fn pull_all_through_cri(cri: &Cri, site: &Site, serve: &Serve) {
             serve.log_text()
         );
     }
+    eprintln!(
+        "CRI pulled {} images through the mirror, each with its upstream digest",
+        site.images().len()
+    );
     let listed = cri.call(&["list"]).expect("ListImages");
     for (reference, digest) in site.images() {
         let (registry, path, _) = split_ref(&reference);
