@@ -308,6 +308,18 @@ pub async fn resolve(
                 !e.is_attestation() && e.platform.as_ref().is_some_and(|pl| pl.matches(p))
             });
             let Some(entry) = entry else {
+                if let Some(nested) = entries
+                    .iter()
+                    .find(|e| e.media_type.as_deref().is_some_and(is_index))
+                {
+                    return Err(Error::Image {
+                        image: image.into(),
+                        reason: format!(
+                            "{p} is not listed at the top of the index {digest}, which nests the index {}; nested indexes are not supported by the builder",
+                            nested.digest
+                        ),
+                    });
+                }
                 return Err(Error::MissingPlatform {
                     image: image.into(),
                     platform: p.clone(),

@@ -478,3 +478,121 @@ fn layout_error(store: &Store, digest: &str, reason: &str) -> CatalogError {
         reason: reason.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Writes `value` as a blob; returns its digest and size.
+    fn put(store: &Store, value: &serde_json::Value) -> (String, usize) {
+        let bytes = serde_json::to_vec(value).unwrap();
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        std::fs::write(store.blob_path(&digest).unwrap(), &bytes).unwrap();
+        (digest, bytes.len())
+    }
+
+    fn absent_digest(name: &str) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(name.as_bytes())))
+    }
+
+    /// An OCI index whose first entry is itself an index: both may list
+    /// entries the bundle does not carry. What is carried is served, what is
+    /// not is named with its platform, at every depth.
+    #[test]
+    fn nested_partial_indexes_serve_what_is_carried() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path());
+        std::fs::create_dir_all(store.blobs_dir()).unwrap();
+        let (config, config_size) = put(&store, &json!({"architecture": "amd64", "os": "linux"}));
+        let (layer, layer_size) = put(&store, &json!("a layer"));
+        let (amd64, amd64_size) = put(
+            &store,
+            &json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": layer_size},
+                           {"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                            "digest": absent_digest("foreign"), "size": 9, "urls": ["https://example.invalid/x"]}]}),
+        );
+        let arm64 = absent_digest("arm64");
+        let (inner, inner_size) = put(
+            &store,
+            &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": amd64, "size": amd64_size, "platform": {"os": "linux", "architecture": "amd64"}},
+                {"mediaType": OCI_MANIFEST, "digest": arm64, "size": 1, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}}]}),
+        );
+        let windows = absent_digest("windows");
+        let (outer, outer_size) = put(
+            &store,
+            &json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": [
+                {"mediaType": OCI_INDEX, "digest": inner, "size": inner_size},
+                {"mediaType": DOCKER_MANIFEST, "digest": windows, "size": 1,
+                 "platform": {"os": "windows", "architecture": "amd64", "os.version": "10.0.20348.2322"}}]}),
+        );
+        let images = dir.path().join("bundles/prod/images");
+        std::fs::create_dir_all(&images).unwrap();
+        std::fs::write(dir.path().join("bundles/prod/bundle.json"), b"{}").unwrap();
+        let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": DOCKER_LIST, "digest": outer,
+            "size": outer_size, "annotations": {REF_NAME: "registry.example/app:1.0"}}]});
+        std::fs::write(
+            images.join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+
+        let catalog = Catalog::load(&store).unwrap();
+        assert!(catalog.refused().is_empty(), "{:?}", catalog.refused());
+        let repo = catalog.resolve("registry.example/app", None).unwrap();
+        assert_eq!(repo.tags["1.0"], outer);
+        for d in [&outer, &inner, &amd64] {
+            assert!(repo.manifests.contains(d.as_str()), "{d} served");
+        }
+        assert!(repo.blobs.contains(&layer) && repo.blobs.contains(&config));
+        assert_eq!(repo.absent[&arm64].platform, "linux/arm64/v8");
+        assert_eq!(
+            repo.absent[&windows].platform,
+            "windows/amd64 10.0.20348.2322"
+        );
+        assert_eq!(repo.absent[&windows].carried, ["linux/amd64"]);
+        assert_eq!(repo.absent[&windows].bundle, "prod");
+        let summary = &catalog.images()[0];
+        assert_eq!(
+            (summary.platforms.clone(), summary.absent),
+            (vec!["linux/amd64".to_owned()], 2)
+        );
+    }
+
+    /// A carried image manifest whose layer is gone is refused by name.
+    #[test]
+    fn an_image_missing_a_layer_is_refused_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path());
+        std::fs::create_dir_all(store.blobs_dir()).unwrap();
+        let (config, config_size) = put(&store, &json!({"architecture": "amd64", "os": "linux"}));
+        let (manifest, size) = put(
+            &store,
+            &json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": absent_digest("gone"), "size": 4}]}),
+        );
+        let images = dir.path().join("bundles/prod/images");
+        std::fs::create_dir_all(&images).unwrap();
+        std::fs::write(dir.path().join("bundles/prod/bundle.json"), b"{}").unwrap();
+        let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": manifest,
+            "size": size, "annotations": {REF_NAME: "registry.example/app:1.0"}}]});
+        std::fs::write(
+            images.join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+        let catalog = Catalog::load(&store).unwrap();
+        assert_eq!(catalog.image_count(), 0);
+        let refused = &catalog.refused()[0];
+        assert_eq!(refused.reference, "registry.example/app:1.0");
+        assert!(
+            refused.reason.contains(&absent_digest("gone")[7..]),
+            "{}",
+            refused.reason
+        );
+    }
+}
