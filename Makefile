@@ -7,9 +7,12 @@ N ?= 7
 
 all: build
 
-deps:            ## apt packages the tests, demo and benchmarks use
+deps:            ## apt and pip packages the tests, demo and benchmarks use
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$(grep -v '^#' .ci/packages.txt)
+	# --break-system-packages only where python3 is Debian's own (PEP 668).
+	python3 -m pip install --quiet -r .ci/requirements.txt || \
+	    python3 -m pip install --quiet --break-system-packages -r .ci/requirements.txt
 
 build:
 	$(CARGO) build --workspace

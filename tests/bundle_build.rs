@@ -335,7 +335,7 @@ fn shared_layers(layout: &Path) -> BTreeSet<String> {
             .expect("index")
             .clone()
             .into_iter()
-            .filter(|m| common::mirror::carried_entry(m))
+            .filter(common::mirror::carried_entry)
         {
             for l in read(m["digest"].as_str().expect("digest"))["layers"]
                 .as_array()

@@ -220,7 +220,9 @@ impl Containerd {
                 "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
                  disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
                  [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n\
-                 [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n",
+                 [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n\
+                 [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{opt}\"\n",
+                opt = dir.path().join("opt").display(),
                 root = dir.path().join("root").display(),
                 state = dir.path().join("state").display(),
                 sock = sock.display(),

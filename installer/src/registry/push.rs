@@ -46,12 +46,13 @@ pub enum PushError {
     Target(String),
     #[error("{path}: {reason}")]
     Ca { path: PathBuf, reason: String },
-    #[error("{image}: {what}: {source}")]
+    // The registry's error is in the message, so it is not also chained as a
+    // source (that would print it twice).
+    #[error("{image}: {what}: {error}")]
     Registry {
         image: String,
         what: String,
-        #[source]
-        source: OciDistributionError,
+        error: OciDistributionError,
     },
     #[error("{image}: {reason}")]
     Image { image: String, reason: String },
@@ -114,7 +115,7 @@ impl PushedImage {
 impl PushError {
     /// Credentials refused: every other image would fail the same way.
     pub fn is_authentication(&self) -> bool {
-        matches!(self, PushError::Registry { source, .. } if refused_credentials(source))
+        matches!(self, PushError::Registry { error, .. } if refused_credentials(error))
     }
 }
 
@@ -266,10 +267,10 @@ impl Job<'_> {
             tag.to_owned(),
         );
         let shown = format!("{}/{repository}:{tag}", self.target.registry);
-        let reg_err = |what: &str, source: OciDistributionError| PushError::Registry {
+        let reg_err = |what: &str, error: OciDistributionError| PushError::Registry {
             image: shown.clone(),
             what: what.to_owned(),
-            source,
+            error,
         };
         retry(|| self.client.auth(&image, self.auth, RegistryOperation::Push))
             .await
@@ -350,7 +351,7 @@ impl Job<'_> {
             .map_err(|e| PushError::Registry {
                 image: shown.to_owned(),
                 what: format!("PUT reduced index {}", reduced.digest),
-                source: e,
+                error: e,
             })
     }
 
@@ -385,10 +386,10 @@ impl Job<'_> {
     ) -> Result<(), PushError> {
         futures::stream::iter(blobs.iter().cloned().map(Ok::<_, PushError>))
             .try_for_each_concurrent(self.concurrency, |(blob, size)| async move {
-                let err = |what: String, source| PushError::Registry {
+                let err = |what: String, error| PushError::Registry {
                     image: shown.to_owned(),
                     what,
-                    source,
+                    error,
                 };
                 if retry(|| self.client.blob_exists(image, &blob))
                     .await
