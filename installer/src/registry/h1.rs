@@ -20,8 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const MAX_HEADERS: usize = 100;
-/// Read size for request heads; the buffer is freed while a connection idles.
-const READ_BUF: usize = 4096;
+/// Read size for request heads (containerd's are about 500 bytes); the
+/// buffer grows for larger heads and is freed while a connection idles.
+const READ_BUF: usize = 1024;
 /// Generated bodies (manifests, listings, errors) are collected before sending.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 /// How long a closing connection gets to take our FIN or TLS close_notify.
@@ -176,14 +177,16 @@ pub async fn serve(io: Io, peer: SocketAddr, state: Arc<State>) {
     loop {
         match c.read_head(wait_until, first).await {
             Next::Request(req) => {
-                if !c.respond(req).await {
+                // Boxed: an idle connection's task stays small.
+                if !Box::pin(c.respond(req)).await {
                     break;
                 }
             }
             Next::H2 => {
                 let prefix = c.buf.split().freeze();
                 let Conn { io, state, .. } = c;
-                return super::h2::serve(Rewind::new(prefix, io), peer, state).await;
+                let h2 = super::h2::serve(Rewind::new(prefix, io), peer, state);
+                return Box::pin(h2).await;
             }
             Next::Bad(status, msg) => {
                 tracing::debug!(%peer, "bad request: {msg}");
