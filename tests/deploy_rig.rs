@@ -92,6 +92,7 @@ fn plan(rig: &Rig, greetings: &[&str]) -> ClusterPlan {
         apiserver_endpoint: "https://127.0.0.1:6443".into(),
         etcd_endpoints: vec![],
         bin_dir: PathBuf::from("/opt/ferry-test/bin"),
+        restrict_oom_score_adj: false,
         admin_kubeconfig: PathBuf::from("/nonexistent"),
         hosts: rig
             .hosts

@@ -1,7 +1,8 @@
 //! `ferry install` end to end on a 7-host rig: 3 masters that are also etcd
 //! members, 2 nodes, 2 ex_lb hosts; the test process is the deploy host.
 //!
-//! Real parts: etcd, etcdctl, containerd, ctr, runc and the CNI plugins are
+//! Real parts: etcd, etcdctl, containerd (pulled from through its CRI plugin
+//! with the test client tests/fixtures/cri/cri_client.py), runc and the CNI plugins are
 //! Debian's binaries carried in the fixture bundle; haproxy, keepalived,
 //! systemd and sshd are the machine's own; the registry mirror is ferry's.
 //! STAND-INS: kube-apiserver, kube-controller-manager, kube-scheduler,
@@ -88,9 +89,13 @@ fn inventory(rig: &Rig) -> String {
     s
 }
 
+/// The test hosts are containers on a machine without CAP_SYS_RESOURCE, like
+/// LXC nodes: containerd must not lower OOM scores there.
+const RESTRICT_OOM: &str = "CONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n";
+
 fn config() -> String {
     format!(
-        "CLUSTER_NAME: \"e2e\"\nK8S_VER: \"1.29.6\"\nCONTAINER_RUNTIME: \"containerd\"\nVIP: \"{}\"\nVIP_IF: \"eth0\"\nHOST_SUBNET_PREFIX: 24\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\n",
+        "CLUSTER_NAME: \"e2e\"\nK8S_VER: \"1.29.6\"\nCONTAINER_RUNTIME: \"containerd\"\nVIP: \"{}\"\nVIP_IF: \"eth0\"\nHOST_SUBNET_PREFIX: 24\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\n{RESTRICT_OOM}",
         vip()
     )
 }
@@ -259,10 +264,81 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// The CRI test client (tests/fixtures/cri/cri_client.py, not part of ferry)
+/// run on a test host against ferry's containerd: one call, its JSON answer.
+fn cri(rig: &Rig, host: &str, call: &str) -> Value {
+    let python = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3");
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_owned();
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cri/cri_client.py");
+    let out = rig.sh(
+        host,
+        &format!(
+            "{python} {} --socket /run/containerd/containerd.sock --gen /var/tmp/ferry-cri-gen {call}",
+            client.display()
+        ),
+    );
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{host}: CRI {call}: {e}: {out}"))
+}
+
+/// A pod sandbox started through CRI on a host that has pulled nothing yet:
+/// containerd resolves its sandbox image (the bundle's pause) through the
+/// mirror, with the upstream digest, and the sandbox runs.
+fn sandbox_comes_from_the_mirror(rig: &Rig, host: &str, images: &[(String, String)]) {
+    let status = cri(rig, host, "status");
+    let config: Value = serde_json::from_str(status["info"]["config"].as_str().unwrap()).unwrap();
+    let pause = config["sandboxImage"].as_str().unwrap().to_owned();
+    let (_, digest) = images
+        .iter()
+        .find(|(r, _)| *r == pause)
+        .expect("sandbox image in the bundle");
+    assert!(cri(rig, host, &format!("image-status {pause}"))["image"].is_null());
+    let id = cri(rig, host, "run-sandbox e2e-probe")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let state = cri(rig, host, &format!("sandbox-status {id}"));
+    assert_eq!(state["state"], "SANDBOX_READY", "{host}: {state}");
+    let pulled = cri(rig, host, &format!("image-status {pause}"));
+    let expected = format!("{}@{digest}", pause.rsplit_once(':').unwrap().0);
+    assert!(
+        pulled["image"]["repo_digests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| *d == expected.as_str()),
+        "{host}: sandbox image {pulled}, expected {expected}"
+    );
+    cri(rig, host, &format!("remove-sandbox {id}"));
+}
+
 #[test]
 fn install_deploys_a_working_cluster_to_seven_hosts() {
     let s = setup();
     let rig = &s.rig;
+
+    // Without CONTAINERD_RESTRICT_OOM_SCORE_ADJ, preflight stops the install on
+    // these hosts (no pod sandbox could start), naming the key, before any change.
+    let config_file = s.dir.path().join("config.yml");
+    std::fs::write(&config_file, config().replace(RESTRICT_OOM, "")).unwrap();
+    let refused = s.install();
+    let text = String::from_utf8_lossy(&refused.stdout).into_owned()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains("set CONTAINERD_RESTRICT_OOM_SCORE_ADJ: true"),
+        "{text}"
+    );
+    assert!(rig
+        .exec(
+            "h4",
+            "test ! -e /etc/systemd/system/containerd.service && test ! -e /etc/containerd/certs.d"
+        )
+        .status
+        .success());
+    std::fs::write(&config_file, config()).unwrap();
 
     let t = Instant::now();
     let first = s.install();
@@ -284,8 +360,9 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
         "written-on-h1"
     );
 
-    // containerd from ferry's unit pulls every image of the bundle by its upstream
-    // name through the mirror (the hosts have no route anywhere else).
+    // containerd from ferry's unit, through its CRI plugin as kubelet calls it,
+    // pulls every image of the bundle by its upstream name through the mirror
+    // (the hosts have no route anywhere else), with the upstream digests.
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(
             s.dir
@@ -302,13 +379,22 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
         .unwrap(),
     )
     .unwrap();
-    let images: Vec<String> = manifest["images"]
+    let images: Vec<(String, String)> = manifest["images"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| i["reference"].as_str().unwrap().to_string())
+        .map(|i| {
+            let digest = i["digest"].as_str().unwrap().to_string();
+            (i["reference"].as_str().unwrap().to_string(), digest)
+        })
         .collect();
-    assert!(images.iter().any(|i| i.contains("pause")), "{images:?}");
+    assert!(
+        images.iter().any(|(i, _)| i.contains("pause")),
+        "{images:?}"
+    );
+    let repo_digest = |reference: &str, digest: &str| {
+        format!("{}@{digest}", reference.rsplit_once(':').unwrap().0)
+    };
     for h in MASTERS.iter().chain(NODES.iter()) {
         let unit = rig.sh(h, "systemctl cat containerd.service | head -n 3");
         assert!(
@@ -320,14 +406,20 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
             "grep -E '^\\s*sandbox_image' /etc/containerd/config.toml",
         );
         assert!(sandbox.contains("pause"), "{h}: {sandbox}");
-        for img in &images {
-            rig.sh(h, &format!("ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d {img} >/dev/null"));
+        if *h == NODES[0] {
+            sandbox_comes_from_the_mirror(rig, h, &images);
         }
-        let listed = rig.sh(h, "ctr -n k8s.io images ls -q");
-        for img in &images {
+        for (img, digest) in &images {
+            cri(rig, h, &format!("pull {img}"));
+            let status = cri(rig, h, &format!("image-status {img}"));
+            let digests = &status["image"]["repo_digests"];
             assert!(
-                listed.contains(img.as_str()),
-                "{h}: {img} not in containerd after pull:\n{listed}"
+                digests
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|d| *d == repo_digest(img, digest).as_str()),
+                "{h}: {img} has repo digests {digests}, not the bundle's {digest}"
             );
         }
     }

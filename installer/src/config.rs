@@ -71,6 +71,9 @@ pub struct Config {
     /// Whether containerd may fall back to the upstream registry itself after
     /// the mirrors (off: a disconnected site has no upstream to reach).
     pub ferry_upstream_fallback: Setting<bool>,
+    /// containerd's CRI `restrict_oom_score_adj`: for hosts that cannot lower
+    /// OOM scores (containers without CAP_SYS_RESOURCE, such as LXC).
+    pub containerd_restrict_oom_score_adj: Setting<bool>,
     /// Prefix length of the hosts' network (the inventory has no netmasks).
     pub host_subnet_prefix: Setting<u8>,
     /// Namespaces that get the ResourceQuota / LimitRange / default-deny templates.
@@ -126,6 +129,7 @@ const KNOWN_KEYS: &[&str] = &[
     "FERRY_REGISTRY_HOSTS",
     "FERRY_REGISTRY_PORT",
     "FERRY_UPSTREAM_FALLBACK",
+    "CONTAINERD_RESTRICT_OOM_SCORE_ADJ",
     "HOST_SUBNET_PREFIX",
     "TENANT_NAMESPACES",
 ];
@@ -429,6 +433,7 @@ impl Config {
             ferry_registry_hosts: r.list("FERRY_REGISTRY_HOSTS", &[]),
             ferry_registry_port: r.number("FERRY_REGISTRY_PORT", 5000u16),
             ferry_upstream_fallback: r.bool("FERRY_UPSTREAM_FALLBACK", false),
+            containerd_restrict_oom_score_adj: r.bool("CONTAINERD_RESTRICT_OOM_SCORE_ADJ", false),
             host_subnet_prefix: r.number("HOST_SUBNET_PREFIX", 24u8),
             tenant_namespaces: r.list("TENANT_NAMESPACES", &["prod-business"]),
         };

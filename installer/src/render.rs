@@ -514,7 +514,8 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
                 )),
             }
             let ctx = json!({"cluster": cluster, "host": host,
-                "containerd": {"sandbox_image": sandbox, "runc": runc_path, "bin_dir": runtime_bin_dir}});
+                "containerd": {"sandbox_image": sandbox, "runc": runc_path, "bin_dir": runtime_bin_dir,
+                    "restrict_oom_score_adj": cfg.containerd_restrict_oom_score_adj.value}});
             h.text(
                 "/etc/containerd/config.toml",
                 r.render("containerd/config.toml", &ctx)?,

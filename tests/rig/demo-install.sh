@@ -42,6 +42,8 @@ VIP: "$NET.250"
 VIP_IF: "eth0"
 HOST_SUBNET_PREFIX: 24
 PROXY_MODE: "ipvs"
+# The test hosts are containers without CAP_SYS_RESOURCE (like LXC nodes).
+CONTAINERD_RESTRICT_OOM_SCORE_ADJ: true
 EOF
 
 echo "== ferry install to 7 test hosts (logs: $DEMO/cluster/logs)"

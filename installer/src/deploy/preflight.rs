@@ -37,6 +37,7 @@ echo "hostname=$(hostname)"
 echo "container=$(systemd-detect-virt -c 2>/dev/null || true)"
 echo "disk=$(df -Pk / | awk 'NR==2{{print $4}}')"
 echo "swap=$(awk 'NR>1' /proc/swaps 2>/dev/null | wc -l)"
+echo "capbnd=$(awk '/^CapBnd:/{{print $2}}' /proc/self/status)"
 for m in {modules}; do if [ -d /sys/module/$m ] || modprobe -n $m 2>/dev/null; then :; else echo "nomod=$m"; fi; done
 for p in {ports}; do
   l=$(ss -Htlnp "sport = :$p" 2>/dev/null | head -n1)
@@ -247,6 +248,9 @@ pub async fn check_host(
             problem(format!("kernel module {m} is neither loaded nor available (modprobe -n {m} fails): install the kernel's modules package"), false);
         }
     }
+    if let Some(p) = oom_score_problem(plan, host, one("capbnd")) {
+        problem(p, false);
+    }
     let ours: Vec<&str> = host.services.iter().map(|s| s.unit.as_str()).collect();
     for p in kv.get("port").cloned().unwrap_or_default() {
         let (port, unit) = p.split_once(' ').unwrap_or((p, "unknown"));
@@ -261,6 +265,25 @@ pub async fn check_host(
 }
 
 /// Cross-host checks: node names must be unique (the kubelet registers by hostname).
+/// CAP_SYS_RESOURCE, which lowering a process's OOM score below its parent's needs.
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// containerd's CRI gives pod sandboxes an OOM score of -998; a host without
+/// CAP_SYS_RESOURCE (a container such as LXC) cannot set it, and every pod
+/// then fails to start with a runc error that does not say why.
+fn oom_score_problem(plan: &ClusterPlan, host: &HostPlan, capbnd: &str) -> Option<String> {
+    let runs_containerd = host.services.iter().any(|s| s.unit == "containerd.service");
+    if !runs_containerd || plan.restrict_oom_score_adj {
+        return None;
+    }
+    let caps = u64::from_str_radix(capbnd.trim(), 16).ok()?;
+    (caps & (1 << CAP_SYS_RESOURCE) == 0).then(|| {
+        "cannot lower OOM scores (no CAP_SYS_RESOURCE, as in a container): containerd could not \
+         start any pod sandbox; set CONTAINERD_RESTRICT_OOM_SCORE_ADJ: true in config.yml"
+            .to_owned()
+    })
+}
+
 pub fn check_unique_hostnames(facts: &[(String, HostFacts)]) -> Vec<Finding> {
     let mut seen: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (host, f) in facts {

@@ -79,6 +79,7 @@ pub fn build_plan(
         apiserver_endpoint: cluster.apiserver_endpoint(),
         etcd_endpoints,
         bin_dir: PathBuf::from(&cluster.bin_dir),
+        restrict_oom_score_adj: cluster.config.containerd_restrict_oom_score_adj.value,
         hosts,
     })
 }

@@ -30,6 +30,9 @@ pub struct ClusterPlan {
     pub etcd_endpoints: Vec<String>,
     /// Where binaries go on every host (`bin_dir`, kubeasz default `/opt/kube/bin`).
     pub bin_dir: PathBuf,
+    /// containerd does not lower OOM scores below its own
+    /// (`CONTAINERD_RESTRICT_OOM_SCORE_ADJ`): hosts without CAP_SYS_RESOURCE need it.
+    pub restrict_oom_score_adj: bool,
     /// Admin kubeconfig on the deploy host (inside `cluster_dir`).
     pub admin_kubeconfig: PathBuf,
     /// Hosts in inventory order (each host once, whatever its roles).
