@@ -38,8 +38,15 @@ fn short_file(blob: &BlobFile) -> io::Error {
     )
 }
 
+/// sendfile(2) refused the file before sending a byte (a filesystem that does
+/// not support it): the caller falls back to [`copy`].
+pub fn unsupported(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Unsupported
+}
+
 /// sendfile(2) the blob's range into `sock`; gives up when the client takes
-/// nothing for `stall`.
+/// nothing for `stall`. Fails with `ErrorKind::Unsupported`, having sent
+/// nothing, where the file's filesystem cannot sendfile.
 pub async fn sendfile(sock: &TcpStream, blob: &BlobFile, stall: Duration) -> io::Result<()> {
     let (out, src) = (sock.as_raw_fd(), blob.file.as_raw_fd());
     let mut offset = blob.start as libc::off_t;
@@ -54,7 +61,14 @@ pub async fn sendfile(sock: &TcpStream, blob: &BlobFile, stall: Duration) -> io:
                 // above) and `offset` is a valid, exclusively borrowed off_t.
                 let n = unsafe { libc::sendfile(out, src, &mut offset, count) };
                 if n < 0 {
-                    Err(io::Error::last_os_error())
+                    let err = io::Error::last_os_error();
+                    let first = offset as u64 == blob.start;
+                    Err(match err.raw_os_error() {
+                        Some(libc::EINVAL | libc::ENOSYS) if first => {
+                            io::Error::new(io::ErrorKind::Unsupported, err)
+                        }
+                        _ => err,
+                    })
                 } else {
                     Ok(n as usize)
                 }

@@ -304,7 +304,11 @@ impl Conn {
             .await
             .map_err(|_| timed_out())??;
         match (blob, &mut self.io) {
-            (Some(blob), Io::Plain(sock)) => blobsend::sendfile(sock, &blob, stall).await,
+            (Some(blob), Io::Plain(sock)) => match blobsend::sendfile(sock, &blob, stall).await {
+                // A filesystem without sendfile(2): the same bytes by read and write.
+                Err(e) if blobsend::unsupported(&e) => blobsend::copy(sock, &blob, stall).await,
+                other => other,
+            },
             (Some(blob), Io::Tls(tls)) => blobsend::copy(tls.as_mut(), &blob, stall).await,
             (None, io) => tokio::time::timeout(stall, io.flush())
                 .await
