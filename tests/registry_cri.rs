@@ -20,7 +20,6 @@ mod common;
 
 use common::upstream::{free_port, Upstream, UpstreamOptions};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -188,30 +187,18 @@ impl Serve {
     fn start(site: &Site, tree: &Path) -> Serve {
         let log = site.dir.path().join("mirror.log");
         let tls = tree.join("etc/ferry/registry");
-        let mut child = ferry()
-            .args(["registry", "serve", "--listen"])
+        let mut cmd = ferry();
+        cmd.args(["registry", "serve", "--listen"])
             .arg(format!("127.0.0.1:{}", site.port))
             .arg("--data-dir")
             .arg(site.data())
             .arg("--tls-cert")
             .arg(tls.join("tls.pem"))
             .arg("--tls-key")
-            .arg(tls.join("tls-key.pem"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start ferry registry serve");
-        let mut line = String::new();
-        let stdout = child.stdout.take().unwrap();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let serve = Serve { child, log };
-        assert!(
-            line.starts_with("listening on https://"),
-            "registry serve did not start: {line:?}\n{}",
-            serve.log_text()
-        );
-        serve
+            .arg(tls.join("tls-key.pem"));
+        let (child, url) = common::mirror::spawn_serve(cmd, &log);
+        assert!(url.starts_with("https://"), "{url}");
+        Serve { child, log }
     }
 
     fn log_text(&self) -> String {

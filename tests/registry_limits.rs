@@ -9,13 +9,13 @@
 
 mod common;
 
-use common::mirror::{carried_entry, ferry, sha256_hex, TestCa};
+use common::mirror::{carried_entry, ferry, sha256_hex, spawn_serve, TestCa};
 use common::testbundle::{keypair, make_bundle, unpack_into};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const REFS: &[&str] = &[
@@ -61,25 +61,8 @@ impl Server {
                 .arg("--tls-key")
                 .arg(&ca.key);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start ferry registry serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some((_, addr)) = line.trim().split_once("://") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "registry serve did not start: {line:?}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
-        let addr = addr.parse().unwrap();
+        let (child, url) = spawn_serve(cmd, &log);
+        let addr = url.split_once("://").unwrap().1.parse().unwrap();
         Server { child, addr, log }
     }
 

@@ -109,6 +109,31 @@ pub fn left_out_entries(layout: &Path, digest: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Starts a prepared `ferry registry serve` command with its log in `log` and
+/// waits for its `listening on URL` line: the child and the URL.
+pub fn spawn_serve(mut cmd: Command, log: &Path) -> (Child, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start ferry registry serve");
+    let mut line = String::new();
+    let stdout = child.stdout.take().unwrap();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    match line.trim().strip_prefix("listening on ") {
+        Some(url) => (child, url.to_owned()),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "registry serve did not start: {line:?}\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        }
+    }
+}
+
 /// `ferry registry serve` on a free loopback port; SIGTERM then kill on drop.
 pub struct Mirror {
     child: Child,
@@ -128,28 +153,10 @@ impl Mirror {
         if let Some((cert, key)) = tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start ferry registry serve");
-        let mut line = String::new();
-        let stdout = child.stdout.take().unwrap();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!(
-                    "registry serve did not start: {line:?}\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            });
+        let (child, url) = spawn_serve(cmd, &log);
         let addr = url.split_once("://").unwrap().1.to_owned();
         Mirror {
-            url: url.to_owned(),
+            url,
             addr,
             child,
             log,
