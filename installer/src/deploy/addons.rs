@@ -1,127 +1,184 @@
-//! Addons: the manifests the plan placed are applied with the bundle's kubectl
-//! once an apiserver answers. A kubectl that is a test stand-in (it says so in
-//! its version) cannot apply anything: the manifests are then only validated
-//! (every document has apiVersion and kind) and recorded as placed.
+//! Addons: the objects of the manifests the plan placed (every
+//! `/etc/ferry/addons/*.yaml`) are applied from the first master with the
+//! bundle's kubectl and the admin kubeconfig, once the apiserver behind the
+//! kubeconfig's endpoint answers /readyz:
+//!
+//! 1. CustomResourceDefinitions, then each one's `Established` condition;
+//! 2. Namespaces;
+//! 3. everything else, in file and document order;
+//! 4. read back: the cluster must hold every object with its content hash;
+//! 5. every Deployment, DaemonSet and StatefulSet must roll out.
+//!
+//! Applies are server-side (`--field-manager=ferry --force-conflicts`). Each
+//! object carries the sha256 of its rendered form in the annotation
+//! `ferry.io/content-hash`; an object whose annotation in the cluster already
+//! matches is not applied again. The record lives on the objects themselves,
+//! so a re-run from another deploy host (or after the cluster dir was lost)
+//! still applies nothing when nothing changed, and an object deleted or
+//! replaced in the cluster is applied again. The waits run on every run:
+//! unchanged objects that never rolled out still fail the step.
+
+mod kubectl;
+mod objects;
+
+pub use kubectl::{Bounds, FIELD_MANAGER, TIMEOUT_ENV};
+pub use objects::{content_hash, AddonObject, Stage, HASH_ANNOTATION};
 
 use super::HostRun;
-use crate::exec::sh_quote;
-use crate::plan::{ClusterPlan, FileContent, Step};
-use serde::Deserialize;
+use crate::plan::{ClusterPlan, FileContent, HostPlan, Step};
+use kubectl::Kubectl;
+use std::path::PathBuf;
 
-/// Checks that every YAML document in `text` has `apiVersion` and `kind`.
-pub fn validate_manifest(name: &str, text: &str) -> Result<usize, String> {
-    let mut n = 0;
-    for doc in serde_norway::Deserializer::from_str(text) {
-        let v = serde_norway::Value::deserialize(doc)
-            .map_err(|e| format!("{name}: not valid YAML: {e}"))?;
-        if v.is_null() {
+/// Every object of the host's addon manifests, in apply order.
+pub fn planned_objects(host: &HostPlan) -> Result<Vec<AddonObject>, String> {
+    let mut all = Vec::new();
+    for f in host.files_for(Step::Addons) {
+        if !matches!(
+            f.path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
             continue;
         }
-        for key in ["apiVersion", "kind"] {
-            if v.get(key).and_then(|x| x.as_str()).is_none() {
-                return Err(format!("{name}: document {} has no {key}", n + 1));
-            }
-        }
-        n += 1;
+        let FileContent::Inline(bytes) = &f.content else {
+            return Err(format!(
+                "{}: {}: addon manifests are rendered by ferry plan, not taken from the bundle",
+                host.name,
+                f.path.display()
+            ));
+        };
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| format!("{}: {}: not UTF-8: {e}", host.name, f.path.display()))?;
+        all.extend(objects::parse(&f.path, text).map_err(|e| format!("{}: {e}", host.name))?);
     }
-    Ok(n)
+    objects::ordered(all).map_err(|e| format!("{}: {e}", host.name))
 }
 
-/// Applies (or with a stand-in kubectl, validates) the addons on `run`'s host. Returns a note.
-pub async fn apply(plan: &ClusterPlan, run: &mut HostRun) -> Result<String, String> {
-    let manifests: Vec<_> = run
-        .plan
-        .files_for(Step::Addons)
-        .filter(|f| {
-            matches!(
-                f.path.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml")
-            )
-        })
-        .cloned()
-        .collect();
-    if manifests.is_empty() {
-        return Ok("no addon manifests in the plan".into());
-    }
-    let mut docs = 0;
-    for f in &manifests {
-        if let FileContent::Inline(b) = &f.content {
-            docs += validate_manifest(&f.path.display().to_string(), &String::from_utf8_lossy(b))?;
-        }
-    }
-    let kubectl = plan.bin_dir.join("kubectl");
-    let exec = run.exec()?;
-    let version = exec
-        .run(&format!(
-            "timeout 10 {} version --client 2>&1",
-            sh_quote(&kubectl.to_string_lossy())
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-    if version.stdout.contains("stand-in") || version.code == 124 {
-        let note = format!(
-            "addons: {} manifests ({docs} objects) placed and validated on {}, not applied: kubectl there is a test stand-in",
-            manifests.len(),
-            run.plan.name
-        );
-        exec.log().line(&note);
-        return Ok(note);
-    }
-    let kubeconfig = run
-        .plan
+/// The admin kubeconfig the plan places on `host`, and the server it names.
+fn admin_kubeconfig(plan: &ClusterPlan, host: &HostPlan) -> Result<(PathBuf, String), String> {
+    let f = host
         .files
         .iter()
         .find(|f| {
             let p = f.path.to_string_lossy();
-            p.ends_with("admin.kubeconfig")
-                || p.ends_with("/.kube/config")
-                || p.ends_with("admin.conf")
+            p.ends_with("/admin.kubeconfig") || p.ends_with("/admin.conf")
         })
-        .map(|f| f.path.clone())
         .ok_or_else(|| {
             format!(
-                "{}: no admin kubeconfig in the plan for applying addons",
-                run.plan.name
+                "{}: the plan places no admin kubeconfig on this host, so addons cannot be applied from it; it must be a master",
+                host.name
             )
         })?;
-    let k = format!(
-        "{} --kubeconfig {}",
-        sh_quote(&kubectl.to_string_lossy()),
-        sh_quote(&kubeconfig.to_string_lossy())
-    );
-    exec.check(&format!("for i in $(seq 1 60); do {k} get --raw /readyz >/dev/null 2>&1 && exit 0; sleep 2; done; echo 'apiserver did not answer /readyz' >&2; exit 1"))
-        .await
-        .map_err(|e| e.to_string())?;
-    let files: Vec<String> = manifests
-        .iter()
-        .map(|f| format!("-f {}", sh_quote(&f.path.to_string_lossy())))
-        .collect();
-    exec.check(&format!("{k} apply {}", files.join(" ")))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(format!(
-        "addons: {} manifests applied from {}",
-        manifests.len(),
-        run.plan.name
+    let server = match &f.content {
+        FileContent::Inline(b) => String::from_utf8_lossy(b).lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("server:")
+                .map(|s| s.trim().to_string())
+        }),
+        _ => None,
+    };
+    Ok((
+        f.path.clone(),
+        server.unwrap_or_else(|| plan.apiserver_endpoint.clone()),
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifests_need_api_version_and_kind() {
-        assert_eq!(
-            validate_manifest(
-                "a",
-                "apiVersion: v1\nkind: Namespace\n---\napiVersion: v1\nkind: Service\n"
-            ),
-            Ok(2)
-        );
-        assert!(validate_manifest("b", "apiVersion: v1\nmetadata: {}\n")
-            .unwrap_err()
-            .contains("no kind"));
-        assert!(validate_manifest("c", "kind: [").is_err());
+/// Applies what differs in one stage; returns how many objects were applied.
+async fn apply_stage(
+    k: &Kubectl<'_>,
+    stage: Stage,
+    objs: &[&AddonObject],
+) -> Result<usize, String> {
+    if objs.is_empty() {
+        return Ok(0);
     }
+    let current = k.hashes(objs, stage.as_str()).await?;
+    let mut applied = 0;
+    for o in objs {
+        if current.get(&o.key()) != Some(&o.hash) {
+            k.apply(o).await?;
+            applied += 1;
+        }
+    }
+    if stage == Stage::Crds {
+        for o in objs {
+            k.established(o).await?;
+        }
+    }
+    Ok(applied)
+}
+
+/// Every object must be in the cluster with the hash ferry applied.
+async fn verify(k: &Kubectl<'_>, host: &str, objs: &[&AddonObject]) -> Result<(), String> {
+    let current = k.hashes(objs, "addon objects").await?;
+    let wrong: Vec<String> = objs
+        .iter()
+        .filter(|o| current.get(&o.key()) != Some(&o.hash))
+        .map(|o| match current.get(&o.key()) {
+            None => format!("{} is missing", o.describe()),
+            Some(h) => format!(
+                "{} carries content hash {h:?}, not {}",
+                o.describe(),
+                o.hash
+            ),
+        })
+        .collect();
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{host}: after applying, the cluster does not hold what was applied: {}; check the apiserver and run ferry install again",
+        wrong.join("; ")
+    ))
+}
+
+/// Applies the addons from `run`'s host. Returns a note for the report.
+pub async fn apply(plan: &ClusterPlan, run: &mut HostRun) -> Result<String, String> {
+    let objects = planned_objects(&run.plan)?;
+    if objects.is_empty() {
+        return Ok(format!(
+            "addons: the plan places no addon manifests on {}",
+            run.plan.name
+        ));
+    }
+    let (kubeconfig, endpoint) = admin_kubeconfig(plan, &run.plan)?;
+    let exec = run.exec()?;
+    let k = Kubectl::new(
+        exec,
+        &plan.bin_dir.join("kubectl"),
+        &kubeconfig,
+        Bounds::from_env()?,
+    );
+    exec.log().line(&format!(
+        "addons: {} objects; waiting for /readyz of {endpoint}",
+        objects.len()
+    ));
+    k.wait_ready(&endpoint).await?;
+    let mut applied = 0;
+    for stage in Stage::ALL {
+        let objs: Vec<&AddonObject> = objects.iter().filter(|o| o.stage() == stage).collect();
+        let n = apply_stage(&k, stage, &objs).await?;
+        exec.log().line(&format!(
+            "addons: {}: {n} applied, {} unchanged",
+            stage.as_str(),
+            objs.len() - n
+        ));
+        applied += n;
+    }
+    let all: Vec<&AddonObject> = objects.iter().collect();
+    verify(&k, &run.plan.name, &all).await?;
+    let mut rollouts = 0;
+    for o in &objects {
+        if let Some(kind) = o.rollout_type() {
+            k.rollout(o, kind).await?;
+            rollouts += 1;
+        }
+    }
+    let note = format!(
+        "addons: {applied} of {} objects applied server-side from {} ({} unchanged), {rollouts} rollouts complete",
+        objects.len(),
+        run.plan.name,
+        objects.len() - applied
+    );
+    exec.log().line(&note);
+    Ok(note)
 }

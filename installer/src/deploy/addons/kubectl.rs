@@ -1,0 +1,314 @@
+//! kubectl on the host the addons are applied from, every call bounded by
+//! `timeout`: waiting for /readyz, reading back content hashes, server-side
+//! apply, the Established and rollout waits. A kubectl that fails or does not
+//! finish in time is an error naming the host, the object and its stderr.
+
+use super::objects::{AddonObject, ObjectKey, HASH_ANNOTATION};
+use crate::exec::{sh_quote, Executor, Source};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Overrides the time-outs (seconds): waits get this, single calls at most 60s of it.
+pub const TIMEOUT_ENV: &str = "FERRY_ADDONS_TIMEOUT";
+
+/// The field manager ferry applies as.
+pub const FIELD_MANAGER: &str = "ferry";
+
+/// How long kubectl may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// One get or apply.
+    pub call: Duration,
+    /// /readyz, one CRD's Established condition, one rollout.
+    pub wait: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            call: Duration::from_secs(60),
+            wait: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Bounds {
+    /// The defaults, or [`TIMEOUT_ENV`] when set.
+    pub fn from_env() -> Result<Bounds, String> {
+        let Ok(s) = std::env::var(TIMEOUT_ENV) else {
+            return Ok(Bounds::default());
+        };
+        let n: u64 = s.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            format!(
+                "{TIMEOUT_ENV}={s:?} is not a number of seconds: unset it or give one, e.g. 300"
+            )
+        })?;
+        Ok(Bounds {
+            call: Duration::from_secs(n.min(60)),
+            wait: Duration::from_secs(n),
+        })
+    }
+}
+
+/// The last lines of kubectl's stderr, on one line.
+fn tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    let t = lines[lines.len().saturating_sub(6)..].join(" | ");
+    if t.is_empty() {
+        "(no output on stderr)".into()
+    } else {
+        t
+    }
+}
+
+pub struct Kubectl<'a> {
+    exec: &'a Executor,
+    /// `KUBECTL --kubeconfig KUBECONFIG`, quoted.
+    base: String,
+    kubeconfig: String,
+    pub bounds: Bounds,
+}
+
+impl<'a> Kubectl<'a> {
+    pub fn new(exec: &'a Executor, kubectl: &Path, kubeconfig: &Path, bounds: Bounds) -> Self {
+        let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+        Kubectl {
+            exec,
+            base: format!(
+                "{} --kubeconfig {}",
+                sh_quote(&kubectl.to_string_lossy()),
+                sh_quote(&kubeconfig)
+            ),
+            kubeconfig,
+            bounds,
+        }
+    }
+
+    fn host(&self) -> &str {
+        self.exec.host()
+    }
+
+    /// Runs `kubectl ARGS` (ARGS already quoted) under `timeout`; `what` names the call and object.
+    async fn call(
+        &self,
+        what: &str,
+        args: &str,
+        input: Option<Vec<u8>>,
+        bound: Duration,
+    ) -> Result<String, String> {
+        let secs = bound.as_secs().max(1);
+        let script = format!("timeout -k 5 {secs} {} {args}", self.base);
+        let input = input.map(|b| Source::Bytes(Arc::from(b)));
+        let guard = bound + Duration::from_secs(30);
+        let out = tokio::time::timeout(guard, self.exec.run_with(&script, input.as_ref()))
+            .await
+            .map_err(|_| {
+                format!(
+                    "{}: {what}: the host did not answer within {}s; check the SSH connection to it",
+                    self.host(),
+                    guard.as_secs()
+                )
+            })?
+            .map_err(|e| format!("{what}: {e}"))?;
+        match out.code {
+            0 => Ok(out.stdout),
+            124 | 137 => Err(format!(
+                "{}: {what}: kubectl did not finish within {secs}s and was stopped ({}); check the apiserver and kubectl on {} ({TIMEOUT_ENV} sets the time-out)",
+                self.host(),
+                tail(&out.stderr),
+                self.host()
+            )),
+            code => Err(format!(
+                "{}: {what}: kubectl exited with {code}: {}",
+                self.host(),
+                tail(&out.stderr)
+            )),
+        }
+    }
+
+    /// Waits until the apiserver at `endpoint` (the kubeconfig's server) answers /readyz.
+    pub async fn wait_ready(&self, endpoint: &str) -> Result<(), String> {
+        let (wait, call) = (self.bounds.wait.as_secs(), self.bounds.call.as_secs());
+        let script = format!(
+            "end=$(($(date +%s)+{wait})); while :; do out=$(timeout -k 5 {call} {} get --raw /readyz 2>&1) && exit 0; \
+             [ \"$(date +%s)\" -ge \"$end\" ] && break; sleep 2; done; printf '%s\\n' \"$out\" >&2; exit 1",
+            self.base
+        );
+        let guard = self.bounds.wait + self.bounds.call + Duration::from_secs(30);
+        let out = tokio::time::timeout(guard, self.exec.run(&script))
+            .await
+            .map_err(|_| {
+                format!(
+                    "{}: waiting for /readyz of {endpoint}: the host did not answer within {}s",
+                    self.host(),
+                    guard.as_secs()
+                )
+            })?
+            .map_err(|e| e.to_string())?;
+        if out.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{}: the apiserver at {endpoint} did not answer /readyz within {wait}s (kubectl --kubeconfig {}): {}; check kube-apiserver on the masters and the load balancer in front of them",
+            self.host(),
+            self.kubeconfig,
+            tail(&out.stderr)
+        ))
+    }
+
+    /// The content hash each of `objects` carries in the cluster ("" without
+    /// the annotation); objects that do not exist are absent.
+    pub async fn hashes(
+        &self,
+        objects: &[&AddonObject],
+        stage: &str,
+    ) -> Result<BTreeMap<ObjectKey, String>, String> {
+        let items: Vec<Value> = objects
+            .iter()
+            .map(|o| {
+                json!({"apiVersion": o.api_version, "kind": o.kind,
+                            "metadata": {"name": o.name, "namespace": o.namespace}})
+            })
+            .collect();
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+        let what = format!(
+            "kubectl get of the {} {stage} ({} ...)",
+            objects.len(),
+            objects.first().map(|o| o.id()).unwrap_or_default()
+        );
+        let out = self
+            .call(
+                &what,
+                "get -f - -o json --ignore-not-found",
+                Some(list.to_string().into_bytes()),
+                self.bounds.call,
+            )
+            .await?;
+        parse_hashes(&out).map_err(|e| format!("{}: {what}: {e}", self.host()))
+    }
+
+    /// `kubectl apply --server-side` of one object.
+    pub async fn apply(&self, o: &AddonObject) -> Result<(), String> {
+        let args = format!(
+            "apply --server-side --field-manager={} --force-conflicts -f -",
+            sh_quote(FIELD_MANAGER)
+        );
+        let what = format!("kubectl apply --server-side of {}", o.describe());
+        let body = o.body.to_string().into_bytes();
+        self.call(&what, &args, Some(body), self.bounds.call)
+            .await
+            .map(drop)
+    }
+
+    /// Waits for a CRD's Established condition.
+    pub async fn established(&self, o: &AddonObject) -> Result<(), String> {
+        let wait = self.bounds.wait.as_secs();
+        let args = format!(
+            "wait --for=condition=Established --timeout={wait}s {}",
+            sh_quote(&format!("crd/{}", o.name))
+        );
+        let what = format!(
+            "waiting for {} to be Established (kubectl wait)",
+            o.describe()
+        );
+        self.call(
+            &what,
+            &args,
+            None,
+            self.bounds.wait + Duration::from_secs(10),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `kubectl rollout status` of a Deployment, DaemonSet or StatefulSet.
+    pub async fn rollout(&self, o: &AddonObject, kind: &str) -> Result<(), String> {
+        let wait = self.bounds.wait.as_secs();
+        let mut args = format!(
+            "rollout status {} --timeout={wait}s",
+            sh_quote(&format!("{kind}/{}", o.name))
+        );
+        if let Some(ns) = &o.namespace {
+            args.push_str(&format!(" -n {}", sh_quote(ns)));
+        }
+        let what = format!(
+            "waiting for the rollout of {} (kubectl rollout status)",
+            o.describe()
+        );
+        self.call(
+            &what,
+            &args,
+            None,
+            self.bounds.wait + Duration::from_secs(10),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// Content hashes from `kubectl get -o json`: one object, or a List of them, or nothing.
+fn parse_hashes(out: &str) -> Result<BTreeMap<ObjectKey, String>, String> {
+    let mut map = BTreeMap::new();
+    if out.trim().is_empty() {
+        return Ok(map);
+    }
+    let v: Value =
+        serde_json::from_str(out).map_err(|e| format!("kubectl printed no JSON ({e})"))?;
+    let items = match v.get("items").and_then(Value::as_array) {
+        Some(items) if v["kind"] == "List" => items.clone(),
+        _ => vec![v],
+    };
+    for o in items {
+        let text = |p: &str| o.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let api_version = text("/apiVersion").unwrap_or_default();
+        let group = api_version
+            .rsplit_once('/')
+            .map_or(String::new(), |(g, _)| g.to_string());
+        let key = (
+            group,
+            text("/kind").unwrap_or_default(),
+            text("/metadata/namespace").filter(|s| !s.is_empty()),
+            text("/metadata/name").unwrap_or_default(),
+        );
+        let hash = o
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(HASH_ANNOTATION))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        map.insert(key, hash);
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_from_one_object_a_list_or_nothing() {
+        assert!(parse_hashes("").unwrap().is_empty());
+        let one = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d","namespace":"n","annotations":{"ferry.io/content-hash":"h1"}}}"#;
+        let m = parse_hashes(one).unwrap();
+        let key = (
+            "apps".to_string(),
+            "Deployment".to_string(),
+            Some("n".to_string()),
+            "d".to_string(),
+        );
+        assert_eq!(m[&key], "h1");
+        let list = format!(
+            r#"{{"kind":"List","apiVersion":"v1","items":[{one},{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"n"}}}}]}}"#
+        );
+        let m = parse_hashes(&list).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m[&(String::new(), "Namespace".into(), None, "n".into())],
+            ""
+        );
+        assert!(parse_hashes("not json").is_err());
+    }
+}
