@@ -7,7 +7,7 @@
 //! addons need a control plane) are skipped when those failed. Every host
 //! ends in the report table with its step, status and log path.
 
-mod addons;
+pub mod addons;
 mod apply;
 mod baseline;
 pub mod preflight;
