@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod exec;
 pub mod images;
 pub mod inventory;
+pub mod kinds;
 pub mod pki;
 pub mod plan;
 pub mod registry;

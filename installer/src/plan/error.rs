@@ -77,6 +77,9 @@ pub enum PlanError {
     /// A rendered file references something the bundle does not carry.
     #[error("closure check failed (the bundle does not carry what these files need; rebuild the bundle with them or change the config):\n{}", .0.join("\n"))]
     Closure(Vec<String>),
+    /// An addon object whose kind is neither built in nor defined by an earlier CRD.
+    #[error("kind check failed (every addon object must be a kind built into the bundle's Kubernetes or defined by a CRD applied earlier in the same install):\n{}", .0.join("\n"))]
+    Kinds(Vec<String>),
     #[error("bundle {bundle}: {reason}")]
     Bundle { bundle: String, reason: String },
 }

@@ -64,6 +64,7 @@ pub fn build_plan(
     };
     let (hosts, missing) = crate::render::render_hosts(&renderer, &input)?;
     crate::closure::check(&hosts, bundle, &cluster.bin_dir, missing)?;
+    crate::kinds::check_plan(&hosts, &cluster.kubernetes)?;
     let etcd_endpoints = cluster
         .with_role(Role::Etcd)
         .map(|n| format!("https://{}:{}", n.ip, cluster.config.etcd_client_port.value))
