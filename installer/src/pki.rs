@@ -24,6 +24,11 @@ const LEAF_DAYS: i64 = 365;
 /// Records the subject/SANs/usages each leaf was issued for.
 const ISSUED_FILE: &str = "issued.json";
 
+/// Hubble's server certificate (every agent), PKI base name.
+pub const HUBBLE_SERVER: &str = "hubble/server";
+/// hubble-relay's client certificate, PKI base name.
+pub const HUBBLE_RELAY_CLIENT: &str = "hubble/relay-client";
+
 /// Which CA signs a leaf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ca {
@@ -232,6 +237,9 @@ pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
             ips: vec![IpAddr::V4(n.ip)],
         });
     }
+    if cluster.config.cilium_enable_hubble.value {
+        out.extend(hubble_specs(cluster));
+    }
     let registry: Vec<_> = cluster.with_role(Role::Registry).collect();
     if !registry.is_empty() {
         out.push(LeafSpec {
@@ -254,6 +262,36 @@ pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
         });
     }
     out
+}
+
+/// Hubble's TLS leaves, as Cilium's Helm chart issues them: the server name
+/// hubble-relay expects of every agent (`<node>.<cluster-name>.hubble-grpc.cilium.io`,
+/// so a wildcard over the cluster name), and the relay's client certificate.
+pub fn hubble_specs(cluster: &Cluster) -> Vec<LeafSpec> {
+    let server = format!("*.{}.hubble-grpc.cilium.io", cluster.name);
+    let client = "*.hubble-relay.cilium.io".to_string();
+    vec![
+        LeafSpec {
+            name: HUBBLE_SERVER.into(),
+            ca: Ca::Cluster,
+            cn: server.clone(),
+            org: None,
+            server: true,
+            client: false,
+            dns: vec![server],
+            ips: vec![],
+        },
+        LeafSpec {
+            name: HUBBLE_RELAY_CLIENT.into(),
+            ca: Ca::Cluster,
+            cn: client.clone(),
+            org: None,
+            server: false,
+            client: true,
+            dns: vec![client],
+            ips: vec![],
+        },
+    ]
 }
 
 /// Write `bytes` to `path` unless it already holds them; private files get 0600.
@@ -334,7 +372,9 @@ fn ensure_ca(dir: &Path, ca: Ca, cn: &str) -> Result<(String, String)> {
 /// Create or reuse the whole PKI under `<cluster_dir>/pki`.
 pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki> {
     let dir = cluster_dir.join("pki");
-    std::fs::create_dir_all(dir.join("etcd")).map_err(|e| PlanError::io(&dir, e))?;
+    for sub in ["etcd", "hubble"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| PlanError::io(&dir, e))?;
+    }
     let mut cas = BTreeMap::new();
     for (ca, cn) in [
         (Ca::Cluster, "kubernetes-ca"),

@@ -200,7 +200,7 @@ fn every_guide_value_is_rendered() {
         .contains("ExecStart=/usr/sbin/swapoff -a"));
     let addons = |f: &str| t("master-1", &format!("/etc/ferry/addons/{f}"));
     let coredns = addons("10-coredns.yaml");
-    assert!(coredns.contains("replicas: 2") && coredns.contains("clusterIP: 10.96.0.10"));
+    assert!(coredns.contains("replicas: 2") && coredns.contains("clusterIP: \"10.96.0.10\""));
     assert!(coredns.contains("image: registry.k8s.io/coredns/coredns:v1.11.1@sha256:"));
     assert!(addons("20-nodelocaldns.yaml").contains("k8s-dns-node-cache:1.22.28@sha256:"));
     assert!(addons("30-metrics-server.yaml").contains("metrics-server:v0.7.1@sha256:"));
