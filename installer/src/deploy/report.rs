@@ -39,7 +39,7 @@ pub struct HostReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeployReport {
     pub hosts: Vec<HostReport>,
-    /// Cluster-wide notes (addons recorded but not applied, preflight warnings...).
+    /// Cluster-wide notes (how many addon objects were applied, preflight warnings...).
     pub notes: Vec<String>,
     pub seconds: f64,
 }
