@@ -29,26 +29,7 @@ pub async fn fetch_artifact(
     art: &Artifact,
 ) -> Result<(Vec<ContentFile>, Vec<Component>)> {
     let label = format!("{} {} ({})", art.component, art.file_name, art.platform);
-    let sums = ctx
-        .checksum_text(&art.checksum_url, &mirrors.map_url(&art.checksum_url))
-        .await?;
-    let listed = expected_sha256(
-        art.checksum_format,
-        &sums,
-        &art.file_name,
-        &art.checksum_url,
-    )?;
-    if let Some(pin) = &art.pinned {
-        if pin != &listed {
-            return Err(Error::PinMismatch {
-                file: art.file_name.clone(),
-                catalog: catalog_origin.to_string(),
-                pinned: pin.clone(),
-                checksum_url: art.checksum_url.clone(),
-                listed,
-            });
-        }
-    }
+    let (listed, checksum_source) = expected_digest(ctx, mirrors, catalog_origin, art).await?;
     let url = mirrors.map_url(&art.url);
     ctx.file(
         &label,
@@ -56,20 +37,16 @@ pub async fn fetch_artifact(
         &url,
         Expect {
             sha256: &listed,
-            from: &art.checksum_url,
+            from: &checksum_source,
         },
     )
     .await?;
 
-    let checksum_source = match &art.pinned {
-        Some(_) => format!("{} (pinned in catalog)", art.checksum_url),
-        None => art.checksum_url.clone(),
-    };
     let record = |name: &str, kind: ComponentKind, path: &str| Component {
         name: name.to_string(),
         version: art.version.clone(),
         kind,
-        platform: Some(art.platform.clone()),
+        platform: (!art.kind.platform_independent()).then(|| art.platform.clone()),
         path: path.to_string(),
         source: art.url.clone(),
         sha256: listed.clone(),
@@ -79,7 +56,7 @@ pub async fn fetch_artifact(
     let mut files: Vec<ContentFile> = Vec::new();
     let mut comps = Vec::new();
     match art.kind {
-        Kind::Binary | Kind::Archive => {
+        Kind::Binary | Kind::Archive | Kind::Manifest | Kind::Chart => {
             let o = &art.outputs[0];
             let size = ctx.cache.blob_size(&listed).unwrap_or(0);
             files.push(ContentFile {
@@ -89,10 +66,11 @@ pub async fn fetch_artifact(
                 size,
                 mode: o.mode,
             });
-            let kind = if art.kind == Kind::Binary {
-                ComponentKind::Binary
-            } else {
-                ComponentKind::Archive
+            let kind = match art.kind {
+                Kind::Binary => ComponentKind::Binary,
+                Kind::Manifest => ComponentKind::Manifest,
+                Kind::Chart => ComponentKind::Chart,
+                _ => ComponentKind::Archive,
             };
             let name = o.path.rsplit('/').next().unwrap_or(&art.component);
             let name = if art.kind == Kind::Binary {
@@ -138,6 +116,55 @@ pub async fn fetch_artifact(
         crate::selfbin::check_if_elf(&f.source, &art.platform, &what)?;
     }
     Ok((files, comps))
+}
+
+/// The digest the file must have and where it came from: the upstream
+/// checksum source, checked against a catalog pin when there is one. A cached
+/// checksum source that does not list the file (a Helm index older than the
+/// chart version) is fetched again once.
+async fn expected_digest(
+    ctx: &Ctx,
+    mirrors: &Mirrors,
+    catalog_origin: &str,
+    art: &Artifact,
+) -> Result<(String, String)> {
+    let mirrored = mirrors.map_url(&art.checksum_url);
+    let parse =
+        |text: &str| expected_sha256(art.checksum_format, text, &art.file_name, &art.checksum_url);
+    let text = ctx.checksum_text(&art.checksum_url, &mirrored).await?;
+    let listed = match parse(&text) {
+        Ok(hex) => Ok(hex),
+        Err(_) => parse(
+            &ctx.refetch_checksum_text(&art.checksum_url, &mirrored)
+                .await?,
+        ),
+    };
+    let listed = match (listed, &art.pinned) {
+        (Ok(hex), _) => hex,
+        // Listed without a digest: the pin alone vouches for the file.
+        (Err(Error::NoUpstreamDigest { .. }), Some(pin)) => {
+            return Ok((
+                pin.clone(),
+                format!(
+                    "{catalog_origin} (pinned; {} lists no digest)",
+                    art.checksum_url
+                ),
+            ))
+        }
+        (Err(e), _) => return Err(e),
+    };
+    match &art.pinned {
+        Some(pin) if pin != &listed => Err(Error::PinMismatch {
+            file: art.file_name.clone(),
+            url: art.url.clone(),
+            catalog: catalog_origin.to_string(),
+            pinned: pin.clone(),
+            checksum_url: art.checksum_url.clone(),
+            listed,
+        }),
+        Some(_) => Ok((listed, format!("{} (pinned in catalog)", art.checksum_url))),
+        None => Ok((listed, art.checksum_url.clone())),
+    }
 }
 
 /// Takes `members` out of the cached .tar.gz `tar_hex` into the cache, streaming.

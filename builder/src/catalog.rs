@@ -13,15 +13,35 @@ pub enum Kind {
     Binary,
     Archive,
     Extract,
+    /// A platform-independent release manifest (multi-document YAML).
+    Manifest,
+    /// A platform-independent Helm chart `.tgz`.
+    Chart,
 }
 
+impl Kind {
+    /// Manifests and charts: one file for every platform, under `manifests/`.
+    pub fn platform_independent(self) -> bool {
+        matches!(self, Kind::Manifest | Kind::Chart)
+    }
+}
+
+/// Pin key of a platform-independent artifact (`sha256 = { any = "<hex>" }`).
+pub const ANY_PLATFORM: &str = "any";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum ChecksumFormat {
     /// Only the hex digest.
     Bare,
     /// `<hex>  <file>` lines.
     Sha256sum,
+    /// A Helm chart repository's `index.yaml`: the entry whose `urls` name the
+    /// file gives its sha256 `digest`.
+    HelmIndex,
+    /// GitHub's release API document (`/repos/<o>/<r>/releases/tags/<tag>`):
+    /// the asset named like the file gives `"digest": "sha256:<hex>"`.
+    GithubAsset,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,9 +63,16 @@ pub struct Component {
     /// `extract`: bundle binary name -> member path template in the tarball.
     #[serde(default)]
     pub extract: BTreeMap<String, String>,
-    /// Pinned upstream digests by platform.
+    /// Pinned upstream digests by platform (`any` for manifests and charts).
     #[serde(default)]
     pub sha256: BTreeMap<String, String>,
+    /// Carried only when the profile has this addon (or CNI).
+    #[serde(default)]
+    pub addon: Option<String>,
+    /// Manifests and charts: image repositories the artifact names that the
+    /// profile's settings never render (closure lint skips them).
+    #[serde(default)]
+    pub skip_images: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +93,7 @@ pub struct Artifact {
     pub component: String,
     pub version: String,
     pub kind: Kind,
+    /// The platform, or `any` for manifests and charts.
     pub platform: String,
     pub url: String,
     /// Last path segment of `url`.
@@ -75,6 +103,8 @@ pub struct Artifact {
     pub pinned: Option<String>,
     /// What goes into the bundle from this file.
     pub outputs: Vec<Output>,
+    /// Image repositories the closure lint skips (manifests and charts).
+    pub skip_images: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,47 +170,15 @@ impl Catalog {
             if !names.insert(c.name.clone()) {
                 return Err(self.err(key("name"), "duplicate component"));
             }
-            for (p, _) in c.urls.iter().chain(c.sha256.iter()) {
-                if !self.platforms.contains(p) {
-                    return Err(self.err(
-                        key("urls/sha256"),
-                        format!("platform {p:?} is not in `platforms`"),
-                    ));
-                }
-            }
-            for (p, d) in &c.sha256 {
-                if !is_hex64(d) {
-                    return Err(self.err(
-                        key(&format!("sha256.\"{p}\"")),
-                        "must be 64 lowercase hex digits",
-                    ));
-                }
-            }
-            match c.kind {
-                Kind::Extract if c.extract.is_empty() => {
-                    return Err(self.err(
-                        key("extract"),
-                        "kind = \"extract\" needs at least one member",
-                    ))
-                }
-                Kind::Binary | Kind::Archive if !c.extract.is_empty() => {
-                    return Err(self.err(key("extract"), "only for kind = \"extract\""))
-                }
-                _ => {}
-            }
-            if c.binary_name.is_some() && c.kind != Kind::Binary {
-                return Err(self.err(key("binary_name"), "only for kind = \"binary\""));
-            }
+            self.validate_component(c, &key)?;
             // Expanding for every platform checks placeholders and URLs.
-            for p in &self.platforms {
-                for a in self.artifact(c, p)? {
-                    for o in a.outputs {
-                        if !outputs.insert(o.path.clone()) {
-                            return Err(self.err(
-                                key("name"),
-                                format!("bundle path {} produced twice", o.path),
-                            ));
-                        }
+            for p in self.component_platforms(c) {
+                for o in self.artifact(c, &p)?.outputs {
+                    if !outputs.insert(o.path.clone()) {
+                        return Err(self.err(
+                            key("name"),
+                            format!("bundle path {} produced twice", o.path),
+                        ));
                     }
                 }
             }
@@ -191,11 +189,75 @@ impl Catalog {
         Ok(())
     }
 
+    /// Pins, per-platform URLs and kind-specific fields of one component.
+    fn validate_component(&self, c: &Component, key: &dyn Fn(&str) -> String) -> Result<()> {
+        let independent = c.kind.platform_independent();
+        for p in c.urls.keys().chain(c.sha256.keys()) {
+            let ok = if independent {
+                p == ANY_PLATFORM && c.urls.is_empty()
+            } else {
+                self.platforms.contains(p)
+            };
+            if !ok {
+                let want = if independent {
+                    "manifests and charts take one `url` and pin `sha256.any`".to_string()
+                } else {
+                    format!("platform {p:?} is not in `platforms`")
+                };
+                return Err(self.err(key("urls/sha256"), want));
+            }
+        }
+        for (p, d) in &c.sha256 {
+            if !is_hex64(d) {
+                return Err(self.err(
+                    key(&format!("sha256.\"{p}\"")),
+                    "must be 64 lowercase hex digits",
+                ));
+            }
+        }
+        if c.kind == Kind::Extract && c.extract.is_empty() {
+            return Err(self.err(
+                key("extract"),
+                "kind = \"extract\" needs at least one member",
+            ));
+        }
+        if c.kind != Kind::Extract && !c.extract.is_empty() {
+            return Err(self.err(key("extract"), "only for kind = \"extract\""));
+        }
+        if c.binary_name.is_some() && c.kind != Kind::Binary {
+            return Err(self.err(key("binary_name"), "only for kind = \"binary\""));
+        }
+        if !c.skip_images.is_empty() && !independent {
+            return Err(self.err(
+                key("skip_images"),
+                "only for kind = \"manifest\" or \"chart\"",
+            ));
+        }
+        if c.addon.as_deref() == Some("") {
+            return Err(self.err(key("addon"), "must name an addon"));
+        }
+        Ok(())
+    }
+
+    /// The platforms a component is expanded for: `any` once for manifests
+    /// and charts, else every catalog platform.
+    fn component_platforms(&self, c: &Component) -> Vec<String> {
+        if c.kind.platform_independent() {
+            vec![ANY_PLATFORM.to_string()]
+        } else {
+            self.platforms.clone()
+        }
+    }
+
     /// Every file to fetch for the given platforms (all must be in the catalog).
+    /// `addons`: the profile's addon names and CNI; a component with `addon`
+    /// is carried only when that addon is among them. Manifests and charts
+    /// come once, for platform `any`.
     pub fn artifacts(
         &self,
         platforms: &[String],
         only: Option<&[String]>,
+        addons: &[String],
     ) -> Result<Vec<Artifact>> {
         for p in platforms {
             if !self.platforms.contains(p) {
@@ -221,23 +283,35 @@ impl Catalog {
             if only.is_some_and(|o| !o.contains(&c.name)) {
                 continue;
             }
+            if c.addon.as_ref().is_some_and(|a| !addons.contains(a)) {
+                continue;
+            }
+            if c.kind.platform_independent() {
+                out.push(self.artifact(c, ANY_PLATFORM)?);
+                continue;
+            }
             for p in platforms {
-                out.extend(self.artifact(c, p)?);
+                out.push(self.artifact(c, p)?);
             }
         }
         Ok(out)
     }
 
-    fn artifact(&self, c: &Component, platform: &str) -> Result<Vec<Artifact>> {
+    fn artifact(&self, c: &Component, platform: &str) -> Result<Artifact> {
         let idx = self
             .components
             .iter()
             .position(|x| x.name == c.name)
             .unwrap_or(0);
         let key = |k: &str| format!("components[{idx}] ({}).{k}", c.name);
-        let (os, arch) =
-            split_platform(platform).ok_or_else(|| self.err("platforms", platform.to_string()))?;
-        let vars = [("version", c.version.as_str()), ("os", os), ("arch", arch)];
+        let vars: Vec<(&str, &str)> = if platform == ANY_PLATFORM {
+            // No {os}/{arch}: one file serves every platform.
+            vec![("version", c.version.as_str())]
+        } else {
+            let (os, arch) = split_platform(platform)
+                .ok_or_else(|| self.err("platforms", platform.to_string()))?;
+            vec![("version", c.version.as_str()), ("os", os), ("arch", arch)]
+        };
         let tmpl = c.urls.get(platform).unwrap_or(&c.url);
         let url = expand(tmpl, &vars).map_err(|e| self.err(key("url"), e))?;
         if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -263,6 +337,11 @@ impl Catalog {
                 member: None,
                 mode: 0o644,
             }],
+            Kind::Manifest | Kind::Chart => vec![Output {
+                path: format!("manifests/{}/{file_name}", c.name),
+                member: None,
+                mode: 0o644,
+            }],
             Kind::Extract => c
                 .extract
                 .iter()
@@ -277,7 +356,7 @@ impl Catalog {
                 })
                 .collect::<Result<Vec<_>>>()?,
         };
-        Ok(vec![Artifact {
+        Ok(Artifact {
             component: c.name.clone(),
             version: c.version.clone(),
             kind: c.kind,
@@ -288,7 +367,8 @@ impl Catalog {
             checksum_format: c.checksum_format,
             pinned: c.sha256.get(platform).cloned(),
             outputs,
-        }])
+            skip_images: c.skip_images.clone(),
+        })
     }
 
     /// The upstream reference for an image key.
@@ -347,8 +427,9 @@ mod tests {
     fn builtin_catalog_expands_every_component_for_both_platforms() {
         let cat = Catalog::load("1.29.6", None).expect("built-in catalog");
         let plats = vec!["linux/amd64".to_string(), "linux/arm64".to_string()];
-        let arts = cat.artifacts(&plats, None).expect("artifacts");
-        assert_eq!(arts.len(), 12 * 2);
+        let addons = ["cilium", "cert-manager", "metrics-server"].map(String::from);
+        let arts = cat.artifacts(&plats, None, &addons).expect("artifacts");
+        assert_eq!(arts.len(), 12 * 2 + 4);
         let etcd = arts
             .iter()
             .find(|a| a.component == "etcd" && a.platform == "linux/arm64")
@@ -390,6 +471,35 @@ mod tests {
             "archives/linux-amd64/cni-plugins-linux-amd64-v1.4.0.tgz"
         );
         assert_eq!(cat.image("pause"), Some("registry.k8s.io/pause:3.9"));
+        let chart = arts
+            .iter()
+            .find(|a| a.component == "cilium")
+            .expect("chart");
+        assert_eq!(chart.kind, Kind::Chart);
+        assert_eq!(chart.platform, ANY_PLATFORM);
+        assert_eq!(chart.url, "https://helm.cilium.io/cilium-1.15.6.tgz");
+        assert_eq!(chart.checksum_url, "https://helm.cilium.io/index.yaml");
+        assert_eq!(chart.outputs[0].path, "manifests/cilium/cilium-1.15.6.tgz");
+        let cm = arts
+            .iter()
+            .find(|a| a.component == "cert-manager")
+            .expect("cm");
+        assert_eq!(
+            cm.checksum_url,
+            "https://api.github.com/repos/cert-manager/cert-manager/releases/tags/v1.14.5"
+        );
+        assert_eq!(
+            cm.outputs[0].path,
+            "manifests/cert-manager/cert-manager.yaml"
+        );
+        // Without the addons only the always-carried CRDs remain.
+        let bare = cat.artifacts(&plats, None, &[]).expect("artifacts");
+        let names: Vec<_> = bare
+            .iter()
+            .filter(|a| a.kind.platform_independent())
+            .map(|a| a.component.as_str())
+            .collect();
+        assert_eq!(names, ["prometheus-operator-crds"]);
     }
 
     #[test]
@@ -440,5 +550,26 @@ checksum_format = "bare"
             err.contains("components[0] (x).sha256.\"linux/amd64\""),
             "{err}"
         );
+
+        // A manifest is one file for every platform: no {arch}, pins under `any`.
+        let manifest = base
+            .replace("{bogus}/", "")
+            .replace("kind = \"binary\"", "kind = \"manifest\"");
+        let err = parse(&manifest.replace("/x\"", "/{arch}/x\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown placeholder {arch}"), "{err}");
+        let err = parse(&format!(
+            "{manifest}\n[components.sha256]\n\"linux/amd64\" = \"{}\"\n",
+            "a".repeat(64)
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sha256.any"), "{err}");
+        parse(&format!(
+            "{manifest}\n[components.sha256]\nany = \"{}\"\n",
+            "a".repeat(64)
+        ))
+        .expect("pinned manifest");
     }
 }

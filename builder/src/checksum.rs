@@ -1,6 +1,8 @@
 //! Upstream checksum files: the bare hex of dl.k8s.io's `<url>.sha256` and
 //! crictl, and the `sha256sum` listing format of etcd's SHA256SUMS, runc.sha256sum,
-//! containerd/helm `.sha256sum` and cni-plugins `.sha256`.
+//! containerd/helm `.sha256sum` and cni-plugins `.sha256`; a Helm chart
+//! repository's `index.yaml` (each chart version's `digest`); GitHub's release
+//! API document (each asset's `"digest": "sha256:<hex>"`).
 
 use crate::catalog::ChecksumFormat;
 use crate::error::{Error, Result};
@@ -53,6 +55,76 @@ pub fn expected_sha256(
             }
             Err(err(format!("has no line for {file_name}")))
         }
+        ChecksumFormat::HelmIndex => helm_index(text, file_name, url),
+        ChecksumFormat::GithubAsset => github_asset(text, file_name, url),
+    }
+}
+
+/// The `digest` of the chart version in a Helm repository `index.yaml` whose
+/// `urls` end in `file_name` (absolute or relative to the repository).
+fn helm_index(text: &str, file_name: &str, url: &str) -> Result<String> {
+    let err = |reason: String| Error::ChecksumFile {
+        url: url.to_string(),
+        reason,
+    };
+    let index: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| err(format!("not a Helm index: {e}")))?;
+    let entries = index
+        .get("entries")
+        .and_then(|e| e.as_mapping())
+        .ok_or_else(|| err("not a Helm index: no `entries`".into()))?;
+    for versions in entries.values().filter_map(|v| v.as_sequence()) {
+        for v in versions {
+            let names_file = v
+                .get("urls")
+                .and_then(|u| u.as_sequence())
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u.as_str())
+                .any(|u| u.rsplit('/').next() == Some(file_name));
+            if !names_file {
+                continue;
+            }
+            let digest = v.get("digest").and_then(|d| d.as_str()).unwrap_or("");
+            return check_hex(digest.trim_start_matches("sha256:")).ok_or_else(|| {
+                err(format!(
+                    "the entry for {file_name} has digest {digest:?}, not a sha256 hex digest"
+                ))
+            });
+        }
+    }
+    Err(err(format!("lists no chart version at {file_name}")))
+}
+
+/// The digest GitHub's release API gives for the asset named `file_name`.
+fn github_asset(text: &str, file_name: &str, url: &str) -> Result<String> {
+    let err = |reason: String| Error::ChecksumFile {
+        url: url.to_string(),
+        reason,
+    };
+    let release: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| err(format!("not a GitHub release: {e}")))?;
+    let assets = release
+        .get("assets")
+        .and_then(|a| a.as_array())
+        .ok_or_else(|| err("not a GitHub release: no `assets`".into()))?;
+    let asset = assets
+        .iter()
+        .find(|a| a.get("name").and_then(|n| n.as_str()) == Some(file_name))
+        .ok_or_else(|| err(format!("the release has no asset {file_name}")))?;
+    match asset.get("digest").and_then(|d| d.as_str()) {
+        None => Err(Error::NoUpstreamDigest {
+            file: file_name.to_string(),
+            url: url.to_string(),
+        }),
+        Some(d) => d
+            .strip_prefix("sha256:")
+            .and_then(check_hex)
+            .ok_or_else(|| {
+                err(format!(
+                    "asset {file_name} has digest {d:?}, not sha256:<hex>"
+                ))
+            }),
     }
 }
 
@@ -115,5 +187,45 @@ mod tests {
             .to_string();
         assert!(e.contains("SUMS") && e.contains("s390x"), "{e}");
         assert!(expected_sha256(f, "nonsense\n", "x", "u").is_err());
+    }
+
+    #[test]
+    fn helm_index_picks_the_chart_version_by_file() {
+        let text = format!(
+            "apiVersion: v1\nentries:\n  cilium:\n  - digest: {A}\n    name: cilium\n    urls:\n    - https://helm.cilium.io/cilium-1.15.6.tgz\n    version: 1.15.6\n  - digest: {B}\n    name: cilium\n    urls:\n    - cilium-1.15.7.tgz\n    version: 1.15.7\n"
+        );
+        let f = ChecksumFormat::HelmIndex;
+        assert_eq!(
+            expected_sha256(f, &text, "cilium-1.15.6.tgz", "u").expect("ok"),
+            A
+        );
+        assert_eq!(
+            expected_sha256(f, &text, "cilium-1.15.7.tgz", "u").expect("ok"),
+            B
+        );
+        let e = expected_sha256(f, &text, "cilium-1.15.8.tgz", "IDX")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("IDX") && e.contains("cilium-1.15.8.tgz"), "{e}");
+        assert!(expected_sha256(f, "<html>", "x", "u").is_err());
+    }
+
+    #[test]
+    fn github_asset_digest_by_name_and_missing_digest() {
+        let text = format!(
+            r#"{{"tag_name":"v1.14.5","assets":[{{"name":"cert-manager.yaml","digest":"sha256:{A}"}},{{"name":"old.yaml","digest":null}}]}}"#
+        );
+        let f = ChecksumFormat::GithubAsset;
+        assert_eq!(
+            expected_sha256(f, &text, "cert-manager.yaml", "u").expect("ok"),
+            A
+        );
+        let e = expected_sha256(f, &text, "old.yaml", "API").unwrap_err();
+        assert!(matches!(e, Error::NoUpstreamDigest { .. }), "{e}");
+        assert!(e.to_string().contains("old.yaml") && e.to_string().contains("API"));
+        let e = expected_sha256(f, &text, "nope.yaml", "API")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no asset nope.yaml"), "{e}");
     }
 }

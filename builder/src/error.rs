@@ -35,14 +35,25 @@ pub enum Error {
         expected_from: String,
         actual: String,
     },
-    #[error("{file}: pinned sha256 {pinned} in catalog {catalog} disagrees with {checksum_url} ({listed})")]
+    #[error(
+        "{file} ({url}): pinned sha256 {pinned} in catalog {catalog} disagrees with {checksum_url}, \
+         which lists {listed}; fix the pin only from a source you trust"
+    )]
     PinMismatch {
         file: String,
+        url: String,
         catalog: String,
         pinned: String,
         checksum_url: String,
         listed: String,
     },
+    /// The checksum source lists the file but without a digest (GitHub
+    /// computes none for some older release assets): only a pin can vouch for it.
+    #[error(
+        "{file}: {url} lists the file without a digest; pin its sha256 in the catalog \
+         (`sha256 = {{ any = \"<hex>\" }}`) from a source you trust"
+    )]
+    NoUpstreamDigest { file: String, url: String },
     #[error("{archive}: {reason}")]
     Archive { archive: String, reason: String },
     #[error("image {image}: {reason}")]

@@ -100,6 +100,18 @@ impl Ctx {
         Ok(text)
     }
 
+    /// Like [`Ctx::checksum_text`], but bypasses (and replaces) the cached copy:
+    /// for an index that gained entries since it was cached.
+    pub async fn refetch_checksum_text(&self, upstream: &str, url: &str) -> Result<String> {
+        let path = self.cache.checksum_path(upstream);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::io(&path, e));
+            }
+        }
+        self.checksum_text(upstream, url).await
+    }
+
     /// Ensures the file with `expect.sha256` is in the cache, downloading it
     /// from `url` (the mirrored form of `upstream`) when missing. `label` names
     /// the file in progress and errors.

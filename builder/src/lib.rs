@@ -1,6 +1,7 @@
 //! ferry builder: catalog + profile -> binaries, archives and images fetched
 //! through mirrors into a content-addressed cache -> one signed bundle.
 
+mod addon_images;
 mod assemble;
 mod binaries;
 pub mod cache;

@@ -92,7 +92,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             ))
         }
     };
-    let artifacts = catalog.artifacts(&platforms, profile.component_filter())?;
+    let addons: Vec<String> = profile
+        .addons
+        .iter()
+        .map(|a| a.name.clone())
+        .chain(std::iter::once(profile.cni.clone()))
+        .collect();
+    let artifacts = catalog.artifacts(&platforms, profile.component_filter(), &addons)?;
     let mut selfbins = Vec::new();
     for arg in &opts.ferry_binaries {
         let (p, path) = crate::selfbin::parse(arg)?;
@@ -152,7 +158,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     for f in layout::layout_files(&cache, &pulled)?.into_values() {
         insert(&mut files, f)?;
     }
-    lint::check(&needed, &platforms, &pulled, &files)?;
+    let mut closure = needed.clone();
+    closure.extend(lint::artifact_needs(&artifacts, &files, &pulled)?);
+    lint::check(&closure, &platforms, &pulled, &files)?;
 
     let epoch = match opts.source_date_epoch {
         Some(e) => e,

@@ -39,8 +39,12 @@ pub enum ComponentKind {
     Binary,
     /// An upstream archive kept whole, under `archives/linux-<arch>/<file>`.
     Archive,
-    /// An addon manifest or chart, under `manifests/`.
+    /// An upstream release manifest (multi-document YAML), under
+    /// `manifests/<name>/<file>`; platform-independent.
     Manifest,
+    /// An upstream Helm chart `.tgz`, under `manifests/<name>/<file>`;
+    /// platform-independent. Added within schema 1: a new value, no new field.
+    Chart,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +62,9 @@ pub struct Component {
     pub source: String,
     /// Upstream sha256, hex.
     pub sha256: String,
-    /// Where the upstream checksum came from: the checksum file URL, or `catalog` when pinned.
+    /// Where the upstream checksum came from: the checksum file URL (a
+    /// `.sha256` file, a SHA256SUMS listing, a Helm repository `index.yaml`, a
+    /// GitHub release API document), with ` (pinned in catalog)` when pinned.
     pub checksum_source: String,
 }
 
@@ -176,4 +182,35 @@ impl BundleManifest {
 /// `linux/arm64` -> `linux-arm64`, the directory name used under `bin/` and `archives/`.
 pub fn platform_dir(platform: &str) -> String {
     platform.replace('/', "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_independent_chart_and_manifest_components_round_trip() {
+        for (kind, text) in [
+            (ComponentKind::Chart, "chart"),
+            (ComponentKind::Manifest, "manifest"),
+        ] {
+            let c = Component {
+                name: "cilium".into(),
+                version: "1.15.6".into(),
+                kind,
+                platform: None,
+                path: "manifests/cilium/cilium-1.15.6.tgz".into(),
+                source: "https://helm.cilium.io/cilium-1.15.6.tgz".into(),
+                sha256: "0".repeat(64),
+                checksum_source: "https://helm.cilium.io/index.yaml".into(),
+            };
+            let json = serde_json::to_string(&c).expect("serialize");
+            assert!(json.contains(&format!("\"kind\":\"{text}\"")), "{json}");
+            assert!(!json.contains("platform"), "{json}");
+            let back: Component = serde_json::from_str(&json).expect("parse");
+            assert_eq!(back, c);
+        }
+        let bad = r#"{"name":"x","version":"1","kind":"helm","path":"p","source":"s","sha256":"h","checksum_source":"c"}"#;
+        assert!(serde_json::from_str::<Component>(bad).is_err());
+    }
 }
