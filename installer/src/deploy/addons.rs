@@ -22,7 +22,7 @@ mod kubectl;
 mod objects;
 
 pub use kubectl::{Bounds, FIELD_MANAGER, TIMEOUT_ENV};
-pub use objects::{content_hash, AddonObject, Stage, HASH_ANNOTATION};
+pub use objects::{AddonObject, Stage, HASH_ANNOTATION};
 
 use super::HostRun;
 use crate::plan::{ClusterPlan, FileContent, HostPlan, Step};

@@ -91,7 +91,16 @@ impl<'a> Kubectl<'a> {
         self.exec.host()
     }
 
-    /// Runs `kubectl ARGS` (ARGS already quoted) under `timeout`; `what` names the call and object.
+    /// `timeout -k 5 SECS KUBECTL --kubeconfig K ARGS` (ARGS already quoted).
+    fn bounded(&self, bound: Duration, args: &str) -> String {
+        format!(
+            "timeout -k 5 {} {} {args}",
+            bound.as_secs().max(1),
+            self.base
+        )
+    }
+
+    /// Runs `kubectl ARGS` under `timeout`; `what` names the call and object.
     async fn call(
         &self,
         what: &str,
@@ -99,11 +108,22 @@ impl<'a> Kubectl<'a> {
         input: Option<Vec<u8>>,
         bound: Duration,
     ) -> Result<String, String> {
+        self.script(what, &self.bounded(bound, args), input, bound)
+            .await
+    }
+
+    /// Runs `script`, whose kubectl calls (at most two) are bounded by `bound` each.
+    async fn script(
+        &self,
+        what: &str,
+        script: &str,
+        input: Option<Vec<u8>>,
+        bound: Duration,
+    ) -> Result<String, String> {
         let secs = bound.as_secs().max(1);
-        let script = format!("timeout -k 5 {secs} {} {args}", self.base);
         let input = input.map(|b| Source::Bytes(Arc::from(b)));
-        let guard = bound + Duration::from_secs(30);
-        let out = tokio::time::timeout(guard, self.exec.run_with(&script, input.as_ref()))
+        let guard = bound * 2 + Duration::from_secs(30);
+        let out = tokio::time::timeout(guard, self.exec.run_with(script, input.as_ref()))
             .await
             .map_err(|_| {
                 format!(
@@ -190,15 +210,25 @@ impl<'a> Kubectl<'a> {
         parse_hashes(&out).map_err(|e| format!("{}: {what}: {e}", self.host()))
     }
 
-    /// `kubectl apply --server-side` of one object.
+    /// `kubectl apply --server-side` of one object: its rendered text, to
+    /// which kubectl itself adds the hash annotation (`annotate --local`).
     pub async fn apply(&self, o: &AddonObject) -> Result<(), String> {
-        let args = format!(
+        let annotate = format!(
+            "annotate --local --overwrite -f - {} -o json",
+            sh_quote(&format!("{HASH_ANNOTATION}={}", o.hash))
+        );
+        let apply = format!(
             "apply --server-side --field-manager={} --force-conflicts -f -",
             sh_quote(FIELD_MANAGER)
         );
+        let script = format!(
+            "obj=$({}) || exit $?; printf '%s\\n' \"$obj\" | {}",
+            self.bounded(self.bounds.call, &annotate),
+            self.bounded(self.bounds.call, &apply)
+        );
         let what = format!("kubectl apply --server-side of {}", o.describe());
-        let body = o.body.to_string().into_bytes();
-        self.call(&what, &args, Some(body), self.bounds.call)
+        let text = o.text.clone().into_bytes();
+        self.script(&what, &script, Some(text), self.bounds.call)
             .await
             .map(drop)
     }

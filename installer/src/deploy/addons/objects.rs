@@ -1,7 +1,12 @@
-//! The objects of the rendered addon manifests: parsed from YAML, checked
-//! (apiVersion, kind, metadata.name, no duplicates), given a content hash
-//! and put in dependency order (CRDs, Namespaces, the rest; file and
-//! document order within each).
+//! The objects of the rendered addon manifests: split into documents at
+//! `---` lines (as kubectl splits them), checked (apiVersion, kind,
+//! metadata.name, no duplicates), given a content hash and put in dependency
+//! order (CRDs, Namespaces, the rest; file and document order within each).
+//!
+//! A document is sent to kubectl as the text the plan rendered: kubectl reads
+//! its YAML itself (YAML 1.1, where `defaultMode: 0400` is the number 256),
+//! so ferry never re-encodes a value. ferry parses a document only to learn
+//! what object it is.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -46,10 +51,10 @@ pub struct AddonObject {
     pub kind: String,
     pub namespace: Option<String>,
     pub name: String,
-    /// sha256 of the rendered document (canonical JSON, without the hash annotation).
+    /// sha256 of the document's text as rendered.
     pub hash: String,
-    /// What is sent: the document with [`HASH_ANNOTATION`] set to `hash`.
-    pub body: Value,
+    /// The document's text, sent to kubectl as it is (plus the hash annotation).
+    pub text: String,
 }
 
 impl AddonObject {
@@ -123,37 +128,32 @@ fn text_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// One document as an object, or what is wrong with it.
-fn object(file: &Path, document: usize, mut doc: Value) -> Result<AddonObject, String> {
+fn object(file: &Path, document: usize, text: &str, doc: &Value) -> Result<AddonObject, String> {
     let at = || format!("{}: document {document}", file.display());
     if !doc.is_object() {
         return Err(format!("{}: not a mapping", at()));
     }
-    let mut missing: Vec<&str> = Vec::new();
-    let api_version = text_at(&doc, &["apiVersion"])
-        .unwrap_or_default()
-        .to_string();
-    let kind = text_at(&doc, &["kind"]).unwrap_or_default().to_string();
-    let name = text_at(&doc, &["metadata", "name"])
-        .unwrap_or_default()
-        .to_string();
-    for (field, value) in [
+    let field = |path: &[&str]| text_at(doc, path).unwrap_or_default().to_string();
+    let (api_version, kind) = (field(&["apiVersion"]), field(&["kind"]));
+    let name = field(&["metadata", "name"]);
+    let missing: Vec<&str> = [
         ("apiVersion", &api_version),
         ("kind", &kind),
         ("metadata.name", &name),
-    ] {
-        if value.is_empty() {
-            missing.push(field);
-        }
-    }
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.is_empty())
+    .map(|(f, _)| f)
+    .collect();
     if !missing.is_empty() {
+        let kind = if kind.is_empty() {
+            String::new()
+        } else {
+            format!(" ({kind})")
+        };
         return Err(format!(
-            "{}{} has no {}: fix the manifest's template and run ferry install again",
+            "{}{kind} has no {}: fix the manifest's template and run ferry install again",
             at(),
-            if kind.is_empty() {
-                String::new()
-            } else {
-                format!(" ({kind})")
-            },
             missing.join(", ")
         ));
     }
@@ -162,28 +162,6 @@ fn object(file: &Path, document: usize, mut doc: Value) -> Result<AddonObject, S
         Some(Value::String(ns)) if !ns.is_empty() => Some(ns.clone()),
         Some(other) => return Err(format!("{}: metadata.namespace is {other}", at())),
     };
-    if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
-        if let Some(Value::Object(a)) = meta.get_mut("annotations") {
-            a.remove(HASH_ANNOTATION);
-            if a.is_empty() {
-                meta.remove("annotations");
-            }
-        }
-    }
-    let hash = content_hash(&doc);
-    let mut body = doc;
-    let meta = body["metadata"]
-        .as_object_mut()
-        .ok_or_else(|| format!("{}: metadata is not a mapping", at()))?;
-    let annotations = meta
-        .entry("annotations")
-        .or_insert_with(|| Value::Object(Default::default()));
-    match annotations {
-        Value::Object(a) => {
-            a.insert(HASH_ANNOTATION.into(), Value::String(hash.clone()));
-        }
-        _ => return Err(format!("{}: metadata.annotations is not a mapping", at())),
-    }
     Ok(AddonObject {
         file: file.to_path_buf(),
         document,
@@ -191,16 +169,30 @@ fn object(file: &Path, document: usize, mut doc: Value) -> Result<AddonObject, S
         kind,
         namespace,
         name,
-        hash,
-        body,
+        hash: hex::encode(Sha256::digest(text.as_bytes())),
+        text: text.to_string(),
     })
+}
+
+/// The documents of a YAML stream, split at `---` lines as kubectl's reader does.
+pub fn documents(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.split_inclusive('\n') {
+        let l = line.trim_end();
+        if l == "---" || l.starts_with("--- ") || l.starts_with("---\t") {
+            docs.push(String::new());
+        } else if let Some(d) = docs.last_mut() {
+            d.push_str(line);
+        }
+    }
+    docs
 }
 
 /// Every object of one manifest, in document order (empty documents skipped).
 pub fn parse(file: &Path, text: &str) -> Result<Vec<AddonObject>, String> {
     let mut out = Vec::new();
-    for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
-        let v = Value::deserialize(doc).map_err(|e| {
+    for (i, doc) in documents(text).iter().enumerate() {
+        let v = Value::deserialize(serde_norway::Deserializer::from_str(doc)).map_err(|e| {
             format!(
                 "{}: document {}: not valid YAML: {e}",
                 file.display(),
@@ -208,7 +200,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AddonObject>, String> {
             )
         })?;
         if !v.is_null() {
-            out.push(object(file, i + 1, v)?);
+            out.push(object(file, i + 1, doc, &v)?);
         }
     }
     Ok(out)
@@ -229,42 +221,6 @@ pub fn ordered(mut objects: Vec<AddonObject>) -> Result<Vec<AddonObject>, String
     }
     objects.sort_by_key(AddonObject::stage);
     Ok(objects)
-}
-
-/// sha256 of `v` as JSON with object keys sorted at every level.
-pub fn content_hash(v: &Value) -> String {
-    fn write(v: &Value, out: &mut String) {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, k) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String(k.clone()).to_string());
-                    out.push(':');
-                    write(&m[k], out);
-                }
-                out.push('}');
-            }
-            Value::Array(a) => {
-                out.push('[');
-                for (i, x) in a.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(x, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let mut s = String::new();
-    write(v, &mut s);
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 #[cfg(test)]
@@ -290,31 +246,24 @@ mod tests {
         assert_eq!(objs[2].kubectl_type(), "Deployment.v1.apps");
         assert_eq!(objs[1].kubectl_type(), "Namespace");
         assert_eq!(objs[2].rollout_type(), Some("deployment"));
-        assert_eq!(
-            objs[2].body["metadata"]["annotations"][HASH_ANNOTATION],
-            objs[2].hash.as_str()
-        );
+        assert!(objs[2]
+            .text
+            .starts_with("apiVersion: apps/v1\nkind: Deployment\n"));
+        assert_eq!(objs[0].document, 3);
     }
 
     #[test]
-    fn hash_ignores_key_order_and_its_own_annotation() {
-        let a = parse(
-            Path::new("a"),
-            "kind: ConfigMap\napiVersion: v1\nmetadata: {name: c}\ndata: {x: '1', y: '2'}\n",
-        )
-        .unwrap();
-        let b = parse(
-            Path::new("b"),
-            "apiVersion: v1\nkind: ConfigMap\ndata: {y: '2', x: '1'}\nmetadata:\n  name: c\n  annotations: {ferry.io/content-hash: old}\n",
-        )
-        .unwrap();
-        assert_eq!(a[0].hash, b[0].hash);
-        let c = parse(
-            Path::new("c"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {x: '1', y: '3'}\n",
-        )
-        .unwrap();
-        assert_ne!(a[0].hash, c[0].hash);
+    fn documents_are_split_at_separator_lines_and_hashed_as_text() {
+        let text = "# comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {mode: '0400', x: ---}\n--- \napiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\n";
+        let objs = parse(Path::new("a"), text).unwrap();
+        assert_eq!(objs.len(), 2);
+        assert_eq!((objs[0].document, objs[1].document), (2, 3));
+        assert!(objs[0].text.contains("'0400'"));
+        let again = parse(Path::new("b"), text).unwrap();
+        assert_eq!(objs[0].hash, again[0].hash);
+        let changed = parse(Path::new("a"), &text.replace("x: ---", "x: y")).unwrap();
+        assert_ne!(objs[0].hash, changed[0].hash);
+        assert_eq!(objs[1].hash, changed[1].hash);
     }
 
     #[test]
