@@ -91,6 +91,9 @@ fn signed_build_through_mirrors_reads_with_stock_tools() {
     ok(&res, "bundle build");
     let report: serde_json::Value = serde_json::from_slice(&res.stdout).expect("--json report");
     assert_eq!(report["images"], 10);
+    // 12 catalog components give 13 binaries and archives per platform, plus
+    // the 4 platform-independent addon artifacts.
+    assert_eq!(report["components"], 13 * 2 + 4);
     assert_eq!(report["signed"], true);
 
     // The installer-side check and the stock tools all accept it.
@@ -415,8 +418,10 @@ fn same_inputs_and_epoch_give_byte_identical_bundles() {
         v
     };
     let (ec, ed) = (entries(&c), entries(&d));
-    // 102 content files, and 18 of the six signed images' cosign signatures.
-    assert_eq!(ec.len(), 121, "bundle.json + 120 content files expected");
+    // 102 content files, 18 of the six signed images' cosign signatures, and
+    // 4 addon artifacts (Cilium chart, cert-manager, metrics-server,
+    // prometheus-operator CRDs).
+    assert_eq!(ec.len(), 125, "bundle.json + 124 content files expected");
     assert_eq!(ec, ed, "signed builds differ beyond the signature");
 }
 
@@ -730,10 +735,14 @@ fn killed_build_resumes_and_fetches_only_what_is_missing() {
     );
 }
 
+/// Checksum sources (checksum files, the Helm index, GitHub's release API)
+/// are not payload.
 fn is_payload(path: &str) -> bool {
     !(path.ends_with(".sha256")
         || path.ends_with(".sha256sum")
         || path.ends_with("SHA256SUMS")
+        || path.ends_with("/index.yaml")
+        || path.starts_with("/api.github.com/")
         || path.starts_with("/__"))
 }
 

@@ -1,7 +1,8 @@
 //! Fixture upstream for tests: Debian's docker-registry seeded with small real
 //! multi-arch images (tests/fixtures/mkimages.py, pushed with skopeo), and a
-//! loopback file server (tests/fixtures/fileserver.py) that serves binaries and
-//! checksum files at their upstream paths (tests/fixtures/mkupstream.sh) and
+//! loopback file server (tests/fixtures/fileserver.py) that serves binaries,
+//! addon artifacts and checksum sources at their upstream paths
+//! (tests/fixtures/mkupstream.sh, tests/fixtures/mkartifacts.py) and
 //! counts requests per path. The builder reaches both only through the
 //! `--mirror` arguments returned by [`Upstream::mirror_args`].
 //!
@@ -213,6 +214,8 @@ impl Upstream {
             format!("--mirror=https://dl.k8s.io=http://{f}/dl.k8s.io"),
             format!("--mirror=https://github.com=http://{f}/github.com"),
             format!("--mirror=https://get.helm.sh=http://{f}/get.helm.sh"),
+            format!("--mirror=https://helm.cilium.io=http://{f}/helm.cilium.io"),
+            format!("--mirror=https://api.github.com=http://{f}/api.github.com"),
         ]
     }
 
@@ -291,6 +294,9 @@ pub fn shared_fixture_files() -> PathBuf {
         let mut stamp = std::fs::read(&script).expect("read mkupstream.sh");
         stamp.extend(
             std::fs::read(fixtures_dir().join("standins/kube-standin.py")).expect("read stand-in"),
+        );
+        stamp.extend(
+            std::fs::read(fixtures_dir().join("mkartifacts.py")).expect("read mkartifacts.py"),
         );
         let tag = short_hash(&stamp);
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
