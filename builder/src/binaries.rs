@@ -155,8 +155,7 @@ async fn expected_digest(
     };
     match &art.pinned {
         Some(pin) if pin != &listed => Err(Error::PinMismatch {
-            file: art.file_name.clone(),
-            url: art.url.clone(),
+            file: format!("{} ({})", art.file_name, art.url),
             catalog: catalog_origin.to_string(),
             pinned: pin.clone(),
             checksum_url: art.checksum_url.clone(),

@@ -36,12 +36,12 @@ pub enum Error {
         actual: String,
     },
     #[error(
-        "{file} ({url}): pinned sha256 {pinned} in catalog {catalog} disagrees with {checksum_url}, \
+        "{file}: pinned sha256 {pinned} in catalog {catalog} disagrees with {checksum_url}, \
          which lists {listed}; fix the pin only from a source you trust"
     )]
     PinMismatch {
+        /// `<file name> (<upstream URL>)`.
         file: String,
-        url: String,
         catalog: String,
         pinned: String,
         checksum_url: String,
