@@ -314,6 +314,159 @@ fn sandbox_comes_from_the_mirror(rig: &Rig, host: &str, images: &[(String, Strin
     cri(rig, host, &format!("remove-sandbox {id}"));
 }
 
+/// Standard base64 (etcdctl -w json prints keys and values so).
+fn unbase64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {s}"),
+    };
+    let digits: Vec<u8> = s.bytes().filter(|c| *c != b'=').map(val).collect();
+    let mut out = Vec::new();
+    for chunk in digits.chunks(4) {
+        let n = chunk.iter().fold(0u32, |n, d| n << 6 | u32::from(*d)) << (6 * (4 - chunk.len()));
+        out.extend(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// An object in the stand-in apiserver's store (the cluster's etcd, under /registry/).
+struct Stored {
+    key: String,
+    create: u64,
+    modified: u64,
+    object: Value,
+}
+
+fn addon_store(s: &Setup) -> Vec<Stored> {
+    let out = etcdctl(s, "h1", "get --prefix /registry/ -w json");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
+    kvs.iter()
+        .map(|kv| Stored {
+            key: String::from_utf8(unbase64(kv["key"].as_str().unwrap())).unwrap(),
+            create: kv["create_revision"].as_u64().unwrap(),
+            modified: kv["mod_revision"].as_u64().unwrap(),
+            object: serde_json::from_slice(&unbase64(kv["value"].as_str().unwrap())).unwrap(),
+        })
+        .collect()
+}
+
+/// Every document of the addon manifests placed on `host`, parsed by PyYAML
+/// (not by ferry): (file, document).
+fn rendered_addons(rig: &Rig, host: &str) -> Vec<(String, Value)> {
+    let out = rig.sh(
+        host,
+        "/usr/bin/python3 -c 'import glob, json, yaml\nprint(json.dumps([[f, d] for f in sorted(glob.glob(\"/etc/ferry/addons/*.yaml\")) for d in yaml.safe_load_all(open(f)) if d is not None]))'",
+    );
+    let v: Vec<(String, Value)> =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(v.len() > 10, "too few addon objects rendered: {v:?}");
+    v
+}
+
+fn object_id(o: &Value) -> (String, String, String, String) {
+    let t = |p: &str| {
+        o.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    (
+        t("/apiVersion"),
+        t("/kind"),
+        t("/metadata/namespace"),
+        t("/metadata/name"),
+    )
+}
+
+/// Every rendered object is in the store as rendered, applied by ferry with
+/// its content hash; CRDs were created before Namespaces, Namespaces before
+/// everything else; nothing else is there. Returns the number of rollouts.
+fn addons_applied(rendered: &[(String, Value)], store: &[Stored]) -> usize {
+    let stage = |o: &Value| match object_id(o) {
+        (a, k, _, _)
+            if a.starts_with("apiextensions.k8s.io/") && k == "CustomResourceDefinition" =>
+        {
+            0
+        }
+        (a, k, _, _) if a == "v1" && k == "Namespace" => 1,
+        _ => 2,
+    };
+    let mut created: [Vec<u64>; 3] = Default::default();
+    for (file, doc) in rendered {
+        let id = object_id(doc);
+        let found = store
+            .iter()
+            .find(|s| object_id(&s.object) == id)
+            .unwrap_or_else(|| {
+                panic!("{file}: {id:?} was not applied (not in the apiserver's store)")
+            });
+        for (k, v) in doc.as_object().unwrap() {
+            if k != "metadata" && k != "status" {
+                assert_eq!(
+                    &found.object[k], v,
+                    "{file}: {id:?}: {k} differs in the store"
+                );
+            }
+        }
+        let meta = &found.object["metadata"];
+        assert_eq!(meta["labels"], doc["metadata"]["labels"], "{id:?}");
+        assert_eq!(
+            meta["managedFields"][0]["manager"], "ferry",
+            "{id:?}: {meta}"
+        );
+        assert_eq!(
+            meta["annotations"]["ferry.io/content-hash"]
+                .as_str()
+                .map(str::len),
+            Some(64),
+            "{id:?}: {meta}"
+        );
+        created[stage(doc)].push(found.create);
+    }
+    assert_eq!(
+        store.len(),
+        rendered.len(),
+        "the store holds other objects than the rendered addons"
+    );
+    assert!(
+        !created[1].is_empty() && !created[2].is_empty(),
+        "{created:?}"
+    );
+    for (earlier, later) in [(0, 1), (1, 2)] {
+        if let (Some(last), Some(first)) =
+            (created[earlier].iter().max(), created[later].iter().min())
+        {
+            assert!(
+                last < first,
+                "stage {earlier} applied after stage {later} began: {created:?}"
+            );
+        }
+    }
+    rendered
+        .iter()
+        .filter(|(_, d)| {
+            let (a, k, _, _) = object_id(d);
+            a == "apps/v1" && matches!(k.as_str(), "Deployment" | "DaemonSet" | "StatefulSet")
+        })
+        .count()
+}
+
+fn addons_note(report: &Value) -> String {
+    report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|n| n.starts_with("addons:"))
+        .unwrap_or_else(|| panic!("no addons note in {report}"))
+        .to_string()
+}
+
 #[test]
 fn install_deploys_a_working_cluster_to_seven_hosts() {
     let s = setup();
@@ -350,6 +503,20 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
         "first install changed nothing: {r1}"
     );
     eprintln!("measured: 7-host install {first_secs:.1}s");
+
+    // Addons: every object of every rendered manifest is in the (stand-in)
+    // apiserver's store, CRDs first, then Namespaces, then the rest, and
+    // every Deployment and DaemonSet was waited for.
+    let rendered = rendered_addons(rig, "h1");
+    let addons = addon_store(&s);
+    let rollouts = addons_applied(&rendered, &addons);
+    let n = rendered.len();
+    assert!(
+        addons_note(&r1).starts_with(&format!("addons: {n} of {n} objects applied"))
+            && addons_note(&r1).ends_with(&format!(", {rollouts} rollouts complete")),
+        "{}",
+        addons_note(&r1)
+    );
 
     // etcd: 3 members healthy over TLS; a key written through one is read from another.
     let health = etcdctl(&s, "h1", "endpoint health --cluster");
@@ -505,6 +672,23 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
         "second install changed something: {r2}"
     );
     eprintln!("measured: no-op re-run {second_secs:.1}s");
+    // ... and applies no addon object: every key in the store is as it was.
+    let again = addon_store(&s);
+    let revisions = |st: &[Stored]| -> Vec<(String, u64, u64)> {
+        st.iter()
+            .map(|o| (o.key.clone(), o.create, o.modified))
+            .collect()
+    };
+    assert_eq!(
+        revisions(&again),
+        revisions(&addons),
+        "the no-op re-run applied addon objects"
+    );
+    assert!(
+        addons_note(&r2).starts_with(&format!("addons: 0 of {n} objects applied")),
+        "{}",
+        addons_note(&r2)
+    );
 
     // Fault: a node's sshd is down during the run -> that node fails with its log, the rest completes.
     rig.sh("h5", "systemctl stop ssh; pkill -KILL -x sshd || true");
