@@ -294,3 +294,114 @@ fn artifact_naming_an_image_the_bundle_lacks_fails_the_closure_lint() {
     // The carried images themselves pass: only the one the artifact names fails.
     assert_eq!(err.matches("is not in the bundle").count(), 1, "{err}");
 }
+
+/// bundle.json of a built bundle, read by `ferry bundle inspect --json`.
+fn bundle_json(bundle: &Path) -> serde_json::Value {
+    let out = Command::new(FERRY)
+        .args(["bundle", "inspect", "--json"])
+        .arg(bundle)
+        .output()
+        .expect("inspect");
+    ok(&out, "inspect --json");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    v["manifest"].clone()
+}
+
+fn component<'a>(manifest: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+    manifest["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["path"] == path)
+        .unwrap_or_else(|| panic!("no component for {path}"))
+}
+
+#[test]
+fn asset_without_an_upstream_digest_needs_a_pin() {
+    let up = Upstream::start(UpstreamOptions::default());
+    let work = tempfile::tempdir().expect("tmp");
+    // GitHub lists no digest for some older release assets.
+    let (_, _, path, url, api) = ARTIFACTS[3];
+    let api_file = up.file(&fixture_path(api));
+    let mut release: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&api_file).expect("release")).expect("JSON");
+    release["assets"][0]["digest"] = serde_json::Value::Null;
+    replace(&api_file, release.to_string().as_bytes());
+    let args = ["--platform", "linux/amd64"];
+    let err = failed(
+        &run(build_cmd(&up, work.path(), "x.tar.zst", &args)),
+        &work.path().join("x.tar.zst"),
+    );
+    assert!(
+        err.contains("stripped-down-crds.yaml") && err.contains(api) && err.contains("pin"),
+        "{err}"
+    );
+
+    // With the digest pinned in the catalog the pin vouches for the file.
+    let digest = sha256(&std::fs::read(up.file(&fixture_path(url))).expect("crds"));
+    let cat_dir = work.path().join("catalog");
+    std::fs::create_dir(&cat_dir).expect("mkdir");
+    let builtin =
+        std::fs::read_to_string(common::upstream::repo_root().join("bundles/catalog/1.29.6.toml"))
+            .expect("catalog");
+    let url_line = "url = \"https://github.com/prometheus-operator/prometheus-operator/releases/download/v{version}/stripped-down-crds.yaml\"";
+    let pinned = builtin.replacen(
+        url_line,
+        &format!("{url_line}\nsha256 = {{ any = \"{digest}\" }}"),
+        1,
+    );
+    assert_ne!(pinned, builtin);
+    std::fs::write(cat_dir.join("1.29.6.toml"), pinned).expect("write");
+    let mut cmd = build_cmd(&up, work.path(), "x.tar.zst", &args);
+    cmd.arg("--catalog-dir").arg(&cat_dir);
+    ok(&run(cmd), "pinned build");
+    let manifest = bundle_json(&work.path().join("x.tar.zst"));
+    let c = component(&manifest, path);
+    assert_eq!(c["sha256"], digest.as_str());
+    let source = c["checksum_source"].as_str().expect("checksum_source");
+    assert!(
+        source.contains("1.29.6.toml") && source.contains("pinned") && source.contains(api),
+        "{source}"
+    );
+}
+
+#[test]
+fn cached_helm_index_without_the_version_is_fetched_again() {
+    let up = Upstream::start(UpstreamOptions::default());
+    let work = tempfile::tempdir().expect("tmp");
+    let index = up.file("/helm.cilium.io/index.yaml");
+    let current = std::fs::read_to_string(&index).expect("index.yaml");
+    // An index from before 1.15.6 was published.
+    let old: String = current.replace("cilium-1.15.6.tgz", "cilium-1.15.4.tgz");
+    assert_ne!(old, current);
+    replace(&index, old.as_bytes());
+    let args = ["--platform", "linux/amd64"];
+    let err = failed(
+        &run(build_cmd(&up, work.path(), "x.tar.zst", &args)),
+        &work.path().join("x.tar.zst"),
+    );
+    assert!(
+        err.contains("https://helm.cilium.io/index.yaml") && err.contains("cilium-1.15.6.tgz"),
+        "{err}"
+    );
+    // Upstream publishes 1.15.6: the same cache picks up the new index.
+    replace(&index, current.as_bytes());
+    let before = up.requests();
+    ok(
+        &run(build_cmd(&up, work.path(), "x.tar.zst", &args)),
+        "build after the index changed",
+    );
+    let after = up.requests();
+    let n = |r: &common::upstream::Requests| {
+        r.started
+            .get("/helm.cilium.io/index.yaml")
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(n(&after) - n(&before), 1, "index.yaml fetched again once");
+    let manifest = bundle_json(&work.path().join("x.tar.zst"));
+    assert_eq!(
+        component(&manifest, ARTIFACTS[0].2)["checksum_source"],
+        "https://helm.cilium.io/index.yaml"
+    );
+}
