@@ -270,6 +270,13 @@ fn failing_and_hanging_kubectl_fail_the_addons_step_naming_the_object() {
     ok(out, "install after the faults are gone");
     let n = note(&report);
     assert!(n.starts_with("addons: 1 of "), "{n}");
+    let applied: u64 = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["applied_objects"].as_u64().unwrap())
+        .sum();
+    assert_eq!(applied, 1, "{report}");
     let after = s.store();
     assert_eq!(after.len(), before.len(), "{after:?}");
     for (key, create, modr) in &after {

@@ -131,14 +131,23 @@ async fn verify(k: &Kubectl<'_>, host: &str, objs: &[&AddonObject]) -> Result<()
     ))
 }
 
-/// Applies the addons from `run`'s host. Returns a note for the report.
-pub async fn apply(plan: &ClusterPlan, run: &mut HostRun) -> Result<String, String> {
+/// What the addons step did: a note for the report and how many objects it applied.
+pub struct Applied {
+    pub note: String,
+    pub objects: usize,
+}
+
+/// Applies the addons from `run`'s host.
+pub async fn apply(plan: &ClusterPlan, run: &mut HostRun) -> Result<Applied, String> {
     let objects = planned_objects(&run.plan)?;
     if objects.is_empty() {
-        return Ok(format!(
-            "addons: the plan places no addon manifests on {}",
-            run.plan.name
-        ));
+        return Ok(Applied {
+            note: format!(
+                "addons: the plan places no addon manifests on {}",
+                run.plan.name
+            ),
+            objects: 0,
+        });
     }
     let (kubeconfig, endpoint) = admin_kubeconfig(plan, &run.plan)?;
     let exec = run.exec()?;
@@ -180,5 +189,8 @@ pub async fn apply(plan: &ClusterPlan, run: &mut HostRun) -> Result<String, Stri
         objects.len() - applied
     );
     exec.log().line(&note);
-    Ok(note)
+    Ok(Applied {
+        note,
+        objects: applied,
+    })
 }

@@ -105,6 +105,8 @@ pub struct HostRun {
     pub log: PathBuf,
     pub changed: Vec<PathBuf>,
     pub restarted: Vec<String>,
+    /// Addon objects applied to the cluster from this host.
+    pub applied_objects: usize,
     /// Something of the current step changed on this host.
     pub step_changed: bool,
     /// The host is a container (a test host): the kernel is the machine's.
@@ -140,6 +142,7 @@ impl HostRun {
             log: self.log.clone(),
             changed_files: self.changed.clone(),
             restarted_units: self.restarted.clone(),
+            applied_objects: self.applied_objects,
         }
     }
 }
@@ -164,6 +167,7 @@ async fn connect(plan: &HostPlan, opts: &DeployOptions) -> HostRun {
         log: log_path,
         changed: Vec::new(),
         restarted: Vec::new(),
+        applied_objects: 0,
         step_changed: false,
         container: false,
     };
@@ -332,7 +336,10 @@ pub async fn deploy(
                 let mut res = apply::run_step(ctx, r, step).await;
                 if res.is_ok() && step == Step::Addons && Some(i) == first_master {
                     match addons::apply(plan, r).await {
-                        Ok(n) => note = Some(n),
+                        Ok(a) => {
+                            r.applied_objects = a.objects;
+                            note = Some(a.note);
+                        }
                         Err(e) => res = Err(e),
                     }
                 }

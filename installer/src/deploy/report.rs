@@ -34,6 +34,8 @@ pub struct HostReport {
     pub log: PathBuf,
     pub changed_files: Vec<PathBuf>,
     pub restarted_units: Vec<String>,
+    /// Addon objects this host applied to the cluster (server-side).
+    pub applied_objects: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +57,10 @@ impl DeployReport {
 
     pub fn restarted_units(&self) -> usize {
         self.hosts.iter().map(|h| h.restarted_units.len()).sum()
+    }
+
+    pub fn applied_objects(&self) -> usize {
+        self.hosts.iter().map(|h| h.applied_objects).sum()
     }
 
     /// The table printed at the end of `ferry install`.
@@ -97,7 +103,9 @@ impl DeployReport {
         for n in &self.notes {
             let _ = writeln!(s, "note: {n}");
         }
-        if self.ok() && self.changed_files() == 0 && self.restarted_units() == 0 {
+        let untouched =
+            self.changed_files() == 0 && self.restarted_units() == 0 && self.applied_objects() == 0;
+        if self.ok() && untouched {
             let _ = writeln!(
                 s,
                 "no changes ({} hosts up to date, {:.1}s)",
@@ -107,13 +115,54 @@ impl DeployReport {
         } else {
             let _ = writeln!(
                 s,
-                "{} files changed, {} units restarted on {} hosts in {:.1}s",
+                "{} files changed, {} units restarted, {} addon objects applied on {} hosts in {:.1}s",
                 self.changed_files(),
                 self.restarted_units(),
+                self.applied_objects(),
                 self.hosts.len(),
                 self.seconds
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(files: usize, applied: usize) -> HostReport {
+        HostReport {
+            host: "h1".into(),
+            step: "checks".into(),
+            status: Status::Ok,
+            error: None,
+            log: PathBuf::from("/var/log/h1.log"),
+            changed_files: (0..files)
+                .map(|i| PathBuf::from(format!("/f{i}")))
+                .collect(),
+            restarted_units: Vec::new(),
+            applied_objects: applied,
+        }
+    }
+
+    /// A run that only applied addon objects (say, one deleted in the
+    /// cluster) changed the cluster: it is not "no changes".
+    #[test]
+    fn applied_objects_are_changes() {
+        let report = |hosts| DeployReport {
+            hosts,
+            notes: Vec::new(),
+            seconds: 1.0,
+        };
+        let quiet = report(vec![host(0, 0), host(0, 0)]).table();
+        assert!(quiet.contains("no changes (2 hosts up to date"), "{quiet}");
+        let applied = report(vec![host(0, 1), host(0, 0)]).table();
+        assert!(!applied.contains("no changes"), "{applied}");
+        assert!(
+            applied
+                .contains("0 files changed, 0 units restarted, 1 addon objects applied on 2 hosts"),
+            "{applied}"
+        );
     }
 }
