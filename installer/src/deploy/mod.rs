@@ -80,20 +80,37 @@ pub enum DeployError {
     Limit(String),
 }
 
-/// One line per preflight finding: "  problem HOST: what".
+/// One line per distinct preflight finding, naming every host that has it:
+/// "  problem h4, h5: what" (seven test hosts missing the same module make one
+/// line, not seven).
 pub fn format_findings(findings: &[Finding]) -> String {
-    findings
-        .iter()
-        .map(|f| {
+    group_findings(findings)
+        .into_iter()
+        .map(|(f, hosts)| {
             format!(
                 "  {} {}: {}",
                 if f.warning { "warning" } else { "problem" },
-                f.host,
+                hosts.join(", "),
                 f.problem
             )
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Findings with the same text and severity, with their hosts, in first-seen order.
+fn group_findings(findings: &[Finding]) -> Vec<(&Finding, Vec<&str>)> {
+    let mut groups: Vec<(&Finding, Vec<&str>)> = Vec::new();
+    for f in findings {
+        match groups
+            .iter_mut()
+            .find(|(g, _)| g.problem == f.problem && g.warning == f.warning)
+        {
+            Some((_, hosts)) => hosts.push(&f.host),
+            None => groups.push((f, vec![f.host.as_str()])),
+        }
+    }
+    groups
 }
 
 pub struct HostRun {
@@ -292,9 +309,9 @@ pub async fn deploy(
         return Err(DeployError::Preflight { findings, report });
     }
     notes.extend(
-        findings
-            .iter()
-            .map(|f| format!("{}: {}", f.host, f.problem)),
+        group_findings(&findings)
+            .into_iter()
+            .map(|(f, hosts)| format!("{}: {}", hosts.join(", "), f.problem)),
     );
 
     for step in STEPS {
@@ -416,5 +433,35 @@ async fn finish(runs: Vec<HostRun>, notes: Vec<String>, started: Instant) -> Dep
         hosts: reports,
         notes,
         seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(host: &str, problem: &str, warning: bool) -> Finding {
+        Finding {
+            host: host.into(),
+            problem: problem.into(),
+            warning,
+        }
+    }
+
+    #[test]
+    fn the_same_finding_on_several_hosts_is_one_line() {
+        let findings = [
+            finding("h1", "kernel module ip_vs is not loaded", true),
+            finding("h2", "kernel module ip_vs is not loaded", true),
+            finding("h2", "port 2379 is already in use by etcd", false),
+            finding("h3", "kernel module ip_vs is not loaded", true),
+            finding("h3", "kernel module ip_vs is not loaded", false),
+        ];
+        assert_eq!(
+            format_findings(&findings),
+            "  warning h1, h2, h3: kernel module ip_vs is not loaded\n  \
+             problem h2: port 2379 is already in use by etcd\n  \
+             problem h3: kernel module ip_vs is not loaded"
+        );
     }
 }
