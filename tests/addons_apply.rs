@@ -13,7 +13,7 @@
 mod common;
 
 use common::rig::Rig;
-use common::upstream::{Upstream, UpstreamOptions};
+use common::upstream::signed_amd64_bundle;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -47,31 +47,7 @@ impl Setup {
         let rig = Rig::up(1, "fadd", OCTET);
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        let up = Upstream::start(UpstreamOptions {
-            platforms: "linux/amd64".into(),
-            ..UpstreamOptions::default()
-        });
-        ok(
-            ferry()
-                .args(["bundle", "keygen", "-o"])
-                .arg(d.join("key"))
-                .output()
-                .unwrap(),
-            "keygen",
-        );
-        let bundle = d.join("b.tar.zst");
-        let build = ferry()
-            .args(["bundle", "build", "--k8s", "1.29.6"])
-            .args(["--platform", "linux/amd64", "--plain", "--sign-key"])
-            .arg(d.join("key.key"))
-            .arg("--cache-dir")
-            .arg(d.join("cache"))
-            .arg("-o")
-            .arg(&bundle)
-            .args(up.mirror_args())
-            .output()
-            .unwrap();
-        ok(build, "bundle build");
+        let bundle = signed_amd64_bundle(d, "b");
         let a = rig.addr("h1").to_string();
         let inventory = format!(
             "[all]\n{a} ansible_host={a} ip={a} etcd_name=etcd-1 node_name=h1\n[etcd]\n{a}\n[kube_master]\n{a}\n[kube_node]\n{a}\n\

@@ -14,7 +14,7 @@
 mod common;
 
 use common::rig::Rig;
-use common::upstream::{Upstream, UpstreamOptions};
+use common::upstream::signed_amd64_bundle;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -147,42 +147,7 @@ fn setup() -> Setup {
     let rig = Rig::up(7, "fe2e", OCTET);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let up = Upstream::start(UpstreamOptions {
-        platforms: "linux/amd64".into(),
-        ..UpstreamOptions::default()
-    });
-    ok(
-        ferry()
-            .args(["bundle", "keygen", "-o"])
-            .arg(d.join("key"))
-            .output()
-            .unwrap(),
-        "keygen",
-    );
-    let bundle = d.join("e2e.tar.zst");
-    ok(
-        ferry()
-            .args([
-                "bundle",
-                "build",
-                "--k8s",
-                "1.29.6",
-                "--platform",
-                "linux/amd64",
-                "--plain",
-            ])
-            .arg("--sign-key")
-            .arg(d.join("key.key"))
-            .arg("--cache-dir")
-            .arg(d.join("cache"))
-            .arg("-o")
-            .arg(&bundle)
-            .args(up.mirror_args())
-            .output()
-            .unwrap(),
-        "bundle build",
-    );
-    drop(up);
+    let bundle = signed_amd64_bundle(d, "e2e");
     std::fs::write(d.join("hosts"), inventory(&rig)).unwrap();
     std::fs::write(d.join("config.yml"), config()).unwrap();
     Setup {

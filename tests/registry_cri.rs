@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::upstream::{free_port, Upstream, UpstreamOptions};
+use common::upstream::{free_port, signed_amd64_bundle};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -63,28 +63,7 @@ impl Site {
             .tempdir()
             .unwrap();
         let d = dir.path();
-        let up = Upstream::start(UpstreamOptions {
-            platforms: "linux/amd64".into(),
-            ..UpstreamOptions::default()
-        });
-        let keygen = ferry()
-            .args(["bundle", "keygen", "-o"])
-            .arg(d.join("key"))
-            .output();
-        ok(keygen.unwrap(), "keygen");
-        let bundle = d.join("cri.tar.zst");
-        let mut build = ferry();
-        build
-            .args(["bundle", "build", "--k8s", "1.29.6"])
-            .args(["--platform", "linux/amd64", "--plain", "--sign-key"])
-            .arg(d.join("key.key"))
-            .arg("--cache-dir")
-            .arg(d.join("cache"))
-            .arg("-o")
-            .arg(&bundle)
-            .args(up.mirror_args());
-        ok(build.output().unwrap(), "bundle build");
-        drop(up);
+        let bundle = signed_amd64_bundle(d, "cri");
         let mut unpack = ferry();
         unpack
             .args(["bundle", "unpack", "--trust"])

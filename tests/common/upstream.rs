@@ -401,3 +401,44 @@ fn short_hash(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(&Sha256::digest(data)[..6])
 }
+
+/// An amd64 bundle built by `ferry bundle build` from a fresh fixture upstream,
+/// signed with a key made by `ferry bundle keygen`: `dir/<name>.tar.zst`, with
+/// the keys at `dir/key.key` and `dir/key.pub` and the cache at `dir/cache`.
+/// The upstream is stopped once the bundle is built.
+pub fn signed_amd64_bundle(dir: &Path, name: &str) -> PathBuf {
+    let up = Upstream::start(UpstreamOptions {
+        platforms: "linux/amd64".into(),
+        ..UpstreamOptions::default()
+    });
+    let ferry = || Command::new(env!("CARGO_BIN_EXE_ferry"));
+    let keygen = ferry()
+        .args(["bundle", "keygen", "-o"])
+        .arg(dir.join("key"))
+        .output()
+        .expect("run ferry bundle keygen");
+    assert!(
+        keygen.status.success(),
+        "keygen: {}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    let bundle = dir.join(format!("{name}.tar.zst"));
+    let build = ferry()
+        .args(["bundle", "build", "--k8s", "1.29.6"])
+        .args(["--platform", "linux/amd64", "--plain", "--sign-key"])
+        .arg(dir.join("key.key"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("-o")
+        .arg(&bundle)
+        .args(up.mirror_args())
+        .output()
+        .expect("run ferry bundle build");
+    assert!(
+        build.status.success(),
+        "bundle build:\n{}\n{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    bundle
+}
