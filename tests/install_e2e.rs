@@ -229,20 +229,33 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// The CRI test client (tests/fixtures/cri/cri_client.py, not part of ferry)
-/// run on a test host against ferry's containerd: one call, its JSON answer.
+/// Where the CRI test client is copied on a test host.
+const CRI_DIR: &str = "/var/lib/ferry-test-cri";
+
+/// Copies the CRI test client (tests/fixtures/cri, not part of ferry) onto a host.
+fn copy_cri_client(rig: &Rig, host: &str) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cri");
+    for f in ["cri_client.py", "api.proto"] {
+        rig.put(
+            host,
+            &format!("{CRI_DIR}/{f}"),
+            &std::fs::read(src.join(f)).unwrap(),
+        );
+    }
+}
+
+/// The CRI test client run on a test host against ferry's containerd: one
+/// call, its JSON answer.
 fn cri(rig: &Rig, host: &str, call: &str) -> Value {
     let python = Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
         .output()
         .expect("python3");
     let python = String::from_utf8_lossy(&python.stdout).trim().to_owned();
-    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cri/cri_client.py");
     let out = rig.sh(
         host,
         &format!(
-            "{python} {} --socket /run/containerd/containerd.sock --gen /var/tmp/ferry-cri-gen {call}",
-            client.display()
+            "{python} {CRI_DIR}/cri_client.py --socket /run/containerd/containerd.sock --gen {CRI_DIR}/gen {call}"
         ),
     );
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{host}: CRI {call}: {e}: {out}"))
@@ -538,6 +551,7 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
             "grep -E '^\\s*sandbox_image' /etc/containerd/config.toml",
         );
         assert!(sandbox.contains("pause"), "{h}: {sandbox}");
+        copy_cri_client(rig, h);
         if *h == NODES[0] {
             sandbox_comes_from_the_mirror(rig, h, &images);
         }

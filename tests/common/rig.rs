@@ -86,6 +86,28 @@ impl Rig {
             .expect("run tests/rig/rig.sh exec")
     }
 
+    /// Writes `bytes` to `path` inside `host` (parent directories made): test
+    /// hosts have their own /tmp, so a checkout under /tmp is not theirs to read.
+    pub fn put(&self, host: &str, path: &str, bytes: &[u8]) {
+        use std::io::Write;
+        let script = "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"";
+        let mut child = self
+            .cmd()
+            .args(["exec", host, "bash", "-c", script, "put", path])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run tests/rig/rig.sh exec");
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{host}: writing {path} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Like `exec`, but panics with the output unless it exits 0; returns stdout.
     pub fn sh(&self, host: &str, script: &str) -> String {
         let out = self.exec(host, script);
