@@ -89,6 +89,21 @@ impl Server {
             .unwrap()
             .count()
     }
+
+    /// Open descriptors once the count holds still: connections a client just
+    /// closed, or just opened but not yet accepted, are settled first.
+    fn settled_fds(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = self.open_fds();
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = self.open_fds();
+            if now == last || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
+    }
 }
 
 impl Drop for Server {
@@ -429,10 +444,10 @@ fn full_pull_completes_with_5000_idle_and_slow_sockets_open_and_memory_stays_fla
     let base = format!("http://{}", server.addr);
     let warm = pull_everything(&base, &digests);
     let rss_before = server.rss_kib();
-    let fds_before = server.open_fds();
+    let fds_before = server.settled_fds();
 
     let crowd = crowd(server.addr, SOCKETS);
-    let fds_crowded = server.open_fds();
+    let fds_crowded = server.settled_fds();
     assert!(
         fds_crowded >= fds_before + SOCKETS,
         "server holds {fds_crowded} descriptors, expected at least {} with the crowd",
