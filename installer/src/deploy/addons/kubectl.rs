@@ -233,6 +233,13 @@ impl<'a> Kubectl<'a> {
             .map(drop)
     }
 
+    /// A kubectl call that waits (bounded by `--timeout`), given ten seconds more.
+    async fn wait_call(&self, what: &str, args: &str) -> Result<(), String> {
+        self.call(what, args, None, self.bounds.wait + Duration::from_secs(10))
+            .await
+            .map(drop)
+    }
+
     /// Waits for a CRD's Established condition.
     pub async fn established(&self, o: &AddonObject) -> Result<(), String> {
         let wait = self.bounds.wait.as_secs();
@@ -244,14 +251,7 @@ impl<'a> Kubectl<'a> {
             "waiting for {} to be Established (kubectl wait)",
             o.describe()
         );
-        self.call(
-            &what,
-            &args,
-            None,
-            self.bounds.wait + Duration::from_secs(10),
-        )
-        .await
-        .map(drop)
+        self.wait_call(&what, &args).await
     }
 
     /// `kubectl rollout status` of a Deployment, DaemonSet or StatefulSet.
@@ -268,14 +268,7 @@ impl<'a> Kubectl<'a> {
             "waiting for the rollout of {} (kubectl rollout status)",
             o.describe()
         );
-        self.call(
-            &what,
-            &args,
-            None,
-            self.bounds.wait + Duration::from_secs(10),
-        )
-        .await
-        .map(drop)
+        self.wait_call(&what, &args).await
     }
 }
 
