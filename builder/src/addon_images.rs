@@ -74,14 +74,15 @@ fn walk(v: &Value, values: bool, out: &mut Vec<Referenced>) {
     match v {
         Value::Mapping(m) => {
             if values {
-                let s = |k: &str| m.get(k).and_then(scalar);
-                if let (Some(repo), Some(tag)) = (s("repository"), s("tag")) {
-                    if !repo.is_empty() && !tag.is_empty() {
-                        out.push(Referenced {
-                            reference: format!("{repo}:{tag}"),
-                            from_values: true,
-                        });
+                if let Some(reference) = values_image(m) {
+                    out.push(Referenced {
+                        reference,
+                        from_values: true,
+                    });
+                    for v in m.values() {
+                        walk(v, values, out);
                     }
+                    return;
                 }
             }
             for (k, v) in m {
@@ -100,6 +101,22 @@ fn walk(v: &Value, values: bool, out: &mut Vec<Referenced>) {
         Value::Tagged(t) => walk(&t.value, values, out),
         _ => {}
     }
+}
+
+/// An image block of a chart's values: `repository` + `tag` (Cilium), or
+/// `image` + `tag`/`version` with an optional `registry` (tigera-operator:
+/// `{registry: quay.io, image: tigera/operator, version: v1.32.7}`).
+fn values_image(m: &serde_norway::Mapping) -> Option<String> {
+    let s = |k: &str| m.get(k).and_then(scalar).filter(|v| !v.is_empty());
+    let tag = s("tag").or_else(|| s("version"));
+    if let (Some(repo), Some(tag)) = (s("repository"), tag.clone()) {
+        return Some(format!("{repo}:{tag}"));
+    }
+    let (image, tag) = (s("image")?, tag?);
+    Some(match s("registry") {
+        Some(registry) => format!("{}/{image}:{tag}", registry.trim_end_matches('/')),
+        None => format!("{image}:{tag}"),
+    })
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -165,6 +182,24 @@ mod tests {
             [
                 "quay.io/cilium/cilium:v1.15.6",
                 "quay.io/cilium/hubble-ui:v0.13.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn values_image_blocks_with_registry_and_version() {
+        let values: Value = serde_norway::from_str(
+            "tigeraOperator:\n  image: tigera/operator\n  version: v1.32.7\n  registry: quay.io\ncalicoctl:\n  image: docker.io/calico/ctl\n  tag: v3.27.3\ninstallation:\n  enabled: true\n",
+        )
+        .expect("yaml");
+        let mut out = Vec::new();
+        walk(&values, true, &mut out);
+        let refs: Vec<_> = out.iter().map(|r| r.reference.as_str()).collect();
+        assert_eq!(
+            refs,
+            [
+                "quay.io/tigera/operator:v1.32.7",
+                "docker.io/calico/ctl:v3.27.3"
             ]
         );
     }

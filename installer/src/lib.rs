@@ -1,5 +1,8 @@
 //! ferry installer crate
 
+pub mod addon_artifacts;
+pub mod addon_render;
+pub mod calico;
 pub mod closure;
 pub mod config;
 pub mod deploy;

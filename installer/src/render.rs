@@ -46,12 +46,8 @@ pub const TEMPLATES: &[(&str, &str)] = templates![
     "baseline/chrony.conf",
     "lb/haproxy.cfg",
     "lb/keepalived.conf",
-    "addons/00-cilium.yaml",
-    "addons/01-hubble-tls.yaml",
     "addons/10-coredns.yaml",
     "addons/20-nodelocaldns.yaml",
-    "addons/30-metrics-server.yaml",
-    "addons/40-cert-manager.yaml",
     "addons/50-prometheus-rules.yaml",
     "addons/60-tenant-baseline.yaml",
 ];
@@ -221,12 +217,15 @@ pub struct RenderInput<'a> {
     pub encryption_key: &'a str,
     /// Kubeconfigs by name (`admin`, `kube-proxy`, `kubelet-<node>`...), as written to the cluster dir.
     pub kubeconfigs: &'a BTreeMap<String, String>,
+    /// Where the bundle's files are, for the addons rendered from its release
+    /// artifacts; `None` when only bundle.json is at hand.
+    pub artifacts: Option<&'a crate::addon_artifacts::Artifacts>,
 }
 
 /// Problems the closure check finds while rendering (missing binaries, archives, images).
 pub type Missing = Vec<String>;
 
-fn cluster_ctx(c: &Cluster) -> Json {
+pub(crate) fn cluster_ctx(c: &Cluster) -> Json {
     let etcd_endpoints: Vec<String> = c
         .with_role(Role::Etcd)
         .map(|n| format!("https://{}:{}", n.ip, c.config.etcd_client_port.value))
@@ -339,6 +338,10 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
     let chrony_hosts: Vec<&NodeSpec> = c.with_role(Role::Chrony).collect();
     let chrony_managed = !chrony_hosts.is_empty();
     let first_master = c.with_role(Role::Master).next().map(|n| n.name.clone());
+    let node_platforms: std::collections::BTreeSet<String> = c
+        .with_role(Role::Node)
+        .map(|n| format!("linux/{}", n.arch))
+        .collect();
     let mirrors = c.registry_mirrors();
     let sandbox = sandbox_image(c, input.bundle, &mut missing);
     let pki = input.pki;
@@ -804,8 +807,19 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
 
         // Addons, applied from the first master.
         if Some(&n.name) == first_master.as_ref() {
-            for a in render_addons(r, c, pki)? {
+            for a in crate::addon_render::render_addons(r, input)? {
                 let path = Path::new(ADDONS_DIR).join(&a.name);
+                for image in &a.implied_images {
+                    for p in &node_platforms {
+                        if let Err(reason) = images::bundle_has_image(input.bundle, image, p) {
+                            missing.push(format!(
+                                "host {}: {} (its operator deploys {image}): {reason}",
+                                n.name,
+                                path.display()
+                            ));
+                        }
+                    }
+                }
                 for short in a.absent {
                     missing.push(format!(
                         "host {}: {}: image {short} is not in bundle {} (no image named */{short})",
@@ -838,162 +852,6 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
         });
     }
     Ok((out, missing))
-}
-
-/// One rendered addon manifest.
-pub struct RenderedAddon {
-    /// File name under [`ADDONS_DIR`]; install applies them in name order.
-    pub name: String,
-    pub text: String,
-    /// Images the template asked for that the bundle does not carry.
-    pub absent: Vec<String>,
-    /// Holds private keys: written 0600 and left out of snapshots.
-    pub secret: bool,
-}
-
-/// cert-manager and prometheus-operator releases whose objects the templates follow.
-const CERT_MANAGER_VERSION: &str = "v1.14.5";
-const PROMETHEUS_OPERATOR_VERSION: &str = "0.73.2";
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// Values that go into Corefiles and certificate names, where YAML escaping
-/// cannot help: they must be what Kubernetes accepts there.
-fn check_addon_values(c: &Cluster) -> Result<()> {
-    let cfg = &c.config;
-    let mut problems = Vec::new();
-    if !c.dns_domain.split('.').all(is_dns_label) {
-        problems.push(crate::plan::Problem {
-            origin: cfg.dns_domain.origin.clone(),
-            message: format!(
-                "DNS_DOMAIN \"{}\" is not a DNS name (lower-case labels of a-z, 0-9 and -, separated by dots)",
-                c.dns_domain
-            ),
-        });
-    }
-    if cfg.enable_local_dns_cache.value
-        && cfg
-            .local_dns_cache
-            .value
-            .parse::<std::net::Ipv4Addr>()
-            .is_err()
-    {
-        problems.push(crate::plan::Problem {
-            origin: cfg.local_dns_cache.origin.clone(),
-            message: format!(
-                "LOCAL_DNS_CACHE \"{}\" is not an IPv4 address (NodeLocal DNSCache binds it; 169.254.20.10 is usual)",
-                cfg.local_dns_cache.value
-            ),
-        });
-    }
-    if !is_dns_label(&c.name) {
-        problems.push(crate::plan::Problem {
-            origin: cfg.cluster_name.origin.clone(),
-            message: format!(
-                "CLUSTER_NAME \"{}\" must be a DNS label (a-z, 0-9 and -): Cilium and Hubble's certificates use it",
-                c.name
-            ),
-        });
-    }
-    for ns in &cfg.tenant_namespaces.value {
-        if !is_dns_label(ns) {
-            problems.push(crate::plan::Problem {
-                origin: cfg.tenant_namespaces.origin.clone(),
-                message: format!("TENANT_NAMESPACES: \"{ns}\" is not a namespace name (a DNS label: a-z, 0-9 and -)"),
-            });
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(PlanError::Invalid(crate::plan::Problems(problems)))
-    }
-}
-
-/// Context of the addon templates.
-fn addons_ctx(c: &Cluster) -> Json {
-    let cfg = &c.config;
-    let deployment = |name: &str, app: &str, component: &str, image: &str, replicas: u32| {
-        json!({"name": name, "app": app, "component": component, "container": format!("cert-manager-{component}"),
-               "image": image, "replicas": replicas})
-    };
-    json!({
-        "cluster": cluster_ctx(c),
-        "dns": {"replicas": 2, "service_ip": c.dns_service_ip().to_string(), "local_ip": cfg.local_dns_cache.value,
-                "bind": if c.proxy_mode == "ipvs" { cfg.local_dns_cache.value.clone() } else { format!("{} {}", cfg.local_dns_cache.value, c.dns_service_ip()) }},
-        "cilium": {"routing_mode": cfg.cilium_tunnel_mode.value, "bpf_masquerade": cfg.cilium_enable_bpf_masquerade.value,
-                   "hubble": cfg.cilium_enable_hubble.value,
-                   "k8s_service_host": c.vip.map(|v| v.to_string()).or_else(|| c.with_role(Role::Master).next().map(|m| m.ip.to_string())),
-                   "k8s_service_port": if c.vip.is_some() { c.lb_port } else { c.apiserver_port }},
-        "cert_manager": {"version": CERT_MANAGER_VERSION, "deployments": [
-            deployment("cert-manager-cainjector", "cainjector", "cainjector", "cert-manager-cainjector", 1),
-            deployment("cert-manager", "cert-manager", "controller", "cert-manager-controller", 2),
-            deployment("cert-manager-webhook", "webhook", "webhook", "cert-manager-webhook", 2),
-        ]},
-        "prometheus_operator": {"version": PROMETHEUS_OPERATOR_VERSION},
-        "tenants": cfg.tenant_namespaces.value,
-    })
-}
-
-/// The Secrets of Hubble's server and relay client certificates (base64 PEM).
-fn hubble_tls_ctx(c: &Cluster, pki: &Pki) -> Result<Json> {
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let ca = b64(pki.get("ca.pem")?);
-    let mut secrets = Vec::new();
-    for (secret, leaf) in [
-        ("hubble-server-certs", crate::pki::HUBBLE_SERVER),
-        ("hubble-relay-client-certs", crate::pki::HUBBLE_RELAY_CLIENT),
-    ] {
-        secrets.push(json!({"name": secret, "ca": ca,
-            "crt": b64(pki.get(&format!("{leaf}.pem"))?), "key": b64(pki.get(&format!("{leaf}-key.pem"))?)}));
-    }
-    Ok(json!({"cluster": cluster_ctx(c), "secrets": secrets}))
-}
-
-/// The addon manifests the config enables, in apply (name) order.
-pub fn render_addons(r: &Renderer, c: &Cluster, pki: &Pki) -> Result<Vec<RenderedAddon>> {
-    check_addon_values(c)?;
-    let cfg = &c.config;
-    let ctx = addons_ctx(c);
-    let mut wanted = vec!["00-cilium.yaml"];
-    if cfg.cilium_enable_hubble.value {
-        wanted.push("01-hubble-tls.yaml");
-    }
-    wanted.push("10-coredns.yaml");
-    if cfg.enable_local_dns_cache.value {
-        wanted.push("20-nodelocaldns.yaml");
-    }
-    if cfg.metrics_server_enabled.value {
-        wanted.push("30-metrics-server.yaml");
-    }
-    if cfg.cert_manager_enabled.value {
-        wanted.push("40-cert-manager.yaml");
-    }
-    wanted.extend(["50-prometheus-rules.yaml", "60-tenant-baseline.yaml"]);
-    // One at a time, so that a missing image is blamed on its own file.
-    let mut out = Vec::new();
-    for f in wanted {
-        let secret = f == "01-hubble-tls.yaml";
-        let text = if secret {
-            r.render(&format!("addons/{f}"), &hubble_tls_ctx(c, pki)?)?
-        } else {
-            r.render(&format!("addons/{f}"), &ctx)?
-        };
-        out.push(RenderedAddon {
-            name: f.to_string(),
-            text,
-            absent: r.take_missing(),
-            secret,
-        });
-    }
-    Ok(out)
 }
 
 /// The kubeconfig of `name` from the cluster dir's set.

@@ -53,6 +53,8 @@ pub struct Cluster {
     pub proxy_mode: String,
     pub dns_domain: String,
     pub cni: String,
+    /// Calico's network when `cni` is calico.
+    pub calico: Option<crate::calico::CalicoNetwork>,
     pub registry_port: u16,
 }
 
@@ -276,9 +278,12 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         );
     }
     let cni = lower(&c.agree("CNI_PLUGIN", &cfg.cni_plugin, "CLUSTER_NETWORK", lower));
-    if cni != "cilium" {
+    if cni != "cilium" && cni != "calico" {
         let o = origin_of(inv, "CLUSTER_NETWORK", &cfg.cni_plugin.origin);
-        c.fail(&o, format!("unknown CNI \"{cni}\": ferry's bundle profile carries cilium; set CNI_PLUGIN: \"cilium\""));
+        c.fail(
+            &o,
+            format!("CNI \"{cni}\" is not supported: ferry deploys cilium or calico; set CLUSTER_NETWORK (or CNI_PLUGIN) to one of them"),
+        );
     }
     let proxy_mode = lower(&c.agree("PROXY_MODE", &cfg.proxy_mode, "PROXY_MODE", lower));
     if proxy_mode != "ipvs" && proxy_mode != "iptables" {
@@ -713,6 +718,20 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             "FERRY_REGISTRY_PORT must not be 0",
         );
     }
+    let first_master = nodes
+        .iter()
+        .find(|n| n.roles.contains(&Role::Master))
+        .map(|n| n.ip);
+    let calico = match (cni.as_str(), first_master) {
+        ("calico", Some(first)) => match crate::calico::settings(cfg, first) {
+            Ok(net) => Some(net),
+            Err(problems) => {
+                c.problems.extend(problems);
+                None
+            }
+        },
+        _ => None,
+    };
 
     if !c.problems.is_empty() {
         return Err(PlanError::Invalid(Problems(c.problems)));
@@ -741,6 +760,7 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         proxy_mode,
         dns_domain,
         cni,
+        calico,
         registry_port: cfg.ferry_registry_port.value,
     })
 }

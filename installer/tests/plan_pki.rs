@@ -286,7 +286,10 @@ fn second_run_reuses_and_rotate_renews_leaves_only() {
         &f.join("config.yml"),
         &common::bundle(),
         Some(tmp.path()),
-        &PlanOptions { rotate: true },
+        &PlanOptions {
+            rotate: true,
+            ..common::options()
+        },
     )
     .expect("rotate");
     let rotated = snapshot(tmp.path());

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use ferry_bundles::BundleSource;
+use ferry_installer::addon_artifacts::Artifacts;
 use ferry_installer::deploy::{self, DeployContext, DeployError, DeployOptions};
 use ferry_installer::exec::{KnownHostsPolicy, SshOptions};
 use ferry_installer::plan::{build_plan, ClusterPlan, PlanOptions};
@@ -116,12 +117,18 @@ fn plan(
     let manifest = store
         .manifest(bundle)
         .with_context(|| format!("reading bundle {bundle} in {}", store.root().display()))?;
+    let artifacts = store
+        .bundle_dir(bundle)
+        .with_context(|| format!("bundle {bundle} in {}", store.root().display()))?;
     build_plan(
         inventory,
         config,
         &manifest,
         cluster_dir,
-        &PlanOptions::default(),
+        &PlanOptions {
+            artifacts: Some(Artifacts::new(artifacts)),
+            ..PlanOptions::default()
+        },
     )
     .with_context(|| {
         format!(

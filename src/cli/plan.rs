@@ -1,6 +1,8 @@
+use super::trust::TrustArgs;
 use anyhow::Context;
 use clap::Args;
 use ferry_bundles::{BundleManifest, BundleSource};
+use ferry_installer::addon_artifacts::Artifacts;
 use ferry_installer::plan::{build_plan, ClusterPlan, FileContent, PlanOptions};
 use std::path::{Path, PathBuf};
 
@@ -12,9 +14,13 @@ pub struct PlanArgs {
     /// kubeasz config.yml.
     #[arg(long)]
     pub config: PathBuf,
-    /// The bundle (`.tar.zst`, `.parts.json`, first part), or its bundle.json.
+    /// The bundle (`.tar.zst`, `.parts.json`, first part), or an unpacked
+    /// bundle (`<data-dir>/bundles/<name>` or the bundle.json in it). A bundle
+    /// file is verified first: the addons are rendered from its artifacts.
     #[arg(long)]
     pub bundle: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Write every host's rendered files under OUT/hosts/<name>/ and the plan as OUT/plan.json.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -29,28 +35,111 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-/// bundle.json from a bundle file, or a bare bundle.json (for review before the bundle arrives).
+/// The bundle to plan with: its manifest and where its files are.
+struct PlanBundle {
+    manifest: BundleManifest,
+    artifacts: Artifacts,
+    /// Holds the files extracted from a bundle file while the plan runs.
+    _extracted: Option<tempfile::TempDir>,
+}
+
+/// bundle.json from a bundle file, a bundle.json, or an unpacked bundle's directory.
 pub fn load_manifest(path: &Path) -> anyhow::Result<BundleManifest> {
-    if path.extension().is_some_and(|e| e == "json")
+    let json = if path.is_dir() {
+        Some(path.join(ferry_bundles::manifest::MANIFEST_PATH))
+    } else if path.extension().is_some_and(|e| e == "json")
         && !path.to_string_lossy().ends_with(".parts.json")
     {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Some(path.to_path_buf())
+    } else {
+        None
+    };
+    if let Some(json) = json {
+        let bytes = std::fs::read(&json).with_context(|| format!("reading {}", json.display()))?;
         return BundleManifest::from_bytes(&bytes)
-            .with_context(|| format!("{}: not a bundle.json", path.display()));
+            .with_context(|| format!("{}: not a bundle.json", json.display()));
     }
     let source = BundleSource::open(path)?;
     Ok(ferry_bundles::read_manifest(&source)?.manifest)
 }
 
+/// An unpacked bundle (its directory or the bundle.json in it) is used in
+/// place; a bundle file is verified and its addon artifacts and helm are
+/// extracted to a private temporary directory.
+fn open_bundle(path: &Path, trust: &TrustArgs) -> anyhow::Result<PlanBundle> {
+    let manifest = load_manifest(path)?;
+    if path.is_dir() {
+        return Ok(PlanBundle {
+            manifest,
+            artifacts: Artifacts::new(path),
+            _extracted: None,
+        });
+    }
+    if path.extension().is_some_and(|e| e == "json")
+        && !path.to_string_lossy().ends_with(".parts.json")
+    {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        return Ok(PlanBundle {
+            manifest,
+            artifacts: Artifacts::new(dir),
+            _extracted: None,
+        });
+    }
+    let src = BundleSource::open(path)?;
+    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let helm = format!("bin/linux-{}/helm", ferry_installer::render::deploy_arch());
+    let mut sink = ArtifactSink {
+        root: tmp.path().to_path_buf(),
+        helm,
+    };
+    ferry_bundles::verify_and_extract(&src, &trust.resolve(&src)?, &mut sink)
+        .with_context(|| format!("verifying {}", src.display()))?;
+    Ok(PlanBundle {
+        manifest,
+        artifacts: Artifacts::new(tmp.path()),
+        _extracted: Some(tmp),
+    })
+}
+
+/// Keeps the entries the plan reads (release artifacts, helm); drains the rest.
+struct ArtifactSink {
+    root: PathBuf,
+    helm: String,
+}
+
+impl ferry_bundles::EntrySink for ArtifactSink {
+    fn file(
+        &mut self,
+        entry: &ferry_bundles::FileEntry,
+        content: &mut dyn std::io::Read,
+    ) -> ferry_bundles::Result<()> {
+        let wanted = entry.path.starts_with("manifests/") || entry.path == self.helm;
+        if !wanted {
+            return ferry_bundles::NullSink.file(entry, content);
+        }
+        let dest = self.root.join(&entry.path);
+        let io = |e| ferry_bundles::Error::io(dest.display().to_string(), e);
+        std::fs::create_dir_all(dest.parent().unwrap_or(&self.root)).map_err(io)?;
+        let mut f = std::fs::File::create(&dest).map_err(io)?;
+        std::io::copy(content, &mut f).map_err(io)?;
+        if entry.path == self.helm {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
-    let bundle = load_manifest(&args.bundle)?;
+    let bundle = open_bundle(&args.bundle, &args.trust)?;
     let plan = build_plan(
         &args.inventory,
         &args.config,
-        &bundle,
+        &bundle.manifest,
         args.cluster_dir.as_deref(),
         &PlanOptions {
             rotate: args.rotate,
+            artifacts: Some(bundle.artifacts.clone()),
         },
     )?;
     if let Some(out) = &args.out {

@@ -19,7 +19,7 @@
 //! unchanged objects that never rolled out still fail the step.
 
 mod kubectl;
-mod objects;
+pub(crate) mod objects;
 
 pub use kubectl::{Bounds, FIELD_MANAGER, TIMEOUT_ENV};
 pub use objects::{AddonObject, Stage, HASH_ANNOTATION};

@@ -82,6 +82,9 @@ pub enum PlanError {
     Kinds(Vec<String>),
     #[error("bundle {bundle}: {reason}")]
     Bundle { bundle: String, reason: String },
+    /// An addon could not be rendered from the bundle's release artifact.
+    #[error("addon {addon}: {reason}")]
+    Addon { addon: String, reason: String },
 }
 
 impl PlanError {

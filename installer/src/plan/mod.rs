@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 pub struct PlanOptions {
     /// Renew every leaf certificate (CAs and keys of CAs are kept).
     pub rotate: bool,
+    /// Where the bundle's files are (its unpacked directory): the addons are
+    /// rendered from the release artifacts it carries.
+    pub artifacts: Option<crate::addon_artifacts::Artifacts>,
 }
 
 /// Parse and validate `inventory` and `config`, create or reuse the PKI in
@@ -61,6 +64,7 @@ pub fn build_plan(
         pki: &pki,
         encryption_key: &encryption_key,
         kubeconfigs: &kubeconfigs,
+        artifacts: opts.artifacts.as_ref(),
     };
     let (hosts, missing) = crate::render::render_hosts(&renderer, &input)?;
     crate::closure::check(&hosts, bundle, &cluster.bin_dir, missing)?;

@@ -1,9 +1,11 @@
 //! Shared helpers for the plan tests: fixtures and temp inputs.
 #![allow(dead_code)]
 
-use ferry_bundles::BundleManifest;
+use ferry_bundles::{BundleManifest, ComponentKind};
+use ferry_installer::addon_artifacts::Artifacts;
 use ferry_installer::plan::{build_plan, ClusterPlan, FileContent, PlanError, PlanOptions};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/guide")
@@ -15,6 +17,59 @@ pub fn bundle() -> BundleManifest {
     BundleManifest::from_bytes(&bytes).expect("fixture parses")
 }
 
+/// The bundle's files the plan reads, laid out at their bundle paths as an
+/// unpack leaves them: the fixture upstream's addon release artifacts
+/// (tests/fixtures/mkartifacts.py) and, as `helm`, the test stand-in
+/// (tests/fixtures/standins/kube-standin.py), which renders the subset of
+/// helm's template language the fixture charts use. Made once per test binary.
+pub fn artifacts() -> Artifacts {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        let upstream = dir.join("upstream");
+        let made = std::process::Command::new("python3")
+            .arg(fixtures().join("../mkartifacts.py"))
+            .arg(&upstream)
+            .status()
+            .expect("run mkartifacts.py");
+        assert!(made.success(), "mkartifacts.py failed");
+        let root = dir.join("bundle");
+        for c in &bundle().components {
+            let from = match c.kind {
+                ComponentKind::Chart | ComponentKind::Manifest => {
+                    upstream.join(c.source.trim_start_matches("https://"))
+                }
+                _ if c.name == "helm" => fixtures().join("../standins/kube-standin.py"),
+                _ => continue,
+            };
+            let bytes = std::fs::read(&from).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+            if matches!(c.kind, ComponentKind::Chart | ComponentKind::Manifest) {
+                let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+                assert_eq!(
+                    sha, c.sha256,
+                    "{}: the fixture bundle.json is stale; run tests/fixtures/guide/refresh-artifacts.py",
+                    c.path
+                );
+            }
+            let to = root.join(&c.path);
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&to, bytes).expect("write");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        root
+    });
+    Artifacts::new(dir)
+}
+
+/// Plan options with the fixture bundle's files.
+pub fn options() -> PlanOptions {
+    PlanOptions {
+        artifacts: Some(artifacts()),
+        ..PlanOptions::default()
+    }
+}
+
 /// The production guide's example inventory and config, planned into a fresh cluster dir.
 pub fn guide_plan(cluster_dir: &Path) -> ClusterPlan {
     build_plan(
@@ -22,7 +77,7 @@ pub fn guide_plan(cluster_dir: &Path) -> ClusterPlan {
         &fixtures().join("config.yml"),
         &bundle(),
         Some(cluster_dir),
-        &PlanOptions::default(),
+        &options(),
     )
     .expect("the guide's example plans")
 }
@@ -58,7 +113,7 @@ impl Inputs {
             &self.config(),
             bundle,
             Some(&self.dir.path().join("cluster")),
-            &PlanOptions::default(),
+            &options(),
         )
     }
 }
