@@ -21,6 +21,7 @@ fn plans_the_guide_example_from_a_real_bundle() {
         .arg(g.join("config.yml"))
         .arg("--bundle")
         .arg(&bundle)
+        .arg("--insecure-skip-signature")
         .arg("--out")
         .arg(&out_dir)
         .arg("--cluster-dir")
@@ -94,7 +95,8 @@ fn json_plan_never_prints_key_material() {
         .arg("--config")
         .arg(g.join("config.yml"))
         .arg("--bundle")
-        .arg(g.join("bundle.json"))
+        .arg(common::plan::guide_bundle(tmp.path()))
+        .arg("--insecure-skip-signature")
         .arg("--cluster-dir")
         .arg(tmp.path())
         .output()
@@ -170,7 +172,8 @@ fn unknown_keys_and_unused_jinja_warn_with_file_and_line() {
         .arg("--config")
         .arg(&cfg)
         .arg("--bundle")
-        .arg(g.join("bundle.json"))
+        .arg(common::plan::guide_bundle(tmp.path()))
+        .arg("--insecure-skip-signature")
         .arg("--cluster-dir")
         .arg(tmp.path().join("c"))
         .output()
@@ -197,5 +200,62 @@ fn unknown_keys_and_unused_jinja_warn_with_file_and_line() {
             inv.display()
         )),
         "{err}"
+    );
+}
+
+#[test]
+fn a_bare_bundle_json_is_not_enough_to_render_the_addons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::plan::guide_dir();
+    let json = tmp.path().join("bundle.json");
+    std::fs::copy(g.join("bundle.json"), &json).unwrap();
+    let out = ferry()
+        .args(["plan", "--inventory"])
+        .arg(g.join("hosts"))
+        .arg("--config")
+        .arg(g.join("config.yml"))
+        .arg("--bundle")
+        .arg(&json)
+        .arg("--cluster-dir")
+        .arg(tmp.path().join("c"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("manifests/cilium/cilium-1.15.6.tgz")
+            && err.contains("a bare bundle.json carries no files"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bundle_file_is_verified_before_its_helm_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::plan::guide_dir();
+    let bundle = common::plan::guide_bundle(tmp.path());
+    // Unsigned, and no --insecure-skip-signature: nothing of it is run.
+    let out = ferry()
+        .args(["plan", "--inventory"])
+        .arg(g.join("hosts"))
+        .arg("--config")
+        .arg(g.join("config.yml"))
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--trust")
+        .arg(tmp.path().join("none.pub"))
+        .arg("--cluster-dir")
+        .arg(tmp.path().join("c"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("none.pub") || err.contains("signature"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("c/pki/ca.pem").exists(),
+        "the plan went ahead"
     );
 }

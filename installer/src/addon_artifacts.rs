@@ -62,7 +62,7 @@ impl Artifacts {
             return Err(PlanError::Bundle {
                 bundle: bundle.name.clone(),
                 reason: format!(
-                    "{} (the {name} artifact) is missing from {}; unpack the bundle again",
+                    "{} (the {name} artifact) is not in {}: give the bundle file, or the directory it was unpacked to (a bare bundle.json carries no files)",
                     c.path,
                     self.root.display()
                 ),
