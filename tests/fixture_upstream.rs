@@ -66,7 +66,9 @@ fn fixture_upstream_serves_images_and_counted_files() {
 
 /// Indexes look like the real ones: registry.k8s.io publishes Docker manifest
 /// lists with windows entries (each with its os.version) and other linux
-/// platforms; buildkit images are OCI indexes with attestation entries.
+/// platforms; Calico's images (docker.io/calico, quay.io/tigera) are Docker
+/// manifest lists of linux/amd64, arm64, ppc64le and s390x; buildkit images
+/// are OCI indexes with attestation entries.
 fn check_upstream_shape(reference: &str, raw: &[u8]) {
     let doc: serde_json::Value = serde_json::from_slice(raw).expect("JSON");
     if reference.ends_with(".sig") {
@@ -85,6 +87,17 @@ fn check_upstream_shape(reference: &str, raw: &[u8]) {
         )
     };
     let count = |p: &str| entries.iter().filter(|e| platform(e) == p).count();
+    if reference.starts_with("docker.io/calico/") || reference.starts_with("quay.io/tigera/") {
+        assert_eq!(
+            doc["mediaType"],
+            "application/vnd.docker.distribution.manifest.list.v2+json"
+        );
+        for p in ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"] {
+            assert_eq!(count(p), 1, "{reference}: {p}");
+        }
+        assert_eq!(entries.len(), 4, "{reference}");
+        return;
+    }
     if reference.starts_with("registry.k8s.io/") {
         assert_eq!(
             doc["mediaType"],

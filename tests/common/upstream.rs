@@ -35,6 +35,14 @@ pub const CATALOG_IMAGES: &[&str] = &[
     "quay.io/jetstack/cert-manager-controller:v1.14.5",
     "quay.io/jetstack/cert-manager-webhook:v1.14.5",
     "quay.io/jetstack/cert-manager-cainjector:v1.14.5",
+    "quay.io/tigera/operator:v1.32.7",
+    "docker.io/calico/node:v3.27.3",
+    "docker.io/calico/cni:v3.27.3",
+    "docker.io/calico/kube-controllers:v3.27.3",
+    "docker.io/calico/typha:v3.27.3",
+    "docker.io/calico/pod2daemon-flexvol:v3.27.3",
+    "docker.io/calico/csi:v3.27.3",
+    "docker.io/calico/node-driver-registrar:v3.27.3",
 ];
 
 /// Registries accept the foreign (non-distributable) layer URLs of Windows
@@ -211,6 +219,7 @@ impl Upstream {
         vec![
             format!("--mirror=registry.k8s.io=http://{r}/registry.k8s.io"),
             format!("--mirror=quay.io=http://{r}/quay.io"),
+            format!("--mirror=docker.io=http://{r}/docker.io"),
             format!("--mirror=https://dl.k8s.io=http://{f}/dl.k8s.io"),
             format!("--mirror=https://github.com=http://{f}/github.com"),
             format!("--mirror=https://get.helm.sh=http://{f}/get.helm.sh"),
