@@ -19,6 +19,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 const OCTET: u8 = 43;
+/// The Calico test's rig.
+const CALICO_OCTET: u8 = 44;
 
 fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -43,8 +45,13 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
-        eprintln!("NOTE: kube-apiserver and kubectl in this test are python stand-ins (tests/fixtures/standins), not Kubernetes");
-        let rig = Rig::up(1, "fadd", OCTET);
+        Setup::with("fadd", OCTET, "")
+    }
+
+    /// One host on 198.18.`octet`.x, config.yml with `extra` appended.
+    fn with(prefix: &str, octet: u8, extra: &str) -> Setup {
+        eprintln!("NOTE: kube-apiserver, kubectl and helm in this test are python stand-ins (tests/fixtures/standins), not Kubernetes");
+        let rig = Rig::up(1, prefix, octet);
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let bundle = signed_amd64_bundle(d, "b");
@@ -57,7 +64,7 @@ impl Setup {
         std::fs::write(d.join("hosts"), inventory).unwrap();
         std::fs::write(
             d.join("config.yml"),
-            "CLUSTER_NAME: \"addons\"\nK8S_VER: \"1.29.6\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\nCONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n",
+            format!("CLUSTER_NAME: \"addons\"\nK8S_VER: \"1.29.6\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\nCONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n{extra}"),
         )
         .unwrap();
         Setup { rig, dir, bundle }
@@ -263,4 +270,54 @@ fn failing_and_hanging_kubectl_fail_the_addons_step_naming_the_object() {
             assert_eq!((create, modr), (c0, m0), "{key} was applied again");
         }
     }
+}
+
+/// CLUSTER_NETWORK calico: the tigera-operator chart, rendered by the bundle's
+/// helm from the artifact the bundle carries, is applied with its CRDs first,
+/// the operator's Namespace before the operator, and the Installation that
+/// tells the operator what to deploy; nothing of Cilium is applied.
+#[test]
+fn calico_is_installed_through_its_operator() {
+    let s = Setup::with(
+        "fcal",
+        CALICO_OCTET,
+        "CNI_PLUGIN: \"calico\"\nCALICO_ENABLE_OVERLAY: \"CrossSubnet\"\nIP_AUTODETECTION_METHOD: \"can-reach={{ groups['kube_master'][0] }}\"\n",
+    );
+    let (out, report) = s.install(None);
+    ok(out, "install with calico");
+    let store = s.store();
+    let has = |key: &str| {
+        store
+            .iter()
+            .find(|r| r.0 == key)
+            .unwrap_or_else(|| panic!("{key} was not applied: {store:?}"))
+            .clone()
+    };
+    let crd = has(
+        "/registry/apiextensions.k8s.io/customresourcedefinitions/installations.operator.tigera.io",
+    );
+    let ns = has("/registry/core/namespaces/tigera-operator");
+    let operator = has("/registry/apps/deployments/tigera-operator/tigera-operator");
+    let install = has("/registry/operator.tigera.io/installations/default");
+    assert!(
+        crd.1 < ns.1 && ns.1 < operator.1,
+        "apply order: {crd:?} {ns:?} {operator:?}"
+    );
+    assert!(crd.1 < install.1, "{crd:?} {install:?}");
+    assert!(
+        !store.iter().any(|r| r.0.contains("cilium")),
+        "Cilium objects applied with calico: {store:?}"
+    );
+    let spec =
+        s.etcdctl("get /registry/operator.tigera.io/installations/default --print-value-only");
+    let v: Value = serde_json::from_str(spec.trim()).unwrap_or_else(|e| panic!("{e}: {spec}"));
+    let net = &v["spec"]["calicoNetwork"];
+    assert_eq!(net["ipPools"][0]["encapsulation"], "IPIPCrossSubnet", "{v}");
+    assert_eq!(
+        net["nodeAddressAutodetectionV4"]["canReach"],
+        s.rig.addr("h1").to_string(),
+        "{v}"
+    );
+    let n = note(&report);
+    assert!(n.contains("(0 unchanged)"), "{n}");
 }

@@ -98,19 +98,54 @@ fn the_guide_example_validates() {
     let plan = common::guide_plan(&tmp.path().join("cluster"));
     let dir = tempfile::tempdir().expect("tempdir");
     let files = write_addons(&plan, dir.path());
-    assert_eq!(files.len(), 8, "{files:?}");
+    let names: Vec<_> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "00-cilium-secrets.yaml",
+            "00-cilium.yaml",
+            "10-coredns.yaml",
+            "20-nodelocaldns.yaml",
+            "30-metrics-server.yaml",
+            "40-cert-manager.yaml",
+            "45-prometheus-operator-crds.yaml",
+            "50-prometheus-rules.yaml",
+            "60-tenant-baseline.yaml"
+        ]
+    );
     let (ok, out) = validate(&files);
     assert!(ok, "{out}");
     let (builtin, custom) = counts(&out);
-    assert!(builtin >= 85, "{out}");
-    // The PrometheusRule, against the CRD shipped before it.
+    assert!(builtin >= 60, "{out}");
+    // The PrometheusRule, against the CRD carried before it.
     assert_eq!(custom, 1, "{out}");
     // The agents reach the apiservers through the VIP's load balancers.
     let cilium = std::fs::read_to_string(dir.path().join("00-cilium.yaml")).unwrap();
     assert!(
-        cilium.contains("{name: KUBERNETES_SERVICE_HOST, value: \"10.10.0.10\"}"),
+        cilium.contains("name: KUBERNETES_SERVICE_HOST\n          value: \"10.10.0.10\""),
         "{cilium}"
     );
+}
+
+/// The Calico variants validate too (the Installation against its CRD).
+#[test]
+fn calico_variants_validate() {
+    for (name, extra) in [
+        ("calico defaults", "CNI_PLUGIN: \"calico\"\n"),
+        (
+            "calico vxlan",
+            "CNI_PLUGIN: \"calico\"\nCALICO_NETWORKING_BACKEND: \"vxlan\"\nIP_AUTODETECTION_METHOD: \"cidr=10.1.0.0/24\"\n",
+        ),
+    ] {
+        let (files, out) = plan_and_validate(name, SMALL_HOSTS, &format!("{SMALL_CONFIG}{extra}"));
+        assert!(files.iter().any(|f| f == "00-calico.yaml"), "{name}: {files:?}");
+        assert!(!files.iter().any(|f| f.starts_with("00-cilium")), "{name}: {files:?}");
+        // The Installation, against the operator's CRD.
+        assert!(counts(&out).1 >= 2, "{name}: {out}");
+    }
 }
 
 #[test]
@@ -138,7 +173,7 @@ fn every_addon_variant_validates() {
     for (name, extra) in variants {
         let (files, out) = plan_and_validate(name, SMALL_HOSTS, &format!("{SMALL_CONFIG}{extra}"));
         assert!(counts(&out).0 > 20, "variant {name}: {out}");
-        let hubble = files.iter().any(|f| f == "01-hubble-tls.yaml");
+        let hubble = files.iter().any(|f| f == "00-cilium-secrets.yaml");
         assert_eq!(
             hubble,
             !extra.contains("HUBBLE: false"),

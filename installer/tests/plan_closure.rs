@@ -117,8 +117,9 @@ fn image_without_the_nodes_platform() {
     }
     let err = closure_err(&inputs, &bundle);
     assert!(
-        err.contains("host master-01: /etc/ferry/addons/00-cilium.yaml: image quay.io/cilium/cilium:v1.15.6")
-            && err.contains("is in the bundle only for linux/amd64, not linux/arm64"),
+        err.contains(
+            "host master-01: /etc/ferry/addons/00-cilium.yaml: image quay.io/cilium/cilium:v1.15.6"
+        ) && err.contains("is in the bundle only for linux/amd64, not linux/arm64"),
         "{err}"
     );
 }

@@ -160,7 +160,7 @@ fn unknown_cni() {
     let (err, i) = fails(SMALL_HOSTS, &config);
     assert!(
         err.contains(&format!(
-            "{}: unknown CNI \"weave\"",
+            "{}: CNI \"weave\" is not supported: ferry deploys cilium or calico",
             at(&i, "config.yml", 5)
         )),
         "{err}"
@@ -242,7 +242,7 @@ fn all_problems_are_reported_at_once() {
     let config = SMALL_CONFIG.replace("1.29.6", "1.28.0") + "CNI_PLUGIN: flannel\n";
     let (err, _) = fails(SMALL_HOSTS, &config);
     assert!(
-        err.contains("K8S_VER") && err.contains("unknown CNI"),
+        err.contains("K8S_VER") && err.contains("CNI \"flannel\" is not supported"),
         "{err}"
     );
 }
