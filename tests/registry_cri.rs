@@ -123,6 +123,8 @@ impl Site {
             .arg(d.join(format!("{name}.yml")))
             .arg("--bundle")
             .arg(&self.bundle)
+            .arg("--trust")
+            .arg(d.join("key.pub"))
             .arg("--out")
             .arg(d.join(name))
             .arg("--cluster-dir")

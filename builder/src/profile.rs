@@ -184,10 +184,18 @@ mod tests {
             "quay.io/jetstack/cert-manager-controller:v1.14.5",
             "quay.io/jetstack/cert-manager-webhook:v1.14.5",
             "quay.io/jetstack/cert-manager-cainjector:v1.14.5",
+            "quay.io/tigera/operator:v1.32.7",
+            "docker.io/calico/node:v3.27.3",
+            "docker.io/calico/cni:v3.27.3",
+            "docker.io/calico/kube-controllers:v3.27.3",
+            "docker.io/calico/typha:v3.27.3",
+            "docker.io/calico/pod2daemon-flexvol:v3.27.3",
+            "docker.io/calico/csi:v3.27.3",
+            "docker.io/calico/node-driver-registrar:v3.27.3",
         ] {
             assert!(refs.iter().any(|x| x == r), "prod lacks {r}");
         }
-        assert_eq!(refs.len(), 10);
+        assert_eq!(refs.len(), 18);
     }
 
     #[test]
