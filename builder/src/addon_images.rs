@@ -159,6 +159,14 @@ mod tests {
         );
     }
 
+    /// The references `walk` finds in a chart's values.yaml text.
+    fn values_refs(text: &str) -> Vec<String> {
+        let values: Value = serde_norway::from_str(text).expect("yaml");
+        let mut out = Vec::new();
+        walk(&values, true, &mut out);
+        out.into_iter().map(|r| r.reference).collect()
+    }
+
     #[test]
     fn manifest_images_and_values_pairs() {
         let text = "kind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        image: \"quay.io/x/a:v1\"\n      initContainers:\n      - image: quay.io/x/b:v2\n---\nkind: ConfigMap\ndata:\n  image: quay.io/x/a:v1\n";
@@ -170,13 +178,9 @@ mod tests {
         let refs: Vec<_> = out.iter().map(|r| r.reference.as_str()).collect();
         assert_eq!(refs, ["quay.io/x/a:v1", "quay.io/x/b:v2", "quay.io/x/a:v1"]);
 
-        let values: Value = serde_norway::from_str(
+        let refs = values_refs(
             "image:\n  repository: quay.io/cilium/cilium\n  tag: v1.15.6\n  useDigest: true\nhubble:\n  ui:\n    frontend:\n      image:\n        repository: quay.io/cilium/hubble-ui\n        tag: v0.13.0\n",
-        )
-        .expect("yaml");
-        let mut out = Vec::new();
-        walk(&values, true, &mut out);
-        let refs: Vec<_> = out.iter().map(|r| r.reference.as_str()).collect();
+        );
         assert_eq!(
             refs,
             [
@@ -188,13 +192,9 @@ mod tests {
 
     #[test]
     fn values_image_blocks_with_registry_and_version() {
-        let values: Value = serde_norway::from_str(
+        let refs = values_refs(
             "tigeraOperator:\n  image: tigera/operator\n  version: v1.32.7\n  registry: quay.io\ncalicoctl:\n  image: docker.io/calico/ctl\n  tag: v3.27.3\ninstallation:\n  enabled: true\n",
-        )
-        .expect("yaml");
-        let mut out = Vec::new();
-        walk(&values, true, &mut out);
-        let refs: Vec<_> = out.iter().map(|r| r.reference.as_str()).collect();
+        );
         assert_eq!(
             refs,
             [

@@ -57,18 +57,25 @@ impl Artifacts {
                     "it carries no {name} release artifact, which the config needs; build the bundle with a profile that has it (`ferry bundle inspect` lists what it carries)"
                 ),
             })?;
+        Ok((c, self.file(bundle, c)?))
+    }
+
+    /// Where `c`'s file is; an error naming it when it is not there.
+    fn file(&self, bundle: &BundleManifest, c: &Component) -> Result<PathBuf> {
         let path = self.root.join(&c.path);
         if !path.is_file() {
             return Err(PlanError::Bundle {
                 bundle: bundle.name.clone(),
                 reason: format!(
-                    "{} (the {name} artifact) is not in {}: give the bundle file, or the directory it was unpacked to (a bare bundle.json carries no files)",
+                    "{} ({} {}) is not in {}: give the bundle file, or the directory it was unpacked to (a bare bundle.json carries no files)",
                     c.path,
+                    c.name,
+                    c.version,
                     self.root.display()
                 ),
             });
         }
-        Ok((c, path))
+        Ok(path)
     }
 
     /// The text of the carried release manifest `name`.
@@ -89,18 +96,7 @@ impl Artifacts {
                 bundle: bundle.name.clone(),
                 reason: format!("it carries no helm for {platform}, which renders the addon charts; build it with that platform"),
             })?;
-        let path = self.root.join(&c.path);
-        if !path.is_file() {
-            return Err(PlanError::Bundle {
-                bundle: bundle.name.clone(),
-                reason: format!(
-                    "{} is missing from {}; unpack the bundle again",
-                    c.path,
-                    self.root.display()
-                ),
-            });
-        }
-        Ok(path)
+        self.file(bundle, c)
     }
 
     /// `helm template RELEASE CHART --namespace NS --include-crds` with

@@ -107,20 +107,6 @@ fn check_addon_values(c: &Cluster) -> Result<()> {
     }
 }
 
-/// How pods reach the apiservers before Services work: the VIP, else the first master.
-fn apiserver_host_port(c: &Cluster) -> (String, u16) {
-    match c.vip {
-        Some(vip) => (vip.to_string(), c.lb_port),
-        None => (
-            c.with_role(Role::Master)
-                .next()
-                .map(|m| m.ip.to_string())
-                .unwrap_or_default(),
-            c.apiserver_port,
-        ),
-    }
-}
-
 /// Context of ferry's own addon templates.
 fn templates_ctx(c: &Cluster) -> Json {
     let cfg = &c.config;
@@ -144,7 +130,7 @@ fn cilium_values(c: &Cluster, pki: &Pki) -> Result<Json> {
     let cfg = &c.config;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let pem = |name: &str| pki.get(name).map(b64);
-    let (host, port) = apiserver_host_port(c);
+    let (host, port) = c.apiserver_host_port();
     let hubble = cfg.cilium_enable_hubble.value;
     let routing = cfg.cilium_tunnel_mode.value.as_str();
     let mut values = json!({
@@ -222,7 +208,7 @@ const TIGERA_NAMESPACE: &str = "tigera-operator";
 /// Calico through its operator's chart.
 fn calico(input: &RenderInput, arts: &Artifacts, net: &CalicoNetwork) -> Result<RenderedAddon> {
     let c = input.cluster;
-    let (host, port) = apiserver_host_port(c);
+    let (host, port) = c.apiserver_host_port();
     let values = net.chart_values(c.cluster_cidr, (&host, port));
     let (comp, text) = arts.helm_template(
         input.bundle,

@@ -73,19 +73,25 @@ impl Cluster {
         nth_ip(self.service_cidr, 10)
     }
 
-    /// What clients use to reach the apiservers.
-    pub fn apiserver_endpoint(&self) -> String {
+    /// Host and port clients use to reach the apiservers: the VIP's balancer,
+    /// else the first master.
+    pub fn apiserver_host_port(&self) -> (String, u16) {
         match self.vip {
-            Some(vip) => format!("https://{vip}:{}", self.lb_port),
-            None => {
-                let first = self
-                    .with_role(Role::Master)
+            Some(vip) => (vip.to_string(), self.lb_port),
+            None => (
+                self.with_role(Role::Master)
                     .next()
                     .map(|n| n.ip.to_string())
-                    .unwrap_or_default();
-                format!("https://{first}:{}", self.apiserver_port)
-            }
+                    .unwrap_or_default(),
+                self.apiserver_port,
+            ),
         }
+    }
+
+    /// What clients use to reach the apiservers.
+    pub fn apiserver_endpoint(&self) -> String {
+        let (host, port) = self.apiserver_host_port();
+        format!("https://{host}:{port}")
     }
 
     pub fn registry_mirrors(&self) -> Vec<String> {

@@ -47,9 +47,7 @@ struct PlanBundle {
 pub fn load_manifest(path: &Path) -> anyhow::Result<BundleManifest> {
     let json = if path.is_dir() {
         Some(path.join(ferry_bundles::manifest::MANIFEST_PATH))
-    } else if path.extension().is_some_and(|e| e == "json")
-        && !path.to_string_lossy().ends_with(".parts.json")
-    {
+    } else if is_bundle_json(path) {
         Some(path.to_path_buf())
     } else {
         None
@@ -61,6 +59,12 @@ pub fn load_manifest(path: &Path) -> anyhow::Result<BundleManifest> {
     }
     let source = BundleSource::open(path)?;
     Ok(ferry_bundles::read_manifest(&source)?.manifest)
+}
+
+/// A bundle.json (not a split bundle's `.parts.json`).
+fn is_bundle_json(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "json")
+        && !path.to_string_lossy().ends_with(".parts.json")
 }
 
 /// An unpacked bundle (its directory or the bundle.json in it) is used in
@@ -75,9 +79,7 @@ fn open_bundle(path: &Path, trust: &TrustArgs) -> anyhow::Result<PlanBundle> {
             _extracted: None,
         });
     }
-    if path.extension().is_some_and(|e| e == "json")
-        && !path.to_string_lossy().ends_with(".parts.json")
-    {
+    if is_bundle_json(path) {
         let dir = path.parent().unwrap_or(Path::new("."));
         return Ok(PlanBundle {
             manifest,
