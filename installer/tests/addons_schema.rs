@@ -257,7 +257,9 @@ fn guide_objects() -> (
     let mut out = std::collections::BTreeMap::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        for (o, v) in ferry_installer::kinds::objects(&f.display().to_string(), &text).unwrap() {
+        for (o, v) in
+            ferry_installer::plan::kinds::objects(&f.display().to_string(), &text).unwrap()
+        {
             out.insert(o.to_string(), v);
         }
     }

@@ -109,7 +109,7 @@ fn systemd_accepts_every_unit() {
             let text = common::text(&plan, &h.name, &f.path.display().to_string());
             // Stand-ins for the executables the plan puts on the host (bundle binaries
             // and the containerd archive's members).
-            for exe in ferry_installer::closure::exec_paths(&text) {
+            for exe in ferry_installer::plan::closure::exec_paths(&text) {
                 let p = Path::new(&exe);
                 if p.starts_with(tmp.path()) && !p.exists() {
                     write(p, "#!/bin/sh\n# stand-in for the bundle's binary\nexit 0\n");

@@ -3,9 +3,9 @@
 use anyhow::Context;
 use clap::Args;
 use ferry_bundles::BundleSource;
-use ferry_installer::addon_artifacts::Artifacts;
 use ferry_installer::deploy::{self, DeployContext, DeployError, DeployOptions};
 use ferry_installer::exec::{KnownHostsPolicy, SshOptions};
+use ferry_installer::plan::addon_artifacts::Artifacts;
 use ferry_installer::plan::{build_plan, ClusterPlan, PlanOptions};
 use ferry_installer::store::Store;
 use std::collections::BTreeSet;

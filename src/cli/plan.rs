@@ -2,7 +2,7 @@ use super::trust::TrustArgs;
 use anyhow::Context;
 use clap::Args;
 use ferry_bundles::{BundleManifest, BundleSource};
-use ferry_installer::addon_artifacts::Artifacts;
+use ferry_installer::plan::addon_artifacts::Artifacts;
 use ferry_installer::plan::{build_plan, ClusterPlan, FileContent, PlanOptions};
 use std::path::{Path, PathBuf};
 
@@ -89,7 +89,10 @@ fn open_bundle(path: &Path, trust: &TrustArgs) -> anyhow::Result<PlanBundle> {
     }
     let src = BundleSource::open(path)?;
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
-    let helm = format!("bin/linux-{}/helm", ferry_installer::render::deploy_arch());
+    let helm = format!(
+        "bin/linux-{}/helm",
+        ferry_installer::plan::render::deploy_arch()
+    );
     let mut sink = ArtifactSink {
         root: tmp.path().to_path_buf(),
         helm,
@@ -165,12 +168,12 @@ fn write_tree(plan: &ClusterPlan, out: &Path) -> anyhow::Result<()> {
                 continue;
             };
             let rel = f.path.strip_prefix("/").unwrap_or(&f.path);
-            ferry_installer::pki::write_if_changed(&root.join(rel), bytes, f.secret)?;
+            ferry_installer::plan::pki::write_if_changed(&root.join(rel), bytes, f.secret)?;
         }
     }
     let mut json = serde_json::to_vec_pretty(plan)?;
     json.push(b'\n');
-    ferry_installer::pki::write_if_changed(&out.join("plan.json"), &json, false)?;
+    ferry_installer::plan::pki::write_if_changed(&out.join("plan.json"), &json, false)?;
     Ok(())
 }
 

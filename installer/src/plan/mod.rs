@@ -1,8 +1,18 @@
 //! `ferry plan`: inventory + config.yml + bundle.json -> certificates and every
 //! host's files. Nothing is sent to hosts here.
 
+pub mod addon_artifacts;
+pub mod addon_render;
+pub mod calico;
+pub mod closure;
+pub mod config;
 pub mod error;
+pub mod inventory;
+pub mod kinds;
 pub mod model;
+pub mod pki;
+pub mod render;
+pub mod validate;
 
 pub use error::{Origin, PlanError, Problem, Problems, Result};
 pub use model::{
@@ -20,7 +30,7 @@ pub struct PlanOptions {
     pub rotate: bool,
     /// Where the bundle's files are (its unpacked directory): the addons are
     /// rendered from the release artifacts it carries.
-    pub artifacts: Option<crate::addon_artifacts::Artifacts>,
+    pub artifacts: Option<crate::plan::addon_artifacts::Artifacts>,
 }
 
 /// Parse and validate `inventory` and `config`, create or reuse the PKI in
@@ -34,8 +44,8 @@ pub fn build_plan(
     cluster_dir: Option<&Path>,
     opts: &PlanOptions,
 ) -> Result<ClusterPlan> {
-    let inv = crate::inventory::Inventory::load(inventory);
-    let cfg = crate::config::Config::load(config);
+    let inv = crate::plan::inventory::Inventory::load(inventory);
+    let cfg = crate::plan::config::Config::load(config);
     let (inv, cfg) = match (inv, cfg) {
         (Ok(i), Ok(c)) => (i, c),
         (Err(PlanError::Invalid(mut a)), Err(PlanError::Invalid(b))) => {
@@ -44,21 +54,21 @@ pub fn build_plan(
         }
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    let cluster = crate::validate::validate(&inv, &cfg, bundle)?;
+    let cluster = crate::plan::validate::validate(&inv, &cfg, bundle)?;
     let cluster_dir = cluster_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| default_cluster_dir(&cluster.name));
-    let pki = crate::pki::ensure(&cluster, &cluster_dir, opts.rotate)?;
-    let encryption_key = crate::pki::ensure_secret_key(&cluster_dir, "encryption-key")?;
-    let renderer = crate::render::Renderer::new(bundle)?;
-    let kubeconfigs = crate::render::render_kubeconfigs(&renderer, &cluster, &pki)?;
+    let pki = crate::plan::pki::ensure(&cluster, &cluster_dir, opts.rotate)?;
+    let encryption_key = crate::plan::pki::ensure_secret_key(&cluster_dir, "encryption-key")?;
+    let renderer = crate::plan::render::Renderer::new(bundle)?;
+    let kubeconfigs = crate::plan::render::render_kubeconfigs(&renderer, &cluster, &pki)?;
     for (name, text) in &kubeconfigs {
         let path = cluster_dir
             .join("kubeconfig")
             .join(format!("{name}.kubeconfig"));
-        crate::pki::write_if_changed(&path, text.as_bytes(), true)?;
+        crate::plan::pki::write_if_changed(&path, text.as_bytes(), true)?;
     }
-    let input = crate::render::RenderInput {
+    let input = crate::plan::render::RenderInput {
         cluster: &cluster,
         bundle,
         pki: &pki,
@@ -66,9 +76,9 @@ pub fn build_plan(
         kubeconfigs: &kubeconfigs,
         artifacts: opts.artifacts.as_ref(),
     };
-    let (hosts, missing) = crate::render::render_hosts(&renderer, &input)?;
-    crate::closure::check(&hosts, bundle, &cluster.bin_dir, missing)?;
-    crate::kinds::check_plan(&hosts, &cluster.kubernetes)?;
+    let (hosts, missing) = crate::plan::render::render_hosts(&renderer, &input)?;
+    crate::plan::closure::check(&hosts, bundle, &cluster.bin_dir, missing)?;
+    crate::plan::kinds::check_plan(&hosts, &cluster.kubernetes)?;
     let etcd_endpoints = cluster
         .with_role(Role::Etcd)
         .map(|n| format!("https://{}:{}", n.ip, cluster.config.etcd_client_port.value))

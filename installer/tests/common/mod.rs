@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use ferry_bundles::{BundleManifest, ComponentKind};
-use ferry_installer::addon_artifacts::Artifacts;
+use ferry_installer::plan::addon_artifacts::Artifacts;
 use ferry_installer::plan::{build_plan, ClusterPlan, FileContent, PlanError, PlanOptions};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -65,7 +65,7 @@ pub fn check(
             let Ok(text) = std::str::from_utf8(bytes) else {
                 continue;
             };
-            let platforms: Vec<&String> = if f.path.starts_with(crate::render::ADDONS_DIR) {
+            let platforms: Vec<&String> = if f.path.starts_with(crate::plan::render::ADDONS_DIR) {
                 node_platforms.iter().collect()
             } else {
                 vec![&own]

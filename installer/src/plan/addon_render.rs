@@ -10,18 +10,18 @@
 //! | 45-prometheus-operator-crds.yaml   | the PrometheusRule CRD of prometheus-operator's release |
 //! | 50-prometheus-rules.yaml, 60-tenant-baseline.yaml | ferry templates                   |
 
-use crate::addon_artifacts::{select, split_secrets, Artifacts};
-use crate::calico::CalicoNetwork;
-use crate::pki::Pki;
+use crate::plan::addon_artifacts::{select, split_secrets, Artifacts};
+use crate::plan::calico::CalicoNetwork;
+use crate::plan::pki::Pki;
+use crate::plan::render::{RenderInput, Renderer};
+use crate::plan::validate::Cluster;
 use crate::plan::{PlanError, Problem, Problems, Result, Role};
-use crate::render::{RenderInput, Renderer};
-use crate::validate::Cluster;
 use base64::Engine;
 use serde_json::{json, Value as Json};
 
 /// One rendered addon manifest.
 pub struct RenderedAddon {
-    /// File name under [`crate::render::ADDONS_DIR`]; install applies them in name order.
+    /// File name under [`crate::plan::render::ADDONS_DIR`]; install applies them in name order.
     pub name: String,
     pub text: String,
     /// Images the template asked for that the bundle does not carry.
@@ -116,7 +116,7 @@ fn templates_ctx(c: &Cluster) -> Json {
         format!("{} {}", cfg.local_dns_cache.value, c.dns_service_ip())
     };
     json!({
-        "cluster": crate::render::cluster_ctx(c),
+        "cluster": crate::plan::render::cluster_ctx(c),
         "dns": {"replicas": 2, "service_ip": c.dns_service_ip().to_string(),
                 "local_ip": cfg.local_dns_cache.value, "bind": bind},
         "tenants": cfg.tenant_namespaces.value,
@@ -160,8 +160,8 @@ fn cilium_values(c: &Cluster, pki: &Pki) -> Result<Json> {
         values["tunnelProtocol"] = json!(routing);
     }
     if hubble {
-        let server = crate::pki::HUBBLE_SERVER;
-        let client = crate::pki::HUBBLE_RELAY_CLIENT;
+        let server = crate::plan::pki::HUBBLE_SERVER;
+        let client = crate::plan::pki::HUBBLE_RELAY_CLIENT;
         values["tls"] = json!({"ca": {"cert": pem("ca.pem")?}});
         values["hubble"]["tls"] = json!({
             "enabled": true,
@@ -227,7 +227,7 @@ fn calico(input: &RenderInput, arts: &Artifacts, net: &CalicoNetwork) -> Result<
             comp.version, comp.path
         ),
     );
-    a.implied_images = crate::calico::OPERATOR_IMAGES
+    a.implied_images = crate::plan::calico::OPERATOR_IMAGES
         .iter()
         .map(|n| format!("docker.io/calico/{n}:v{}", comp.version))
         .collect();

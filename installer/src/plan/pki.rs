@@ -6,8 +6,8 @@
 //! reissued with its key kept. `rotate` reissues every leaf, CAs untouched.
 //! Private keys are written 0600.
 
+use crate::plan::validate::Cluster;
 use crate::plan::{PlanError, Result, Role};
-use crate::validate::Cluster;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,

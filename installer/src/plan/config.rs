@@ -37,7 +37,7 @@ pub struct Config {
     pub cilium_tunnel_mode: Setting<String>,
     pub cilium_enable_bpf_masquerade: Setting<bool>,
     pub cilium_enable_hubble: Setting<bool>,
-    /// kubeasz's Calico keys (see [`crate::calico`]).
+    /// kubeasz's Calico keys (see [`crate::plan::calico`]).
     pub calico_enable_overlay: Setting<String>,
     pub calico_networking_backend: Setting<String>,
     pub ip_autodetection_method: Setting<String>,

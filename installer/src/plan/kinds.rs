@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// `apiVersion kind scope` of every kind Kubernetes 1.29 serves by default.
-const BUILTIN_1_29: &str = include_str!("../data/builtin-kinds-1.29.txt");
+const BUILTIN_1_29: &str = include_str!("../../data/builtin-kinds-1.29.txt");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -240,7 +240,9 @@ pub fn check_plan(hosts: &[HostPlan], version: &str) -> Result<()> {
         let mut files: Vec<(String, String)> = h
             .files
             .iter()
-            .filter(|f| f.step == Step::Addons && f.path.starts_with(crate::render::ADDONS_DIR))
+            .filter(|f| {
+                f.step == Step::Addons && f.path.starts_with(crate::plan::render::ADDONS_DIR)
+            })
             .filter_map(|f| match &f.content {
                 FileContent::Inline(b) => Some((
                     f.path.display().to_string(),

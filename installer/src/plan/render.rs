@@ -2,12 +2,12 @@
 //! (embedded at compile time) into a [`HostPlan`] per host.
 
 use crate::images::{self, find_archive, find_binary, find_image, pinned, ImageRef};
-use crate::pki::Pki;
+use crate::plan::pki::Pki;
+use crate::plan::validate::{Cluster, LbRole, NodeSpec};
 use crate::plan::{
     FileContent, HostPlan, PlanError, PlannedArchive, PlannedFile, PlannedService, Result, Role,
     Step,
 };
-use crate::validate::{Cluster, LbRole, NodeSpec};
 use base64::Engine;
 use ferry_bundles::BundleManifest;
 use minijinja::Environment;
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 macro_rules! templates {
     ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../../manifests/", $name, ".j2")))),*]
+        &[$(($name, include_str!(concat!("../../../manifests/", $name, ".j2")))),*]
     };
 }
 
@@ -219,7 +219,7 @@ pub struct RenderInput<'a> {
     pub kubeconfigs: &'a BTreeMap<String, String>,
     /// Where the bundle's files are, for the addons rendered from its release
     /// artifacts; `None` when only bundle.json is at hand.
-    pub artifacts: Option<&'a crate::addon_artifacts::Artifacts>,
+    pub artifacts: Option<&'a crate::plan::addon_artifacts::Artifacts>,
 }
 
 /// Problems the closure check finds while rendering (missing binaries, archives, images).
@@ -807,7 +807,7 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
 
         // Addons, applied from the first master.
         if Some(&n.name) == first_master.as_ref() {
-            for a in crate::addon_render::render_addons(r, input)? {
+            for a in crate::plan::addon_render::render_addons(r, input)? {
                 let path = Path::new(ADDONS_DIR).join(&a.name);
                 for image in &a.implied_images {
                     for p in &node_platforms {

@@ -1,8 +1,8 @@
 //! Inventory + config.yml + bundle.json -> a checked cluster description.
 //! Every problem names the file and line it comes from; all are reported at once.
 
-use crate::config::{Config, Setting};
-use crate::inventory::{Inventory, Value};
+use crate::plan::config::{Config, Setting};
+use crate::plan::inventory::{Inventory, Value};
 use crate::plan::{Origin, PlanError, Problem, Problems, Result, Role, SshTarget};
 use ferry_bundles::BundleManifest;
 use ipnet::Ipv4Net;
@@ -54,7 +54,7 @@ pub struct Cluster {
     pub dns_domain: String,
     pub cni: String,
     /// Calico's network when `cni` is calico.
-    pub calico: Option<crate::calico::CalicoNetwork>,
+    pub calico: Option<crate::plan::calico::CalicoNetwork>,
     pub registry_port: u16,
 }
 
@@ -729,7 +729,7 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         .find(|n| n.roles.contains(&Role::Master))
         .map(|n| n.ip);
     let calico = match (cni.as_str(), first_master) {
-        ("calico", Some(first)) => match crate::calico::settings(cfg, first) {
+        ("calico", Some(first)) => match crate::plan::calico::settings(cfg, first) {
             Ok(net) => Some(net),
             Err(problems) => {
                 c.problems.extend(problems);

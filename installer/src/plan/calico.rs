@@ -7,7 +7,7 @@
 //!   encapsulation (IPIP... with bird, VXLAN... with vxlan; Never -> None).
 //! - `IP_AUTODETECTION_METHOD` (calico-node's syntax) -> nodeAddressAutodetectionV4.
 
-use crate::config::{Config, Setting};
+use crate::plan::config::{Config, Setting};
 use crate::plan::Problem;
 use ipnet::Ipv4Net;
 use serde_json::{json, Value as Json};

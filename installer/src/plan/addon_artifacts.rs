@@ -87,7 +87,7 @@ impl Artifacts {
 
     /// The bundle's helm for the machine ferry runs on.
     fn helm(&self, bundle: &BundleManifest) -> Result<PathBuf> {
-        let platform = format!("linux/{}", crate::render::deploy_arch());
+        let platform = format!("linux/{}", crate::plan::render::deploy_arch());
         let c = bundle
             .components
             .iter()
@@ -121,7 +121,7 @@ impl Artifacts {
         let tmp = tempfile::tempdir().map_err(|e| PlanError::io(std::env::temp_dir(), e))?;
         let values_path = tmp.path().join("values.json");
         let bytes = serde_json::to_vec_pretty(values).expect("JSON values serialize");
-        crate::pki::write_if_changed(&values_path, &bytes, true)?;
+        crate::plan::pki::write_if_changed(&values_path, &bytes, true)?;
         let mut cmd = Command::new(&helm);
         cmd.arg("template")
             .arg(release)
