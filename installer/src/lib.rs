@@ -3,6 +3,7 @@
 pub mod deploy;
 pub mod exec;
 pub mod images;
+pub mod install;
 pub mod plan;
 pub mod registry;
 pub mod store;

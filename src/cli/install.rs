@@ -1,12 +1,12 @@
 //! `ferry install` and `ferry status`.
 
-use anyhow::Context;
 use clap::Args;
 use ferry_bundles::BundleSource;
-use ferry_installer::deploy::{self, DeployContext, DeployError, DeployOptions};
+use ferry_installer::deploy::{self, DeployError, DeployReport};
 use ferry_installer::exec::{KnownHostsPolicy, SshOptions};
-use ferry_installer::plan::addon_artifacts::Artifacts;
-use ferry_installer::plan::{build_plan, ClusterPlan, PlanOptions};
+use ferry_installer::install::{
+    self, ClusterInputs, HostAccess, InstallError, InstallEvent, InstallRequest,
+};
 use ferry_installer::store::Store;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -86,144 +86,86 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-fn options(ssh: &SshArgs, plan: &ClusterPlan, limit: &[String]) -> DeployOptions {
-    DeployOptions {
-        forks: usize::from(ssh.forks),
-        ssh: SshOptions {
-            config_file: ssh.ssh_config.clone(),
-            known_hosts: ssh.ssh_known_hosts,
-            control_dir: None,
-            connect_timeout: None,
-        },
-        log_dir: plan.cluster_dir.join("logs"),
-        limit: (!limit.is_empty()).then(|| limit.iter().cloned().collect::<BTreeSet<_>>()),
+impl SshArgs {
+    fn access(&self) -> HostAccess {
+        HostAccess {
+            ssh: SshOptions {
+                config_file: self.ssh_config.clone(),
+                known_hosts: self.ssh_known_hosts,
+                control_dir: None,
+                connect_timeout: None,
+            },
+            forks: usize::from(self.forks),
+        }
     }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-fn plan(
-    inventory: &Path,
-    config: &Path,
-    store: &Store,
-    bundle: &str,
-    cluster_dir: Option<&Path>,
-) -> anyhow::Result<ClusterPlan> {
-    let manifest = store
-        .manifest(bundle)
-        .with_context(|| format!("reading bundle {bundle} in {}", store.root().display()))?;
-    let artifacts = store
-        .bundle_dir(bundle)
-        .with_context(|| format!("bundle {bundle} in {}", store.root().display()))?;
-    build_plan(
-        inventory,
-        config,
-        &manifest,
-        cluster_dir,
-        &PlanOptions {
-            artifacts: Some(Artifacts::new(artifacts)),
-            ..PlanOptions::default()
-        },
-    )
-    .with_context(|| {
-        format!(
-            "planning the cluster from {} and {}",
-            inventory.display(),
-            config.display()
-        )
-    })
 }
 
 pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
-    let src = BundleSource::open(&args.bundle)?;
-    let trust = args.trust.resolve(&src)?;
-    let unpacked =
-        ferry_installer::unpack::unpack(&src, &trust, &args.data_dir).with_context(|| {
-            format!(
-                "unpacking {} into {}",
-                src.display(),
-                args.data_dir.display()
-            )
-        })?;
-    if !args.json {
-        if unpacked.already_unpacked {
-            eprintln!(
-                "bundle {}: already unpacked in {}",
-                unpacked.name,
-                unpacked.dir.display()
-            );
-        } else {
-            eprintln!(
-                "bundle {}: verified and unpacked into {}",
-                unpacked.name,
-                unpacked.dir.display()
-            );
-        }
-    }
-    let store = Store::open(&args.data_dir);
-    let plan = plan(
-        &args.inventory,
-        &args.config,
-        &store,
-        &unpacked.name,
-        args.cluster_dir.as_deref(),
-    )?;
-    let manifest = store.manifest(&unpacked.name)?;
-    let ctx = DeployContext {
-        store,
-        bundle: unpacked.name.clone(),
-        manifest,
+    let bundle = BundleSource::open(&args.bundle)?;
+    let trust = args.trust.resolve(&bundle)?;
+    let request = InstallRequest {
+        bundle,
+        trust,
+        data_dir: args.data_dir,
+        cluster: ClusterInputs {
+            inventory: args.inventory,
+            config: args.config,
+            cluster_dir: args.cluster_dir,
+        },
+        access: args.ssh.access(),
+        limit: (!args.limit.is_empty()).then(|| args.limit.into_iter().collect::<BTreeSet<_>>()),
     };
-    let opts = options(&args.ssh, &plan, &args.limit);
-    if !args.json {
-        eprintln!(
+    let json = args.json;
+    let result = install::install(request, |event| {
+        if !json {
+            print_progress(event);
+        }
+    });
+    // Preflight problems: every host's row is shown before the error.
+    if let Err(InstallError::Deploy(DeployError::Preflight { report, .. })) = &result {
+        print_report(report, json)?;
+    }
+    let outcome = result?;
+    print_report(&outcome.report, json)?;
+    let unfinished = outcome.unfinished_hosts();
+    if !unfinished.is_empty() {
+        anyhow::bail!(
+            "{} of {} hosts did not finish: {} (see their logs above; fix and run ferry install again)",
+            unfinished.len(),
+            outcome.report.hosts.len(),
+            unfinished.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn print_progress(event: InstallEvent<'_>) {
+    match event {
+        InstallEvent::Unpacked(bundle) if bundle.already_unpacked => eprintln!(
+            "bundle {}: already unpacked in {}",
+            bundle.name,
+            bundle.dir.display()
+        ),
+        InstallEvent::Unpacked(bundle) => eprintln!(
+            "bundle {}: verified and unpacked into {}",
+            bundle.name,
+            bundle.dir.display()
+        ),
+        InstallEvent::Deploying { plan, options } => eprintln!(
             "installing {} ({} hosts, {} at a time); logs in {}",
             plan.cluster_name,
             plan.hosts.len(),
-            opts.forks,
-            opts.log_dir.display()
-        );
+            options.forks,
+            options.log_dir.display()
+        ),
     }
-    let result = runtime()?.block_on(deploy::deploy(&plan, &ctx, &opts));
-    let report = match result {
-        Ok(r) => r,
-        Err(DeployError::Preflight { findings, report }) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.table());
-            }
-            let n = findings.iter().filter(|f| !f.warning).count();
-            anyhow::bail!(
-                "preflight found {n} problem(s); nothing was changed:\n{}",
-                deploy::format_findings(&findings)
-            );
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+}
+
+fn print_report(report: &DeployReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         print!("{}", report.table());
-    }
-    let failed: Vec<&str> = report
-        .hosts
-        .iter()
-        .filter(|h| h.status != deploy::Status::Ok)
-        .map(|h| h.host.as_str())
-        .collect();
-    if !failed.is_empty() {
-        anyhow::bail!(
-            "{} of {} hosts did not finish: {} (see their logs above; fix and run ferry install again)",
-            failed.len(),
-            report.hosts.len(),
-            failed.join(", ")
-        );
     }
     Ok(())
 }
@@ -237,34 +179,16 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
             .unwrap_or(Path::new("."))
             .join("config.yml"),
     };
-    let store = Store::open(&args.data_dir);
     let bundle = match &args.bundle_name {
         Some(b) => b.clone(),
-        None => {
-            let all = store.bundles()?;
-            match all.as_slice() {
-                [one] => one.clone(),
-                [] => anyhow::bail!(
-                    "no bundle unpacked in {}: pass --data-dir",
-                    args.data_dir.display()
-                ),
-                many => anyhow::bail!(
-                    "several bundles in {} ({}): pass --bundle-name",
-                    args.data_dir.display(),
-                    many.join(", ")
-                ),
-            }
-        }
+        None => only_bundle(&args.data_dir)?,
     };
-    let plan = plan(
-        &args.inventory,
-        &config,
-        &store,
-        &bundle,
-        args.cluster_dir.as_deref(),
-    )?;
-    let opts = options(&args.ssh, &plan, &[]);
-    let hosts = runtime()?.block_on(deploy::status::status(&plan, &opts));
+    let cluster = ClusterInputs {
+        inventory: args.inventory,
+        config,
+        cluster_dir: args.cluster_dir,
+    };
+    let hosts = install::cluster_status(&args.data_dir, &bundle, &cluster, &args.ssh.access())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&hosts)?);
     } else {
@@ -279,4 +203,20 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
         anyhow::bail!("not healthy: {}", bad.join(", "));
     }
     Ok(())
+}
+
+/// The name of the one bundle unpacked in `data_dir`.
+fn only_bundle(data_dir: &Path) -> anyhow::Result<String> {
+    match Store::open(data_dir).bundles()?.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => anyhow::bail!(
+            "no bundle unpacked in {}: pass --data-dir",
+            data_dir.display()
+        ),
+        many => anyhow::bail!(
+            "several bundles in {} ({}): pass --bundle-name",
+            data_dir.display(),
+            many.join(", ")
+        ),
+    }
 }

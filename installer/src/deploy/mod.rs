@@ -21,7 +21,7 @@ pub use report::{DeployReport, HostReport, Status};
 use crate::exec::{
     fan_out, Executor, HostLog, LocalExecutor, SshDestination, SshExecutor, SshOptions,
 };
-use crate::plan::{ClusterPlan, HostPlan, Role, Step};
+use crate::plan::{ClusterPlan, HostPlan, PlannedService, Role, Step};
 use crate::store::Store;
 use ferry_bundles::BundleManifest;
 use std::collections::BTreeSet;
@@ -246,179 +246,247 @@ pub async fn deploy(
     opts: &DeployOptions,
 ) -> Result<DeployReport, DeployError> {
     let started = Instant::now();
-    let mut hosts: Vec<&HostPlan> = plan.hosts.iter().collect();
-    if let Some(limit) = &opts.limit {
-        for l in limit {
-            if !plan
-                .hosts
-                .iter()
-                .any(|h| &h.name == l || &h.inventory_host == l || &h.address == l)
-            {
-                return Err(DeployError::Limit(l.clone()));
-            }
-        }
-        hosts.retain(|h| {
-            limit.contains(&h.name)
-                || limit.contains(&h.inventory_host)
-                || limit.contains(&h.address)
-        });
-    }
+    let hosts = selected_hosts(plan, opts.limit.as_ref())?;
     let mut runs: Vec<HostRun> = fan_out(hosts, opts.forks, |h| connect(h, opts)).await;
-    let mut notes = Vec::new();
+    let findings = preflight_all(plan, ctx, &mut runs, opts.forks).await;
+    if findings.iter().any(|f| !f.warning) {
+        stop_after_preflight(&mut runs, &findings);
+        let report = finish(runs, Vec::new(), started).await;
+        return Err(DeployError::Preflight { findings, report });
+    }
+    let mut notes = warning_notes(&findings);
+    for step in STEPS {
+        notes.extend(run_step_everywhere(step, plan, ctx, &mut runs, opts.forks).await);
+    }
+    check_units_everywhere(&mut runs, opts.forks).await;
+    Ok(finish(runs, notes, started).await)
+}
 
-    // Preflight on every reachable host; findings are collected, not acted on one by one.
+/// The plan's hosts that `limit` names (by name, inventory host or address);
+/// all of them without a limit. A name no host has is an error.
+fn selected_hosts<'p>(
+    plan: &'p ClusterPlan,
+    limit: Option<&BTreeSet<String>>,
+) -> Result<Vec<&'p HostPlan>, DeployError> {
+    let mut hosts: Vec<&HostPlan> = plan.hosts.iter().collect();
+    let Some(limit) = limit else {
+        return Ok(hosts);
+    };
+    let named =
+        |h: &HostPlan, l: &String| &h.name == l || &h.inventory_host == l || &h.address == l;
+    if let Some(unknown) = limit
+        .iter()
+        .find(|l| !plan.hosts.iter().any(|h| named(h, l)))
+    {
+        return Err(DeployError::Limit(unknown.clone()));
+    }
+    hosts.retain(|h| limit.iter().any(|l| named(h, l)));
+    Ok(hosts)
+}
+
+/// Preflight on every connected host; findings are collected, not acted on
+/// one by one. Includes hostnames that clash across hosts.
+async fn preflight_all(
+    plan: &ClusterPlan,
+    ctx: &DeployContext,
+    runs: &mut [HostRun],
+    forks: usize,
+) -> Vec<Finding> {
     let results = fan_out(
         runs.iter_mut().filter(|r| r.ok()).collect(),
-        opts.forks,
-        |r: &mut HostRun| async move {
-            r.step = "preflight".into();
-            let exec = r.exec.as_ref().expect("connected host has an executor");
-            let (findings, facts) =
-                preflight::check_host(plan, &r.plan, &ctx.manifest.platforms, exec).await;
-            let container = facts.container;
-            for f in &findings {
-                exec.log().line(&format!(
-                    "preflight {}: {}",
-                    if f.warning { "warning" } else { "problem" },
-                    f.problem
-                ));
-            }
-            r.container = container;
-            (findings, (r.plan.name.clone(), facts))
-        },
+        forks,
+        |r: &mut HostRun| preflight_host(plan, ctx, r),
     )
     .await;
     let mut findings: Vec<Finding> = results.iter().flat_map(|(f, _)| f.clone()).collect();
     let facts: Vec<_> = results.into_iter().map(|(_, f)| f).collect();
     findings.extend(preflight::check_unique_hostnames(&facts));
-    if findings.iter().any(|f| !f.warning) {
-        for r in runs.iter_mut().filter(|r| r.ok()) {
-            let mine: Vec<String> = findings
-                .iter()
-                .filter(|f| f.host == r.plan.name && !f.warning)
-                .map(|f| f.problem.clone())
-                .collect();
-            if mine.is_empty() {
-                r.status = Status::Skipped;
-                r.error = Some("not started: preflight failed on other hosts".into());
-            } else {
-                r.fail("preflight", mine.join("; "));
-            }
-        }
-        let report = finish(runs, notes, started).await;
-        return Err(DeployError::Preflight { findings, report });
-    }
-    notes.extend(
-        group_findings(&findings)
-            .into_iter()
-            .map(|(f, hosts)| format!("{}: {}", hosts.join(", "), f.problem)),
-    );
+    findings
+}
 
-    for step in STEPS {
-        let etcd_total = runs.iter().filter(|r| r.plan.has(Role::Etcd)).count();
-        let etcd_ok = runs
+/// One host's preflight: its findings (also written to its log) and its facts.
+async fn preflight_host(
+    plan: &ClusterPlan,
+    ctx: &DeployContext,
+    r: &mut HostRun,
+) -> (Vec<Finding>, (String, preflight::HostFacts)) {
+    r.step = "preflight".into();
+    let exec = r.exec.as_ref().expect("connected host has an executor");
+    let (findings, facts) =
+        preflight::check_host(plan, &r.plan, &ctx.manifest.platforms, exec).await;
+    for f in &findings {
+        exec.log().line(&format!(
+            "preflight {}: {}",
+            if f.warning { "warning" } else { "problem" },
+            f.problem
+        ));
+    }
+    r.container = facts.container;
+    (findings, (r.plan.name.clone(), facts))
+}
+
+/// Preflight found problems: the hosts that have them fail, the others are
+/// not started.
+fn stop_after_preflight(runs: &mut [HostRun], findings: &[Finding]) {
+    for r in runs.iter_mut().filter(|r| r.ok()) {
+        let mine: Vec<String> = findings
             .iter()
-            .filter(|r| r.plan.has(Role::Etcd) && r.ok())
-            .count();
-        let mut todo = Vec::new();
-        let skip: Vec<(usize, String)> = runs
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.ok() && apply::has_work(&r.plan, step))
-            .filter_map(|(i, r)| {
-                blocked(step, &r.plan, &runs, etcd_ok, etcd_total).map(|why| (i, why))
-            })
+            .filter(|f| f.host == r.plan.name && !f.warning)
+            .map(|f| f.problem.clone())
             .collect();
-        for (i, why) in skip {
-            let r = &mut runs[i];
-            r.step = step.as_str().into();
+        if mine.is_empty() {
             r.status = Status::Skipped;
-            r.error = Some(format!("skipped: {why}"));
+            r.error = Some("not started: preflight failed on other hosts".into());
+        } else {
+            r.fail("preflight", mine.join("; "));
         }
-        let first_master = runs.iter().position(|r| r.ok() && r.plan.has(Role::Master));
-        for (i, r) in runs.iter_mut().enumerate() {
-            if r.ok() && apply::has_work(&r.plan, step) {
-                todo.push((i, r));
-            }
-        }
-        let outcomes = fan_out(
-            todo,
-            opts.forks,
-            |(i, r): (usize, &mut HostRun)| async move {
-                r.step = step.as_str().into();
-                if let Ok(e) = r.exec() {
-                    e.log().line(&format!("--- step {}", step.as_str()));
-                }
-                let mut note = None;
-                let mut res = apply::run_step(ctx, r, step).await;
-                if res.is_ok() && step == Step::Addons && Some(i) == first_master {
-                    match addons::apply(plan, r).await {
-                        Ok(a) => {
-                            r.applied_objects = a.objects;
-                            note = Some(a.note);
-                        }
-                        Err(e) => res = Err(e),
-                    }
-                }
-                if let Err(e) = res {
-                    r.fail(step.as_str(), e);
-                }
-                note
-            },
-        )
-        .await;
-        notes.extend(outcomes.into_iter().flatten());
     }
+}
 
-    // Checks: every planned unit is active, and enabled where the plan enables it.
+/// The report's notes for preflight warnings: one per distinct warning.
+fn warning_notes(findings: &[Finding]) -> Vec<String> {
+    group_findings(findings)
+        .into_iter()
+        .map(|(f, hosts)| format!("{}: {}", hosts.join(", "), f.problem))
+        .collect()
+}
+
+/// Runs `step` on every host that is still ok and has work in it, `forks`
+/// at a time; returns the notes the hosts made.
+async fn run_step_everywhere(
+    step: Step,
+    plan: &ClusterPlan,
+    ctx: &DeployContext,
+    runs: &mut [HostRun],
+    forks: usize,
+) -> Vec<String> {
+    skip_blocked(step, runs);
+    // Addons are applied to the cluster once, from the first master still ok.
+    let first_master = runs.iter().position(|r| r.ok() && r.plan.has(Role::Master));
+    let todo: Vec<(usize, &mut HostRun)> = runs
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, r)| r.ok() && apply::has_work(&r.plan, step))
+        .collect();
+    let notes = fan_out(todo, forks, |(i, r): (usize, &mut HostRun)| {
+        let applies_addons = step == Step::Addons && Some(i) == first_master;
+        run_step_on_host(step, plan, ctx, r, applies_addons)
+    })
+    .await;
+    notes.into_iter().flatten().collect()
+}
+
+/// Marks the hosts that have work in `step` but cannot do it now, because
+/// hosts they depend on failed, as skipped.
+fn skip_blocked(step: Step, runs: &mut [HostRun]) {
+    let etcd_total = runs.iter().filter(|r| r.plan.has(Role::Etcd)).count();
+    let etcd_ok = runs
+        .iter()
+        .filter(|r| r.plan.has(Role::Etcd) && r.ok())
+        .count();
+    let skip: Vec<(usize, String)> = runs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.ok() && apply::has_work(&r.plan, step))
+        .filter_map(|(i, r)| blocked(step, &r.plan, runs, etcd_ok, etcd_total).map(|why| (i, why)))
+        .collect();
+    for (i, why) in skip {
+        let r = &mut runs[i];
+        r.step = step.as_str().into();
+        r.status = Status::Skipped;
+        r.error = Some(format!("skipped: {why}"));
+    }
+}
+
+/// One host's part of `step`, plus the cluster's addons when `applies_addons`;
+/// returns the addons' note.
+async fn run_step_on_host(
+    step: Step,
+    plan: &ClusterPlan,
+    ctx: &DeployContext,
+    r: &mut HostRun,
+    applies_addons: bool,
+) -> Option<String> {
+    r.step = step.as_str().into();
+    if let Ok(e) = r.exec() {
+        e.log().line(&format!("--- step {}", step.as_str()));
+    }
+    let done = match apply::run_step(ctx, r, step).await {
+        Ok(()) if applies_addons => apply_addons(plan, r).await,
+        other => other.map(|()| None),
+    };
+    done.unwrap_or_else(|e| {
+        r.fail(step.as_str(), e);
+        None
+    })
+}
+
+async fn apply_addons(plan: &ClusterPlan, r: &mut HostRun) -> Result<Option<String>, String> {
+    let applied = addons::apply(plan, r).await?;
+    r.applied_objects = applied.objects;
+    Ok(Some(applied.note))
+}
+
+/// Checks on every host still ok: each planned unit is active, and enabled
+/// where the plan enables it.
+async fn check_units_everywhere(runs: &mut [HostRun], forks: usize) {
     fan_out(
         runs.iter_mut().filter(|r| r.ok()).collect(),
-        opts.forks,
-        |r: &mut HostRun| async move {
-            r.step = "checks".into();
-            let mut bad = Vec::new();
-            if let Ok(exec) = r.exec() {
-                exec.log().line("--- checks");
-                let units: Vec<&crate::plan::PlannedService> = r
-                    .plan
-                    .services
-                    .iter()
-                    .filter(|s| !(r.container && KERNEL_UNITS.contains(&s.unit.as_str())))
-                    .collect();
-                let script: String = units
-                    .iter()
-                    .map(|s| {
-                        let u = crate::exec::sh_quote(&s.unit);
-                        format!("echo {u} $(systemctl is-active {u}) $(systemctl is-enabled {u} 2>/dev/null || echo disabled)\n")
-                    })
-                    .collect();
-                match exec.check(&script).await {
-                    Ok(out) => {
-                        for s in units {
-                            let line = out
-                                .lines()
-                                .find(|l| l.split_whitespace().next() == Some(s.unit.as_str()));
-                            let mut f = line.unwrap_or("").split_whitespace().skip(1);
-                            let (a, e) = (f.next().unwrap_or("unknown"), f.next().unwrap_or("unknown"));
-                            if a != "active" {
-                                bad.push(format!("{} is {a}", s.unit));
-                            }
-                            if s.enable && e != "enabled" {
-                                bad.push(format!("{} is {e} (not enabled)", s.unit));
-                            }
-                        }
-                    }
-                    Err(e) => bad.push(e.to_string()),
-                }
-            }
-            if !bad.is_empty() {
-                r.fail("checks", bad.join("; "));
-            }
-        },
+        forks,
+        check_host_units,
     )
     .await;
+}
 
-    Ok(finish(runs, notes, started).await)
+async fn check_host_units(r: &mut HostRun) {
+    r.step = "checks".into();
+    let mut bad = Vec::new();
+    if let Ok(exec) = r.exec() {
+        exec.log().line("--- checks");
+        let units: Vec<&PlannedService> = r
+            .plan
+            .services
+            .iter()
+            .filter(|s| !(r.container && KERNEL_UNITS.contains(&s.unit.as_str())))
+            .collect();
+        match exec.check(&unit_state_script(&units)).await {
+            Ok(out) => bad = unit_problems(&units, &out),
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    if !bad.is_empty() {
+        r.fail("checks", bad.join("; "));
+    }
+}
+
+/// Prints "UNIT ACTIVE ENABLED" for each unit.
+fn unit_state_script(units: &[&PlannedService]) -> String {
+    units
+        .iter()
+        .map(|s| {
+            let u = crate::exec::sh_quote(&s.unit);
+            format!("echo {u} $(systemctl is-active {u}) $(systemctl is-enabled {u} 2>/dev/null || echo disabled)\n")
+        })
+        .collect()
+}
+
+/// What is wrong with `units`, read from [`unit_state_script`]'s output.
+fn unit_problems(units: &[&PlannedService], out: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    for s in units {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(s.unit.as_str()));
+        let mut f = line.unwrap_or("").split_whitespace().skip(1);
+        let (a, e) = (f.next().unwrap_or("unknown"), f.next().unwrap_or("unknown"));
+        if a != "active" {
+            bad.push(format!("{} is {a}", s.unit));
+        }
+        if s.enable && e != "enabled" {
+            bad.push(format!("{} is {e} (not enabled)", s.unit));
+        }
+    }
+    bad
 }
 
 async fn finish(runs: Vec<HostRun>, notes: Vec<String>, started: Instant) -> DeployReport {
