@@ -1,0 +1,66 @@
+//! The `[ex_lb]` access layer: haproxy in front of the apiservers and
+//! keepalived holding the VIP.
+
+use super::{HostFiles, HostScope, Renderer};
+use crate::plan::validate::{LbRole, NodeSpec};
+use crate::plan::{Result, Role, Step};
+use serde_json::{json, Value as Json};
+use std::net::Ipv4Addr;
+
+pub(super) struct AccessInput<'a> {
+    pub scope: &'a HostScope<'a>,
+    pub vip: Ipv4Addr,
+}
+
+pub(super) fn render(h: &mut HostFiles, r: &Renderer, input: &AccessInput) -> Result<()> {
+    let ctx = lb_ctx(input);
+    h.text(
+        "/etc/haproxy/haproxy.cfg",
+        r.render("lb/haproxy.cfg", &ctx)?,
+        Step::AccessLayer,
+    )?;
+    h.text(
+        "/etc/keepalived/keepalived.conf",
+        r.render("lb/keepalived.conf", &ctx)?,
+        Step::AccessLayer,
+    )?;
+    h.service("haproxy.service", Step::AccessLayer, true);
+    h.service("keepalived.service", Step::AccessLayer, true);
+    Ok(())
+}
+
+fn lb_ctx(input: &AccessInput) -> Json {
+    let s = input.scope;
+    let (c, n) = (s.cluster, s.node);
+    let lbs: Vec<&NodeSpec> = c.with_role(Role::ExLb).collect();
+    let idx = lbs.iter().position(|x| x.name == n.name).unwrap_or(0);
+    let is_master = is_keepalived_master(n, &lbs, idx);
+    let masters: Vec<Json> = c
+        .with_role(Role::Master)
+        .map(|m| json!({"name": m.name, "ip": m.ip.to_string()}))
+        .collect();
+    json!({"cluster": s.cluster_ctx, "host": s.host_ctx, "lb": {
+        "vip": input.vip.to_string(), "port": c.lb_port, "masters": masters,
+        "state": if is_master {"MASTER"} else {"BACKUP"},
+        "priority": if is_master {150} else {100usize.saturating_sub(idx)},
+        "interface": c.config.vip_if.value, "router_id": router_id(&c.name),
+        "peers": lbs.iter().filter(|x| x.name != n.name).map(|x| x.ip.to_string()).collect::<Vec<_>>()}})
+}
+
+/// The inventory's `lb_role`; without any, the first `[ex_lb]` host is MASTER.
+fn is_keepalived_master(n: &NodeSpec, lbs: &[&NodeSpec], idx: usize) -> bool {
+    let any_master = lbs.iter().any(|x| x.lb_role == Some(LbRole::Master));
+    match n.lb_role {
+        Some(role) => role == LbRole::Master,
+        None => !any_master && idx == 0,
+    }
+}
+
+/// VRRP router id (1..=254), derived from the cluster name so clusters on one
+/// network differ.
+fn router_id(cluster_name: &str) -> u32 {
+    1 + (cluster_name
+        .bytes()
+        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32))
+        % 254)
+}

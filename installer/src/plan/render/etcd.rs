@@ -1,0 +1,74 @@
+//! An etcd member: its certificates and unit.
+
+use super::{HostFiles, HostScope, Renderer, SYSTEMD_DIR};
+use crate::plan::pki::Pki;
+use crate::plan::{Result, Role, Step};
+use serde_json::{json, Value as Json};
+
+pub(super) struct EtcdInput<'a> {
+    pub scope: &'a HostScope<'a>,
+    pub pki: &'a Pki,
+    /// The member's name in the etcd cluster.
+    pub member: &'a str,
+}
+
+pub(super) fn render(h: &mut HostFiles, r: &Renderer, input: &EtcdInput) -> Result<()> {
+    certificates(h, input)?;
+    h.text(
+        format!("{SYSTEMD_DIR}/etcd.service"),
+        r.render("systemd/etcd.service", &etcd_ctx(input))?,
+        Step::Etcd,
+    )?;
+    h.service("etcd.service", Step::Etcd, true);
+    Ok(())
+}
+
+fn etcd_ctx(input: &EtcdInput) -> Json {
+    let s = input.scope;
+    let c = s.cluster;
+    let cfg = &c.config;
+    let initial: Vec<String> = c
+        .with_role(Role::Etcd)
+        .map(|m| {
+            format!(
+                "{}=https://{}:{}",
+                m.etcd_name.clone().unwrap_or_default(),
+                m.ip,
+                cfg.etcd_peer_port.value
+            )
+        })
+        .collect();
+    json!({"cluster": s.cluster_ctx, "host": s.host_ctx, "etcd": {
+        "name": input.member, "data_dir": cfg.etcd_data_dir.value, "wal_dir": cfg.etcd_wal_dir.value,
+        "client_port": cfg.etcd_client_port.value, "peer_port": cfg.etcd_peer_port.value,
+        "initial_cluster": initial.join(","), "auto_compaction_retention": cfg.etcd_auto_compaction_retention.value,
+        "snapshot_count": cfg.etcd_snapshot_count.value}})
+}
+
+fn certificates(h: &mut HostFiles, input: &EtcdInput) -> Result<()> {
+    let pki = input.pki;
+    let member = input.member;
+    let etcd_dir = input.scope.ca_dir().join("etcd");
+    h.text(
+        etcd_dir.join("ca.pem"),
+        pki.text("etcd/ca.pem")?,
+        Step::Etcd,
+    )?;
+    for (kind, src) in [
+        ("server", format!("etcd/{member}-server")),
+        ("peer", format!("etcd/{member}-peer")),
+        ("healthcheck-client", "etcd/healthcheck-client".to_string()),
+    ] {
+        h.text(
+            etcd_dir.join(format!("{kind}.pem")),
+            pki.text(&format!("{src}.pem"))?,
+            Step::Etcd,
+        )?;
+        h.secret(
+            etcd_dir.join(format!("{kind}-key.pem")),
+            pki.get(&format!("{src}-key.pem"))?.to_vec(),
+            Step::Etcd,
+        )?;
+    }
+    Ok(())
+}
