@@ -122,10 +122,12 @@ fn the_guide_example_validates() {
     assert!(builtin >= 60, "{out}");
     // The PrometheusRule, against the CRD carried before it.
     assert_eq!(custom, 1, "{out}");
-    // The agents reach the apiservers through the VIP's load balancers.
+    // The agents (host network) reach the apiservers through their node's
+    // local balancer, not through one address.
     let cilium = std::fs::read_to_string(dir.path().join("00-cilium.yaml")).unwrap();
     assert!(
-        cilium.contains("name: KUBERNETES_SERVICE_HOST\n          value: \"10.10.0.10\""),
+        cilium.contains("name: KUBERNETES_SERVICE_HOST\n          value: \"127.0.0.1\"")
+            && cilium.contains("name: KUBERNETES_SERVICE_PORT\n          value: \"6444\""),
         "{cilium}"
     );
 }

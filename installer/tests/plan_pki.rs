@@ -209,8 +209,13 @@ fn kubeconfigs_parse_and_chain_to_the_ca() {
             .expect("server");
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         if name.starts_with("kube-controller-manager") || name.starts_with("kube-scheduler") {
+            // The master's own apiserver.
             assert_eq!(server, "https://127.0.0.1:6443", "{name}");
+        } else if name.starts_with("kubelet-") || name == "kube-proxy" {
+            // The node's local balancer in front of every apiserver.
+            assert_eq!(server, "https://127.0.0.1:6444", "{name}");
         } else {
+            // External clients: the VIP.
             assert_eq!(server, plan.apiserver_endpoint, "{name}");
         }
         let b64 = |v: &serde_norway::Value| {

@@ -27,6 +27,36 @@ fn write(path: &Path, text: &str) {
 }
 
 #[test]
+fn every_node_local_balancer_config_is_accepted_by_haproxy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = common::guide_plan(&tmp.path().join("cluster"));
+    let nodes: Vec<_> = plan.hosts_with(Role::Node).collect();
+    assert_eq!(nodes.len(), 9, "masters and workers");
+    for n in nodes {
+        let text = common::text(&plan, &n.name, "/etc/ferry/kube-lb/haproxy.cfg");
+        assert!(text.contains("bind 127.0.0.1:6444"), "{text}");
+        for m in ["10.10.0.11:6443", "10.10.0.12:6443", "10.10.0.13:6443"] {
+            assert!(
+                text.contains(&format!("{m} check")),
+                "{}: backend {m}: {text}",
+                n.name
+            );
+        }
+        let path = tmp.path().join(format!("{}-kube-lb.cfg", n.name));
+        write(&path, &text);
+        let (ok, out) = run(Command::new("haproxy").arg("-c").arg("-f").arg(&path));
+        assert!(ok, "haproxy -c rejected {}: {out}", path.display());
+    }
+    for lb in plan.hosts_with(Role::ExLb) {
+        assert!(
+            lb.file("/etc/ferry/kube-lb/haproxy.cfg").is_none(),
+            "{} runs no kubelet",
+            lb.name
+        );
+    }
+}
+
+#[test]
 fn haproxy_and_keepalived_accept_their_configs() {
     let tmp = tempfile::tempdir().unwrap();
     let plan = common::guide_plan(&tmp.path().join("cluster"));
@@ -137,8 +167,8 @@ fn systemd_accepts_every_unit() {
         );
         checked += units.len();
     }
-    // 3 masters x 9 units, 6 nodes x 4, 2 LBs x 1
-    assert_eq!(checked, 3 * 9 + 6 * 4 + 2, "units checked");
+    // 3 masters x 10 units, 6 nodes x 5 (both with the local balancer), 2 LBs x 1
+    assert_eq!(checked, 3 * 10 + 6 * 5 + 2, "units checked");
 
     // And it does check: a unit whose binary is missing fails.
     let broken = tmp.path().join("broken/kubelet.service");

@@ -192,12 +192,19 @@ fn inventory_value_is_used_when_config_is_silent() {
 }
 
 #[test]
-fn jinja_is_reported_not_used() {
+fn jinja_in_a_used_inventory_value_is_evaluated_or_refused() {
+    // With what it names in scope, Jinja is evaluated as Ansible would.
+    let hosts =
+        format!("{SMALL_HOSTS}base_dir=\"/srv/kube\"\nbin_dir=\"{{{{ base_dir }}}}/bin\"\n");
+    let plan = Inputs::new(&hosts, SMALL_CONFIG).plan().expect("valid");
+    let m1 = plan.host("master-01").expect("master-01");
+    assert!(m1.file("/srv/kube/bin/kube-apiserver").is_some());
+    // Without, it is an error naming the line: never taken literally.
     let hosts = format!("{SMALL_HOSTS}bin_dir=\"{{{{ base_dir }}}}/bin\"\n");
     let (err, i) = fails(&hosts, SMALL_CONFIG);
     assert!(
         err.contains(&format!(
-            "{}: bin_dir={{{{ base_dir }}}}/bin holds a Jinja expression",
+            "{}: bin_dir={{{{ base_dir }}}}/bin holds Jinja that ferry cannot evaluate (undefined value: `base_dir` is undefined)",
             at(&i, "hosts", 16)
         )),
         "{err}"

@@ -130,7 +130,9 @@ fn cilium_values(c: &Cluster, pki: &Pki) -> Result<Json> {
     let cfg = &c.config;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let pem = |name: &str| pki.get(name).map(b64);
-    let (host, port) = c.apiserver_host_port();
+    // Cilium's agents and operator run on the host network: they reach the
+    // apiservers through the node's local balancer, like kubelet.
+    let (host, port) = c.node_apiserver_host_port();
     let hubble = cfg.cilium_enable_hubble.value;
     let routing = cfg.cilium_tunnel_mode.value.as_str();
     let mut values = json!({

@@ -1,6 +1,8 @@
 //! config.yml: the production guide's keys, typed, with the line of every
 //! top-level key. Missing keys take the guide's production values.
 
+use crate::plan::jinja::{self, Scope};
+use crate::plan::kubeasz::IgnoredKeys;
 use crate::plan::{Origin, PlanError, Problem, Problems, Result};
 use serde_norway::Value as Yaml;
 use std::collections::BTreeMap;
@@ -83,6 +85,37 @@ pub struct Config {
     pub host_subnet_prefix: Setting<u8>,
     /// Namespaces that get the ResourceQuota / LimitRange / default-deny templates.
     pub tenant_namespaces: Setting<Vec<String>>,
+    /// kubeasz's per-host node name template (`K8S_NODENAME`), evaluated per host.
+    pub k8s_nodename: Option<Setting<String>>,
+    /// kubeconfig context name (kubeasz's `CONTEXT_NAME`); `None` = ferry's `user@cluster`.
+    pub context_name: Option<Setting<String>>,
+    /// Extra apiserver certificate SANs (IPs or DNS names).
+    pub master_cert_hosts: Setting<Vec<String>>,
+    /// Registries containerd may reach over plain HTTP (`http://`) or with an
+    /// unverified certificate (`https://`), as kubeasz's `INSECURE_REG`.
+    pub insecure_reg: Setting<Vec<String>>,
+    /// kubeasz's public pull-through mirrors; ferry adds none (see validate).
+    pub enable_mirror_registry: Setting<bool>,
+    /// CA and leaf certificate lifetimes (Go durations such as `876000h`).
+    pub ca_expiry: Option<Setting<String>>,
+    pub cert_expiry: Option<Setting<String>>,
+    /// kubeasz's `CHANGE_CA`: ferry never replaces a CA on a plan.
+    pub change_ca: Setting<bool>,
+    /// Pod CIDR prefix length per node (`--node-cidr-mask-size`).
+    pub node_cidr_len: Setting<u8>,
+    pub sys_reserved_enabled: Setting<bool>,
+    /// containerd's `root` and `state` (kubeasz's CONTAINERD_ROOT_DIR /
+    /// CONTAINERD_STORAGE_DIR and CONTAINERD_STATE_DIR).
+    pub containerd_root_dir: Setting<String>,
+    pub containerd_state_dir: Setting<String>,
+    pub containerd_config_dir: Setting<String>,
+    pub containerd_service_name: Setting<String>,
+    /// kubeasz's `dns_install`: CoreDNS is not optional in ferry.
+    pub dns_install: Setting<bool>,
+    pub enable_cluster_audit: Setting<bool>,
+    pub enable_setting_hostname: Setting<bool>,
+    /// Port of every node's local apiserver load balancer on 127.0.0.1.
+    pub local_lb_port: Setting<u16>,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -142,7 +175,32 @@ const KNOWN_KEYS: &[&str] = &[
     "CONTAINERD_RESTRICT_OOM_SCORE_ADJ",
     "HOST_SUBNET_PREFIX",
     "TENANT_NAMESPACES",
+    // kubeasz's keys ferry honours or refuses with a reason.
+    "K8S_NODENAME",
+    "CONTEXT_NAME",
+    "MASTER_CERT_HOSTS",
+    "INSECURE_REG",
+    "ENABLE_MIRROR_REGISTRY",
+    "CA_EXPIRY",
+    "CERT_EXPIRY",
+    "CHANGE_CA",
+    "NODE_CIDR_LEN",
+    "SYS_RESERVED_ENABLED",
+    "CALICO_IPV4POOL_IPIP",
+    "CONTAINERD_STORAGE_DIR",
+    "CONTAINERD_ROOT_DIR",
+    "CONTAINERD_STATE_DIR",
+    "CONTAINERD_CONFIG_DIR",
+    "CONTAINERD_SERVICE_NAME",
+    "dns_install",
+    "metricsserver_install",
+    "ENABLE_CLUSTER_AUDIT",
+    "ENABLE_SETTING_HOSTNAME",
+    "LOCAL_LB_PORT",
 ];
+
+/// Keys whose value is a per-host template, evaluated when hosts are known.
+const PER_HOST_KEYS: &[&str] = &["K8S_NODENAME"];
 
 /// Reads typed values out of the top-level mapping, collecting problems.
 struct Reader<'a> {
@@ -328,45 +386,160 @@ fn top_level_lines(text: &str) -> BTreeMap<String, usize> {
 }
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Config> {
+    /// Read config.yml; Jinja in the keys ferry uses is evaluated in `scope`
+    /// (the inventory's variables; see [`crate::plan::jinja`]).
+    pub fn load(path: &Path, scope: &Scope) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| PlanError::io(path, e))?;
-        Config::parse(path, &text)
+        Config::parse(path, &text, scope)
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Config> {
-        let doc: Yaml = serde_norway::from_str(text).map_err(|e| {
-            let line = e.location().map(|l| l.line()).unwrap_or(0);
-            PlanError::invalid(Origin::new(path, line), format!("not valid YAML: {e}"))
-        })?;
-        let mapping = match doc {
-            Yaml::Mapping(m) => m,
-            Yaml::Null => Default::default(),
-            _ => {
-                return Err(PlanError::invalid(
-                    Origin::new(path, 1),
-                    "config.yml must be a mapping of KEY: value",
-                ))
-            }
-        };
-        let mut map = BTreeMap::new();
-        for (k, v) in mapping {
-            if let Yaml::String(k) = k {
-                map.insert(k, v);
-            }
-        }
-        let lines = top_level_lines(text);
-        for key in map.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) {
-                let line = lines.get(key).copied().unwrap_or(0);
-                tracing::warn!("{}: unknown key {key} is ignored", Origin::new(path, line));
-            }
-        }
+    pub fn parse(path: &Path, text: &str, scope: &Scope) -> Result<Config> {
         let mut r = Reader {
             path,
-            map,
-            lines,
+            map: top_level_map(path, text)?,
+            lines: top_level_lines(text),
             problems: Vec::new(),
         };
+        r.evaluate_keys(scope);
+        r.alias("CALICO_ENABLE_OVERLAY", "CALICO_IPV4POOL_IPIP");
+        r.alias("CONTAINERD_ROOT_DIR", "CONTAINERD_STORAGE_DIR");
+        r.alias("METRICS_SERVER_ENABLED", "metricsserver_install");
+        let cfg = r.read(path);
+        if r.problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(PlanError::Invalid(Problems(r.problems)))
+        }
+    }
+}
+
+/// The top-level mapping of config.yml, by key.
+fn top_level_map(path: &Path, text: &str) -> Result<BTreeMap<String, Yaml>> {
+    let doc: Yaml = serde_norway::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line()).unwrap_or(0);
+        PlanError::invalid(Origin::new(path, line), format!("not valid YAML: {e}"))
+    })?;
+    let mapping = match doc {
+        Yaml::Mapping(m) => m,
+        Yaml::Null => Default::default(),
+        _ => {
+            return Err(PlanError::invalid(
+                Origin::new(path, 1),
+                "config.yml must be a mapping of KEY: value",
+            ))
+        }
+    };
+    Ok(mapping
+        .into_iter()
+        .filter_map(|(k, v)| match k {
+            Yaml::String(k) => Some((k, v)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// A scalar's text as a Jinja variable sees it.
+fn scalar_text(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn holds_jinja(v: &Yaml) -> bool {
+    match v {
+        Yaml::String(s) => jinja::is_jinja(s),
+        Yaml::Sequence(items) => items.iter().any(holds_jinja),
+        _ => false,
+    }
+}
+
+/// Evaluate the Jinja in a string or in a list's strings.
+fn evaluate(scope: &Scope, v: &Yaml) -> std::result::Result<Yaml, String> {
+    match v {
+        Yaml::String(s) if jinja::is_jinja(s) => scope.eval(s).map(Yaml::String),
+        Yaml::Sequence(items) => items
+            .iter()
+            .map(|i| evaluate(scope, i))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(Yaml::Sequence),
+        other => Ok(other.clone()),
+    }
+}
+
+impl Reader<'_> {
+    /// Sort every key: kubeasz keys for what ferry does not deploy (one
+    /// summary line), unknown keys (a warning each), and the keys ferry
+    /// reads, whose Jinja is evaluated here (per-host templates later).
+    fn evaluate_keys(&mut self, scope: &Scope) {
+        let scalars: BTreeMap<String, String> = self
+            .map
+            .iter()
+            .filter_map(|(k, v)| scalar_text(v).map(|t| (k.clone(), t)))
+            .collect();
+        let scope = scope.clone().with_config(&scalars);
+        let mut ignored = IgnoredKeys::default();
+        let keys: Vec<String> = self.map.keys().cloned().collect();
+        for key in keys {
+            let origin = self.origin(&key);
+            if ignored.note(&key, &origin) {
+                continue;
+            }
+            let value = self.map[&key].clone();
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                let jinja = if holds_jinja(&value) {
+                    " (its Jinja is not evaluated)"
+                } else {
+                    ""
+                };
+                tracing::warn!("{origin}: unknown key {key} is ignored{jinja}");
+                continue;
+            }
+            if PER_HOST_KEYS.contains(&key.as_str()) || !holds_jinja(&value) {
+                continue;
+            }
+            match evaluate(&scope, &value) {
+                Ok(v) => {
+                    self.map.insert(key, v);
+                }
+                Err(e) => self.problem(
+                    &key,
+                    format!("{key} holds Jinja that ferry cannot evaluate ({e}); write the value itself"),
+                ),
+            }
+        }
+        ignored.report(self.path);
+    }
+
+    /// kubeasz's older or other name for a key: used when the key itself is
+    /// absent; both present must agree.
+    fn alias(&mut self, key: &str, other: &str) {
+        let Some(v) = self.map.get(other).cloned() else {
+            return;
+        };
+        match self.map.get(key) {
+            None => {
+                self.map.insert(key.to_string(), v);
+                if let Some(line) = self.lines.get(other).copied() {
+                    self.lines.insert(key.to_string(), line);
+                }
+            }
+            Some(mine) if scalar_text(mine) != scalar_text(&v) => self.problem(
+                other,
+                format!(
+                    "{other} and {key} (line {}) both set it and disagree; keep one",
+                    self.origin(key).line
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    /// Every key, typed, with the guide's production values as defaults.
+    fn read(&mut self, path: &Path) -> Config {
+        let r = self;
         let default_plugins = [
             "NodeRestriction",
             "NamespaceLifecycle",
@@ -383,7 +556,7 @@ impl Config {
             ("memory", "1Gi"),
             ("ephemeral-storage", "5Gi"),
         ];
-        let cfg = Config {
+        Config {
             path: path.to_path_buf(),
             cluster_name: r.string("CLUSTER_NAME", "prod-k8s"),
             k8s_ver: r.opt_string("K8S_VER"),
@@ -453,11 +626,24 @@ impl Config {
             containerd_restrict_oom_score_adj: r.bool("CONTAINERD_RESTRICT_OOM_SCORE_ADJ", false),
             host_subnet_prefix: r.number("HOST_SUBNET_PREFIX", 24u8),
             tenant_namespaces: r.list("TENANT_NAMESPACES", &["prod-business"]),
-        };
-        if r.problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(PlanError::Invalid(Problems(r.problems)))
+            k8s_nodename: r.opt_string("K8S_NODENAME"),
+            context_name: r.opt_string("CONTEXT_NAME"),
+            master_cert_hosts: r.list("MASTER_CERT_HOSTS", &[]),
+            insecure_reg: r.list("INSECURE_REG", &[]),
+            enable_mirror_registry: r.bool("ENABLE_MIRROR_REGISTRY", false),
+            ca_expiry: r.opt_string("CA_EXPIRY"),
+            cert_expiry: r.opt_string("CERT_EXPIRY"),
+            change_ca: r.bool("CHANGE_CA", false),
+            node_cidr_len: r.number("NODE_CIDR_LEN", 24u8),
+            sys_reserved_enabled: r.bool("SYS_RESERVED_ENABLED", true),
+            containerd_root_dir: r.string("CONTAINERD_ROOT_DIR", "/var/lib/containerd"),
+            containerd_state_dir: r.string("CONTAINERD_STATE_DIR", "/run/containerd"),
+            containerd_config_dir: r.string("CONTAINERD_CONFIG_DIR", "/etc/containerd"),
+            containerd_service_name: r.string("CONTAINERD_SERVICE_NAME", "containerd.service"),
+            dns_install: r.bool("dns_install", true),
+            enable_cluster_audit: r.bool("ENABLE_CLUSTER_AUDIT", true),
+            enable_setting_hostname: r.bool("ENABLE_SETTING_HOSTNAME", false),
+            local_lb_port: r.number("LOCAL_LB_PORT", 6444u16),
         }
     }
 }
@@ -471,6 +657,7 @@ mod tests {
         let c = Config::parse(
             Path::new("c.yml"),
             "# x\nCLUSTER_NAME: a\nMAX_PODS: 90\nKUBE_RESERVED:\n  cpu: 1\n",
+            &Scope::default(),
         )
         .unwrap();
         assert_eq!(c.cluster_name.value, "a");
@@ -484,11 +671,17 @@ mod tests {
 
     #[test]
     fn upstream_fallback_is_a_checked_boolean() {
-        let c = Config::parse(Path::new("c.yml"), "FERRY_UPSTREAM_FALLBACK: true\n").unwrap();
+        let c = Config::parse(
+            Path::new("c.yml"),
+            "FERRY_UPSTREAM_FALLBACK: true\n",
+            &Scope::default(),
+        )
+        .unwrap();
         assert!(c.ferry_upstream_fallback.value);
         let err = Config::parse(
             Path::new("c.yml"),
             "A: 1\nFERRY_UPSTREAM_FALLBACK: sometimes\n",
+            &Scope::default(),
         )
         .unwrap_err()
         .to_string();
@@ -501,9 +694,13 @@ mod tests {
 
     #[test]
     fn bad_type_names_line() {
-        let err = Config::parse(Path::new("c.yml"), "A: 1\nMAX_PODS: lots\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            Path::new("c.yml"),
+            "A: 1\nMAX_PODS: lots\n",
+            &Scope::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("c.yml:2"), "{err}");
         assert!(err.contains("MAX_PODS"), "{err}");
     }

@@ -214,7 +214,7 @@ impl Inventory {
     }
 
     /// Groups a host belongs to (directly or through children), `all` last.
-    fn groups_of(&self, host: &str) -> Vec<String> {
+    pub(crate) fn groups_of(&self, host: &str) -> Vec<String> {
         let mut gs: Vec<String> = self
             .groups
             .keys()

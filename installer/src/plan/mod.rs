@@ -8,9 +8,12 @@ pub mod closure;
 pub mod config;
 pub mod error;
 pub mod inventory;
+pub mod jinja;
 pub mod kinds;
+pub mod kubeasz;
 pub mod model;
 pub mod pki;
+pub mod pools;
 pub mod render;
 pub mod validate;
 
@@ -45,7 +48,11 @@ pub fn build_plan(
     opts: &PlanOptions,
 ) -> Result<ClusterPlan> {
     let inv = crate::plan::inventory::Inventory::load(inventory);
-    let cfg = crate::plan::config::Config::load(config);
+    let scope = match &inv {
+        Ok(inv) => crate::plan::jinja::Scope::from_inventory(inv),
+        Err(_) => crate::plan::jinja::Scope::default(),
+    };
+    let cfg = crate::plan::config::Config::load(config, &scope);
     let (inv, cfg) = match (inv, cfg) {
         (Ok(i), Ok(c)) => (i, c),
         (Err(PlanError::Invalid(mut a)), Err(PlanError::Invalid(b))) => {

@@ -6,7 +6,7 @@
 //! reissued with its key kept. `rotate` reissues every leaf, CAs untouched.
 //! Private keys are written 0600.
 
-use crate::plan::validate::Cluster;
+use crate::plan::validate::{Cluster, San};
 use crate::plan::{PlanError, Result, Role};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -19,8 +19,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
-const CA_DAYS: i64 = 3650;
-const LEAF_DAYS: i64 = 365;
+/// Default lifetimes (CA_EXPIRY / CERT_EXPIRY override them).
+pub const CA_DAYS: i64 = 3650;
+pub const LEAF_DAYS: i64 = 365;
 /// Records the subject/SANs/usages each leaf was issued for.
 const ISSUED_FILE: &str = "issued.json";
 
@@ -172,6 +173,13 @@ pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
     for m in cluster.with_role(Role::Master) {
         ips.push(IpAddr::V4(m.ip));
         dns.push(m.name.clone());
+    }
+    for san in &cluster.extra_sans {
+        match san {
+            San::Ip(ip) if !ips.contains(ip) => ips.push(*ip),
+            San::Dns(d) if !dns.contains(d) => dns.push(d.clone()),
+            _ => {}
+        }
     }
     out.push(LeafSpec {
         name: "apiserver".into(),
@@ -341,7 +349,7 @@ fn validity(params: &mut CertificateParams, days: i64) {
 }
 
 /// Load or create a CA; returns (cert pem, key pem).
-fn ensure_ca(dir: &Path, ca: Ca, cn: &str) -> Result<(String, String)> {
+fn ensure_ca(dir: &Path, ca: Ca, cn: &str, cluster: &Cluster) -> Result<(String, String)> {
     let cert_path = dir.join(format!("{}.pem", ca.name()));
     let key_path = dir.join(format!("{}-key.pem", ca.name()));
     if let (Some(c), Some(k)) = (read_opt(&cert_path)?, read_opt(&key_path)?) {
@@ -359,7 +367,7 @@ fn ensure_ca(dir: &Path, ca: Ca, cn: &str) -> Result<(String, String)> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    validity(&mut params, CA_DAYS);
+    validity(&mut params, cluster.cert_lifetimes.ca_days);
     let cert = params
         .self_signed(&key)
         .map_err(|e| pki_err(ca.name(), e))?;
@@ -383,7 +391,7 @@ pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki
     ] {
         cas.insert(
             ca.name(),
-            ensure_ca(&dir, ca, &format!("{}-{cn}", cluster.name))?,
+            ensure_ca(&dir, ca, &format!("{}-{cn}", cluster.name), cluster)?,
         );
     }
     let issued_path = dir.join(ISSUED_FILE);
@@ -438,7 +446,7 @@ pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki
             params.subject_alt_names.push(SanType::IpAddress(*ip));
         }
         params.use_authority_key_identifier_extension = true;
-        validity(&mut params, LEAF_DAYS);
+        validity(&mut params, cluster.cert_lifetimes.leaf_days);
         let cert = params
             .signed_by(&key, &issuer)
             .map_err(|e| pki_err(&spec.name, e))?;

@@ -3,6 +3,8 @@
 
 use crate::plan::config::{Config, Setting};
 use crate::plan::inventory::{Inventory, Value};
+use crate::plan::jinja::Scope;
+use crate::plan::pools::Pool;
 use crate::plan::{Origin, PlanError, Problem, Problems, Result, Role, SshTarget};
 use ferry_bundles::BundleManifest;
 use ipnet::Ipv4Net;
@@ -29,7 +31,18 @@ pub struct NodeSpec {
     /// etcd member name (`etcd_name` / `NODE_NAME`, else the node name).
     pub etcd_name: Option<String>,
     pub lb_role: Option<LbRole>,
+    /// The guide's node pool (`node_pool=` or a group named after it).
+    pub pool: Option<Pool>,
+    /// Listed in `[kube_node]` (a master listed there too takes workloads).
+    pub worker: bool,
     pub origin: Origin,
+}
+
+impl NodeSpec {
+    /// A master not also listed in `[kube_node]`: it runs no workloads.
+    pub fn master_only(&self) -> bool {
+        self.roles.contains(&Role::Master) && !self.worker
+    }
 }
 
 /// The validated cluster: the config with inventory values merged in.
@@ -56,6 +69,38 @@ pub struct Cluster {
     /// Calico's network when `cni` is calico.
     pub calico: Option<crate::plan::calico::CalicoNetwork>,
     pub registry_port: u16,
+    pub cert_lifetimes: CertLifetimes,
+    /// Extra apiserver SANs (`MASTER_CERT_HOSTS`).
+    pub extra_sans: Vec<San>,
+    /// `INSECURE_REG`: registries reached over plain HTTP or unverified TLS.
+    pub insecure_registries: Vec<InsecureRegistry>,
+    /// Pod CIDR prefix length per node (`NODE_CIDR_LEN`).
+    pub node_cidr_len: u8,
+}
+
+/// How long certificates are issued for (`CA_EXPIRY`, `CERT_EXPIRY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertLifetimes {
+    pub ca_days: i64,
+    pub leaf_days: i64,
+}
+
+/// A subject alternative name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum San {
+    Ip(std::net::IpAddr),
+    Dns(String),
+}
+
+/// A registry from `INSECURE_REG`, as containerd's `certs.d/<host>/hosts.toml` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsecureRegistry {
+    /// `host` or `host:port`: the directory under certs.d.
+    pub host: String,
+    /// `http://host[:port]` or `https://host[:port]`.
+    pub url: String,
+    /// `https://`: the certificate is not verified (`skip_verify`).
+    pub skip_verify: bool,
 }
 
 impl Cluster {
@@ -88,6 +133,17 @@ impl Cluster {
         }
     }
 
+    /// What a node's kubelet, kube-proxy and CNI agents use: the node's own
+    /// load balancer in front of every apiserver (no node depends on one master).
+    pub fn node_apiserver_host_port(&self) -> (String, u16) {
+        ("127.0.0.1".to_string(), self.config.local_lb_port.value)
+    }
+
+    pub fn node_apiserver_endpoint(&self) -> String {
+        let (host, port) = self.node_apiserver_host_port();
+        format!("https://{host}:{port}")
+    }
+
     /// What clients use to reach the apiservers.
     pub fn apiserver_endpoint(&self) -> String {
         let (host, port) = self.apiserver_host_port();
@@ -117,6 +173,7 @@ const USED_VARS: &[&str] = &[
     "EX_APISERVER_VIP",
     "EX_APISERVER_PORT",
     "arch",
+    "node_pool",
     "SECURE_PORT",
     "CONTAINER_RUNTIME",
     "CLUSTER_NETWORK",
@@ -151,10 +208,16 @@ const KNOWN_GROUPS: &[&str] = &[
     "chrony",
     "harbor",
     "ungrouped",
+    "system",
+    "stateless",
+    "batch",
+    "middleware",
 ];
 
 struct Checker<'a> {
     inv: &'a Inventory,
+    /// The inventory's variables, for the Jinja kubeasz writes in values.
+    scope: Scope,
     problems: Vec<Problem>,
 }
 
@@ -166,27 +229,38 @@ impl Checker<'_> {
         });
     }
 
-    /// An inventory value ferry uses: Jinja is refused, never taken literally.
-    fn literal<'v>(&mut self, v: Option<&'v Value>, key: &str) -> Option<&'v Value> {
+    /// An inventory value ferry uses, its Jinja evaluated as Ansible would;
+    /// what cannot be evaluated is an error, never taken literally.
+    fn evaluated(&mut self, v: Option<&Value>, key: &str, scope: &Scope) -> Option<Value> {
         let v = v?;
-        if v.is_jinja() {
-            self.fail(
-                &v.origin,
-                format!("{key}={} holds a Jinja expression that ferry does not evaluate; write the value itself", v.text),
-            );
-            return None;
+        if !v.is_jinja() {
+            return Some(v.clone());
         }
-        Some(v)
+        match scope.eval(&v.text) {
+            Ok(text) => Some(Value {
+                text,
+                origin: v.origin.clone(),
+            }),
+            Err(e) => {
+                self.fail(
+                    &v.origin,
+                    format!("{key}={} holds Jinja that ferry cannot evaluate ({e}); write the value itself", v.text),
+                );
+                None
+            }
+        }
     }
 
     fn host_var(&mut self, host: &str, key: &str) -> Option<Value> {
         let v = self.inv.host_var(host, key);
-        self.literal(v, key).cloned()
+        let scope = self.scope.for_host(self.inv, host);
+        self.evaluated(v, key, &scope)
     }
 
     fn all_var(&mut self, key: &str) -> Option<Value> {
         let v = self.inv.all_var(key);
-        self.literal(v, key).cloned()
+        let scope = self.scope.clone();
+        self.evaluated(v, key, &scope)
     }
 
     /// A setting both files may hold: they must agree; an explicit config value
@@ -234,6 +308,7 @@ fn lower(s: &str) -> String {
 pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Result<Cluster> {
     let mut c = Checker {
         inv,
+        scope: Scope::from_inventory(inv),
         problems: Vec::new(),
     };
     let file_origin = Origin::new(&inv.path, 1);
@@ -249,11 +324,13 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             if !USED_VARS.contains(&k.as_str()) && !IGNORED_VARS.contains(&k.as_str()) {
                 tracing::warn!("{}: [{group}:vars] {k} is not used by ferry", v.origin);
             } else if v.is_jinja() && !USED_VARS.contains(&k.as_str()) {
-                tracing::warn!(
-                    "{}: {k}={} holds Jinja; ferry does not evaluate it and does not use it",
-                    v.origin,
-                    v.text
-                );
+                if let Err(e) = c.scope.eval(&v.text) {
+                    tracing::warn!(
+                        "{}: {k}={} holds Jinja that ferry cannot evaluate ({e}); ferry does not use it",
+                        v.origin,
+                        v.text
+                    );
+                }
             }
         }
     }
@@ -292,13 +369,13 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         );
     }
     let proxy_mode = lower(&c.agree("PROXY_MODE", &cfg.proxy_mode, "PROXY_MODE", lower));
-    if proxy_mode != "ipvs" && proxy_mode != "iptables" {
-        let o = origin_of(inv, "PROXY_MODE", &cfg.proxy_mode.origin);
-        c.fail(
-            &o,
-            format!("PROXY_MODE \"{proxy_mode}\" is not one of ipvs, iptables"),
-        );
-    }
+    check_proxy_mode(
+        &mut c,
+        &proxy_mode,
+        &origin_of(inv, "PROXY_MODE", &cfg.proxy_mode.origin),
+        &bundle.kubernetes,
+    );
+    c.problems.extend(crate::plan::kubeasz::check(cfg));
     let service_text = c.agree("SERVICE_CIDR", &cfg.service_cidr, "SERVICE_CIDR", same);
     let cluster_text = c.agree("CLUSTER_CIDR", &cfg.cluster_cidr, "CLUSTER_CIDR", same);
     let node_port_range = c.agree(
@@ -463,11 +540,7 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
                 Ipv4Addr::UNSPECIFIED
             }
         };
-        let name = c
-            .host_var(host, "node_name")
-            .or_else(|| c.host_var(host, "k8s_nodename"))
-            .map(|v| v.text)
-            .unwrap_or_else(|| host.clone());
+        let name = node_name(&mut c, cfg, host);
         if !valid_dns_name(&name) {
             c.fail(&origin, format!("host {host}: node name \"{name}\" must be lower-case letters, digits, '-' or '.'"));
         }
@@ -542,8 +615,15 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             roles,
             etcd_name,
             lb_role,
+            pool: node_pool(&mut c, host, &origin),
+            worker: member(&kube_nodes),
             origin,
         });
+        if let Some(n) = nodes.last().filter(|n| n.pool.is_some() && !n.worker) {
+            let msg = format!("host {host} has pool {} but is not in [kube_node]; only workers join a pool (a master listed in [kube_node] too takes workloads)", n.pool.map(|p| p.name()).unwrap_or_default());
+            let o = n.origin.clone();
+            c.fail(&o, msg);
+        }
     }
     // Duplicate addresses and names.
     let mut by_ip: BTreeMap<Ipv4Addr, &NodeSpec> = BTreeMap::new();
@@ -728,6 +808,17 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         .iter()
         .find(|n| n.roles.contains(&Role::Master))
         .map(|n| n.ip);
+    let kubeasz = kubeasz_values(&mut c, cfg, cluster_cidr);
+    let served = crate::images::registries(bundle);
+    for r in &kubeasz.insecure_registries {
+        if served.contains(&r.host) {
+            c.fail(
+                &cfg.insecure_reg.origin,
+                format!("INSECURE_REG lists {}, whose images the bundle carries and ferry's mirror serves; remove it", r.url),
+            );
+        }
+    }
+    check_local_lb_port(&mut c, cfg, apiserver_port);
     let calico = match (cni.as_str(), first_master) {
         ("calico", Some(first)) => match crate::plan::calico::settings(cfg, first) {
             Ok(net) => Some(net),
@@ -768,7 +859,233 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         cni,
         calico,
         registry_port: cfg.ferry_registry_port.value,
+        cert_lifetimes: kubeasz.cert_lifetimes,
+        extra_sans: kubeasz.extra_sans,
+        insecure_registries: kubeasz.insecure_registries,
+        node_cidr_len: cfg.node_cidr_len.value,
     })
+}
+
+/// The local balancer listens on 127.0.0.1 of every node, masters included,
+/// where the apiserver, etcd, the mirror and kubelet also listen.
+fn check_local_lb_port(c: &mut Checker, cfg: &Config, apiserver_port: u16) {
+    let port = cfg.local_lb_port.value;
+    let taken = [
+        (apiserver_port, "the apiserver's port"),
+        (cfg.etcd_client_port.value, "ETCD_CLIENT_PORT"),
+        (cfg.etcd_peer_port.value, "ETCD_PEER_PORT"),
+        (cfg.ferry_registry_port.value, "FERRY_REGISTRY_PORT"),
+        (10250, "kubelet's port"),
+        (0, "not a port"),
+    ];
+    if let Some((_, what)) = taken.iter().find(|(p, _)| *p == port) {
+        c.fail(
+            &cfg.local_lb_port.origin,
+            format!("LOCAL_LB_PORT {port} is {what}; every node's local apiserver balancer needs a port of its own (default 6444)"),
+        );
+    }
+}
+
+/// The typed values of kubeasz's certificate, registry and pod-CIDR keys.
+struct KubeaszValues {
+    cert_lifetimes: CertLifetimes,
+    extra_sans: Vec<San>,
+    insecure_registries: Vec<InsecureRegistry>,
+}
+
+fn kubeasz_values(c: &mut Checker, cfg: &Config, cluster_cidr: Option<Ipv4Net>) -> KubeaszValues {
+    let mut days = |s: &Option<Setting<String>>, default: i64| match s {
+        None => default,
+        Some(s) => crate::plan::kubeasz::duration_days(&s.value).unwrap_or_else(|e| {
+            c.fail(
+                &s.origin,
+                format!("\"{}\" is not a certificate lifetime: {e}", s.value),
+            );
+            default
+        }),
+    };
+    let cert_lifetimes = CertLifetimes {
+        ca_days: days(&cfg.ca_expiry, crate::plan::pki::CA_DAYS),
+        leaf_days: days(&cfg.cert_expiry, crate::plan::pki::LEAF_DAYS),
+    };
+    if cert_lifetimes.leaf_days > cert_lifetimes.ca_days {
+        let o = cfg
+            .cert_expiry
+            .as_ref()
+            .map(|s| s.origin.clone())
+            .unwrap_or_else(|| Origin::new(&cfg.path, 0));
+        c.fail(
+            &o,
+            "CERT_EXPIRY is longer than CA_EXPIRY; a certificate cannot outlive its CA",
+        );
+    }
+    let mut extra_sans = Vec::new();
+    for host in &cfg.master_cert_hosts.value {
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => extra_sans.push(San::Ip(ip)),
+            Err(_) if valid_dns_name(&host.to_ascii_lowercase()) => {
+                extra_sans.push(San::Dns(host.to_ascii_lowercase()))
+            }
+            Err(_) => c.fail(
+                &cfg.master_cert_hosts.origin,
+                format!("MASTER_CERT_HOSTS: \"{host}\" is neither an IP address nor a DNS name"),
+            ),
+        }
+    }
+    let mut insecure_registries = Vec::new();
+    for url in &cfg.insecure_reg.value {
+        match parse_insecure_registry(url) {
+            Ok(r) => insecure_registries.push(r),
+            Err(e) => c.fail(
+                &cfg.insecure_reg.origin,
+                format!("INSECURE_REG: \"{url}\" {e}"),
+            ),
+        }
+    }
+    let len = cfg.node_cidr_len.value;
+    match cluster_cidr {
+        Some(pod) if len < pod.prefix_len() || len > 30 => c.fail(
+            &cfg.node_cidr_len.origin,
+            format!(
+                "NODE_CIDR_LEN {len} must be between CLUSTER_CIDR's prefix /{} and 30",
+                pod.prefix_len()
+            ),
+        ),
+        _ => {}
+    }
+    KubeaszValues {
+        cert_lifetimes,
+        extra_sans,
+        insecure_registries,
+    }
+}
+
+/// `http://host[:port]` or `https://host[:port]`, as kubeasz writes INSECURE_REG.
+fn parse_insecure_registry(url: &str) -> std::result::Result<InsecureRegistry, String> {
+    let (scheme, host) = url
+        .split_once("://")
+        .ok_or("must start with http:// or https://")?;
+    let skip_verify = match scheme {
+        "http" => false,
+        "https" => true,
+        _ => return Err("must start with http:// or https://".into()),
+    };
+    let host = host.trim_end_matches('/');
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (host, None),
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    let name_ok = name.parse::<Ipv4Addr>().is_ok() || valid_dns_name(&name.to_ascii_lowercase());
+    if !port_ok || !name_ok {
+        return Err(
+            "must be a registry host with an optional port, like http://registry.local:5000".into(),
+        );
+    }
+    Ok(InsecureRegistry {
+        host: host.to_ascii_lowercase(),
+        url: format!("{scheme}://{}", host.to_ascii_lowercase()),
+        skip_verify,
+    })
+}
+
+/// A host's pool: `node_pool=` on its line (or its groups' vars), else the
+/// pool group it is in; both must agree, and only nodes have one.
+fn node_pool(c: &mut Checker, host: &str, origin: &Origin) -> Option<Pool> {
+    let by_group: Vec<Pool> = Pool::ALL
+        .into_iter()
+        .filter(|p| c.inv.group(p.name()).iter().any(|(h, _)| h == host))
+        .collect();
+    if by_group.len() > 1 {
+        let names: Vec<&str> = by_group.iter().map(|p| p.name()).collect();
+        c.fail(
+            origin,
+            format!(
+                "host {host} is in several pool groups ({}); a node belongs to one pool",
+                names.join(", ")
+            ),
+        );
+    }
+    let by_var = c.host_var(host, "node_pool");
+    let from_var = by_var.as_ref().and_then(|v| {
+        let pool = Pool::parse(&v.text.to_ascii_lowercase());
+        if pool.is_none() {
+            c.fail(
+                &v.origin,
+                format!(
+                    "node_pool=\"{}\" is not one of system, stateless, batch, middleware",
+                    v.text
+                ),
+            );
+        }
+        pool
+    });
+    match (from_var, by_group.first().copied()) {
+        (Some(v), Some(g)) if v != g => {
+            c.fail(
+                origin,
+                format!("host {host}: node_pool={v} disagrees with its [{g}] group; keep one"),
+            );
+            Some(v)
+        }
+        (Some(v), _) => Some(v),
+        (None, g) => g,
+    }
+}
+
+/// A host's node name: ferry's `node_name`, else kubeasz's `K8S_NODENAME`
+/// template evaluated for the host, else `k8s_nodename`, else the inventory host.
+fn node_name(c: &mut Checker, cfg: &Config, host: &str) -> String {
+    if let Some(v) = c.host_var(host, "node_name") {
+        return v.text;
+    }
+    if let Some(t) = &cfg.k8s_nodename {
+        let scope = c.scope.for_host(c.inv, host);
+        match scope.eval(&t.value) {
+            Ok(name) if !name.is_empty() => return name,
+            Ok(_) => c.fail(&t.origin, format!("K8S_NODENAME is empty for host {host}")),
+            Err(e) => c.fail(
+                &t.origin,
+                format!("K8S_NODENAME cannot be evaluated for host {host} ({e}); write a plain template or set k8s_nodename on the host's line"),
+            ),
+        }
+        return host.to_string();
+    }
+    c.host_var(host, "k8s_nodename")
+        .map(|v| v.text)
+        .unwrap_or_else(|| host.to_string())
+}
+
+/// ipvs and iptables; nftables from Kubernetes 1.29, where it is alpha until
+/// 1.31 and needs kube-proxy's `NFTablesProxyMode` feature gate (rendered).
+fn check_proxy_mode(c: &mut Checker, mode: &str, origin: &Origin, kubernetes: &str) {
+    match mode {
+        "ipvs" | "iptables" => {}
+        "nftables" => match kube_minor(kubernetes) {
+            Some(m) if m >= 31 => {}
+            Some(m) if m >= 29 => tracing::warn!(
+                "{origin}: PROXY_MODE nftables is alpha in Kubernetes 1.{m} (beta from 1.31); kube-proxy gets the NFTablesProxyMode feature gate, and every node needs nft 1.0.1 or later"
+            ),
+            _ => c.fail(
+                origin,
+                format!("PROXY_MODE nftables needs Kubernetes 1.29 or later (the bundle has {kubernetes}); use ipvs or iptables"),
+            ),
+        },
+        other => c.fail(
+            origin,
+            format!("PROXY_MODE \"{other}\" is not one of ipvs, iptables, nftables"),
+        ),
+    }
+}
+
+/// The minor version of a Kubernetes release (`1.29.6` -> 29).
+pub fn kube_minor(kubernetes: &str) -> Option<u32> {
+    kubernetes
+        .trim_start_matches('v')
+        .split('.')
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Where a merged value came from: the inventory's `[all:vars]` line if set there, else config.yml.

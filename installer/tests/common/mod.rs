@@ -172,3 +172,60 @@ K8S_VER: \"1.29.6\"
 CLUSTER_CIDR: \"10.244.0.0/16\"
 SERVICE_CIDR: \"10.96.0.0/16\"
 ";
+
+/// The subject alternative names of a PEM certificate, read by openssl.
+pub fn cert_sans(pem: &[u8]) -> Vec<ferry_installer::plan::validate::San> {
+    use ferry_installer::plan::validate::San;
+    let text = openssl_x509(pem, &["-noout", "-ext", "subjectAltName"]);
+    text.split([',', '\n'])
+        .filter_map(|part| {
+            let part = part.trim();
+            if let Some(d) = part.strip_prefix("DNS:") {
+                Some(San::Dns(d.to_string()))
+            } else {
+                part.strip_prefix("IP Address:")
+                    .and_then(|ip| ip.parse().ok())
+                    .map(San::Ip)
+            }
+        })
+        .collect()
+}
+
+/// Whether a PEM certificate is still valid `days` from now (openssl's -checkend).
+pub fn cert_valid_in_days(pem: &[u8], days: u64) -> bool {
+    let seconds = (days * 86_400).to_string();
+    let mut child = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-checkend", &seconds])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(pem)
+        .expect("write");
+    child.wait().expect("openssl").success()
+}
+
+fn openssl_x509(pem: &[u8], args: &[&str]) -> String {
+    let mut child = std::process::Command::new("openssl")
+        .arg("x509")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(pem)
+        .expect("write");
+    let out = child.wait_with_output().expect("openssl");
+    assert!(out.status.success(), "openssl x509 {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

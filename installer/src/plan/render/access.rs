@@ -1,7 +1,9 @@
-//! The `[ex_lb]` access layer: haproxy in front of the apiservers and
-//! keepalived holding the VIP.
+//! The access layer: on `[ex_lb]`, haproxy in front of the apiservers and
+//! keepalived holding the VIP; on every node, a local haproxy on 127.0.0.1
+//! in front of every apiserver, which kubelet, kube-proxy and the CNI agents
+//! use (as kubeasz's kube-lb), so that no node depends on one master.
 
-use super::{HostFiles, HostScope, Renderer};
+use super::{HostFiles, HostScope, Renderer, SYSTEMD_DIR};
 use crate::plan::validate::{LbRole, NodeSpec};
 use crate::plan::{Result, Role, Step};
 use serde_json::{json, Value as Json};
@@ -26,6 +28,34 @@ pub(super) fn render(h: &mut HostFiles, r: &Renderer, input: &AccessInput) -> Re
     )?;
     h.service("haproxy.service", Step::AccessLayer, true);
     h.service("keepalived.service", Step::AccessLayer, true);
+    Ok(())
+}
+
+/// Where the local balancer's configuration lives (not /etc/haproxy: an
+/// `[ex_lb]` host or a site's own haproxy may use that).
+const LOCAL_LB_CONFIG: &str = "/etc/ferry/kube-lb/haproxy.cfg";
+
+/// The node's local apiserver balancer: haproxy, a unit of its own.
+pub(super) fn render_local(h: &mut HostFiles, r: &Renderer, s: &HostScope) -> Result<()> {
+    let (_, port) = s.cluster.node_apiserver_host_port();
+    let masters: Vec<Json> = s
+        .cluster
+        .with_role(Role::Master)
+        .map(|m| json!({"name": m.name, "ip": m.ip.to_string()}))
+        .collect();
+    let ctx = json!({"cluster": s.cluster_ctx, "host": s.host_ctx,
+        "lb": {"port": port, "masters": masters, "config": LOCAL_LB_CONFIG}});
+    h.text(
+        LOCAL_LB_CONFIG,
+        r.render("lb/kube-lb.cfg", &ctx)?,
+        Step::AccessLayer,
+    )?;
+    h.text(
+        format!("{SYSTEMD_DIR}/ferry-kube-lb.service"),
+        r.render("systemd/ferry-kube-lb.service", &ctx)?,
+        Step::AccessLayer,
+    )?;
+    h.service("ferry-kube-lb.service", Step::AccessLayer, true);
     Ok(())
 }
 

@@ -46,7 +46,8 @@ pub(super) fn render(h: &mut HostFiles, r: &Renderer, input: &ContainerdInput) -
     );
     let ctx = json!({"cluster": s.cluster_ctx, "host": s.host_ctx,
         "containerd": {"sandbox_image": input.sandbox, "runc": runc_path, "bin_dir": runtime_bin_dir,
-            "restrict_oom_score_adj": cfg.containerd_restrict_oom_score_adj.value}});
+            "restrict_oom_score_adj": cfg.containerd_restrict_oom_score_adj.value,
+            "root_dir": cfg.containerd_root_dir.value, "state_dir": cfg.containerd_state_dir.value}});
     h.text(
         "/etc/containerd/config.toml",
         r.render("containerd/config.toml", &ctx)?,
@@ -123,6 +124,14 @@ fn hosts_tomls(h: &mut HostFiles, r: &Renderer, input: &ContainerdInput) -> Resu
         h.text(
             format!("/etc/containerd/certs.d/{reg}/hosts.toml"),
             r.render("containerd/hosts.toml", &ctx)?,
+            Step::Containerd,
+        )?;
+    }
+    for reg in &s.cluster.insecure_registries {
+        let ctx = json!({"cluster": s.cluster_ctx, "registry": {"url": reg.url, "skip_verify": reg.skip_verify}});
+        h.text(
+            format!("/etc/containerd/certs.d/{}/hosts.toml", reg.host),
+            r.render("containerd/hosts-insecure.toml", &ctx)?,
             Step::Containerd,
         )?;
     }

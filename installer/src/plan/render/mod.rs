@@ -49,6 +49,7 @@ pub const TEMPLATES: &[(&str, &str)] = templates![
     "systemd/ferry-swapoff.service",
     "containerd/config.toml",
     "containerd/hosts.toml",
+    "containerd/hosts-insecure.toml",
     "kubernetes/kubelet-config.yaml",
     "kubernetes/kube-proxy-config.yaml",
     "kubernetes/audit-policy.yaml",
@@ -60,6 +61,8 @@ pub const TEMPLATES: &[(&str, &str)] = templates![
     "baseline/chrony.conf",
     "lb/haproxy.cfg",
     "lb/keepalived.conf",
+    "lb/kube-lb.cfg",
+    "systemd/ferry-kube-lb.service",
     "addons/10-coredns.yaml",
     "addons/20-nodelocaldns.yaml",
     "addons/50-prometheus-rules.yaml",
@@ -314,6 +317,9 @@ pub(crate) fn cluster_ctx(c: &Cluster) -> Json {
         "service_cidr": c.service_cidr.to_string(),
         "node_port_range": c.node_port_range,
         "proxy_mode": c.proxy_mode,
+        "nftables_feature_gate": c.proxy_mode == "nftables"
+            && crate::plan::validate::kube_minor(&c.kubernetes).is_some_and(|m| m < 31),
+        "node_cidr_len": c.node_cidr_len,
         "dns_domain": c.dns_domain,
     })
 }
@@ -328,9 +334,14 @@ fn host_ctx(n: &NodeSpec, chrony_managed: bool) -> Json {
     })
 }
 
+/// kubeasz's own local registry (`ezdown` fills it), which ferry's mirror replaces.
+const KUBEASZ_LOCAL_REGISTRY: &str = "easzlab.io.local:5000";
+
 /// The sandbox (pause) image: the bundle's, by its upstream name. A SANDBOX_IMAGE
 /// naming a private copy of the same image (same name and tag) is replaced by
-/// the bundle's, since the mirror serves it under its upstream name.
+/// the bundle's, since the mirror serves it under its upstream name; so is
+/// kubeasz's copy in its local registry, whatever its tag: the bundle's pause
+/// is the one its Kubernetes release names.
 pub fn sandbox_image(c: &Cluster, bundle: &BundleManifest, missing: &mut Missing) -> String {
     let pause = find_image(bundle, "pause");
     match (&c.config.sandbox_image, pause) {
@@ -342,6 +353,17 @@ pub fn sandbox_image(c: &Cluster, bundle: &BundleManifest, missing: &mut Missing
                 && want.repository == have.repository
                 && want.tag == have.tag
             {
+                have.name_tag()
+            } else if want.short_name() == have.short_name()
+                && want.registry == KUBEASZ_LOCAL_REGISTRY
+            {
+                tracing::warn!(
+                    "{}: SANDBOX_IMAGE {} is kubeasz's local registry copy; ferry's mirror serves the bundle's {}, the pause image of Kubernetes {}",
+                    s.origin,
+                    s.value,
+                    have.name_tag(),
+                    c.kubernetes
+                );
                 have.name_tag()
             } else if want.short_name() == have.short_name() && want.tag == have.tag {
                 tracing::warn!(
@@ -536,6 +558,9 @@ fn render_host_kubernetes(
         access::render(h, r, &access::AccessInput { scope, vip })?;
     }
     if scope.has(Role::Node) {
+        access::render_local(h, r, scope)?;
+    }
+    if scope.has(Role::Node) {
         let node = node::NodeInput {
             scope,
             pki: input.pki,
@@ -574,6 +599,7 @@ pub fn render_kubeconfigs(
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let local = format!("https://127.0.0.1:{}", c.apiserver_port);
     let endpoint = c.apiserver_endpoint();
+    let node_endpoint = c.node_apiserver_endpoint();
     let mut list: Vec<(String, String, String, String)> = vec![
         (
             "admin".into(),
@@ -597,7 +623,7 @@ pub fn render_kubeconfigs(
             "kube-proxy".into(),
             "system:kube-proxy".into(),
             "kube-proxy".into(),
-            endpoint.clone(),
+            node_endpoint.clone(),
         ),
     ];
     for n in c.with_role(Role::Node) {
@@ -605,13 +631,17 @@ pub fn render_kubeconfigs(
             format!("kubelet-{}", n.name),
             format!("system:node:{}", n.name),
             format!("kubelet/{}", n.name),
-            endpoint.clone(),
+            node_endpoint.clone(),
         ));
     }
     let ca = b64(pki.get("ca.pem")?);
     let mut out = BTreeMap::new();
     for (name, user, cert, server) in list {
-        let ctx = json!({"cluster_name": c.name, "server": server, "ca_data": ca, "user": user,
+        let context = match (&c.config.context_name, name.as_str()) {
+            (Some(ctx), "admin") => ctx.value.clone(),
+            _ => format!("{user}@{}", c.name),
+        };
+        let ctx = json!({"cluster_name": c.name, "server": server, "ca_data": ca, "user": user, "context": context,
             "cert_data": b64(pki.get(&format!("{cert}.pem"))?), "key_data": b64(pki.get(&format!("{cert}-key.pem"))?)});
         out.insert(name, r.render("kubernetes/kubeconfig", &ctx)?);
     }

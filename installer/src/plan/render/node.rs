@@ -3,6 +3,7 @@
 
 use super::{kubeconfig, HostFiles, HostScope, Renderer, SYSTEMD_DIR};
 use crate::plan::pki::Pki;
+use crate::plan::pools;
 use crate::plan::{FileContent, Result, Step};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
@@ -50,10 +51,13 @@ fn node_ctx(input: &NodeInput) -> Json {
         "max_pods": cfg.max_pods.value,
         "cluster_dns": if cfg.enable_local_dns_cache.value { cfg.local_dns_cache.value.clone() } else { c.dns_service_ip().to_string() },
         "kube_reserved_enabled": cfg.kube_reserved_enabled.value,
+        "system_reserved_enabled": cfg.sys_reserved_enabled.value,
         "kube_reserved": cfg.kube_reserved.value,
         "system_reserved": cfg.system_reserved.value,
         "eviction_hard": cfg.eviction_hard.value});
-    json!({"cluster": s.cluster_ctx, "host": s.host_ctx, "kubelet": kubelet})
+    let registration = pools::registration(s.node.pool, s.node.master_only());
+    json!({"cluster": s.cluster_ctx, "host": s.host_ctx, "kubelet": kubelet,
+        "registration": {"labels": registration.labels.join(","), "taints": registration.taints.join(",")}})
 }
 
 /// The cluster CA, the kubelet's serving pair and both kubeconfigs.
