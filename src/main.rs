@@ -16,6 +16,9 @@ struct Cli {
     /// Log filter (also RUST_LOG), e.g. `info`, `debug`, `ferry_installer=debug`.
     #[arg(long, global = true, default_value = "info")]
     log: String,
+    /// Say more: ferry's debug messages (each ignored config key, each step's detail).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,7 +41,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let filter = match cli.verbose {
+        true => format!(
+            "{},ferry=debug,ferry_installer=debug,ferry_bundles=debug,ferry_builder=debug",
+            cli.log
+        ),
+        false => cli.log.clone(),
+    };
+    init_logging(&filter);
     let result = match cli.command {
         Command::Bundle(cmd) => cli::bundle::run(cmd),
         Command::Registry(cmd) => cli::registry::run(cmd),

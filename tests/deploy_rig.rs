@@ -48,6 +48,7 @@ fn host(name: &str, addr: &str, rig: &Rig, greeting: &str) -> HostPlan {
         },
         arch: "amd64".into(),
         roles: BTreeSet::from([Role::Node]),
+        pool: None,
         files: vec![
             file(
                 "/opt/ferry-test/bin/tool",
@@ -90,6 +91,7 @@ fn plan(rig: &Rig, greetings: &[&str]) -> ClusterPlan {
         registry_mirrors: vec![],
         vip: None,
         apiserver_endpoint: "https://127.0.0.1:6443".into(),
+        node_apiserver_endpoint: "https://127.0.0.1:6444".into(),
         etcd_endpoints: vec![],
         bin_dir: PathBuf::from("/opt/ferry-test/bin"),
         restrict_oom_score_adj: false,

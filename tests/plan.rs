@@ -259,3 +259,74 @@ fn a_bundle_file_is_verified_before_its_helm_runs() {
         "the plan went ahead"
     );
 }
+
+/// `ferry plan` on kubeasz's own example, as `ezctl new` writes it: one
+/// summary line for the keys of components ferry does not deploy (each key
+/// under --verbose), and no other warning about the unedited files.
+#[test]
+fn kubeasz_example_plans_with_one_summary_of_ignored_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hosts, config) =
+        common::kubeasz::ezctl_new(&common::kubeasz::KUBEASZ_3_6_3, "k8s-01", "1.29.6");
+    let (inv, cfg) = (tmp.path().join("hosts"), tmp.path().join("config.yml"));
+    std::fs::write(&inv, hosts).unwrap();
+    std::fs::write(&cfg, &config).unwrap();
+    let bundle = common::plan::guide_bundle(tmp.path());
+    let plan = |verbose: bool| {
+        let mut cmd = ferry();
+        cmd.args(["plan", "--inventory"])
+            .arg(&inv)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg("--insecure-skip-signature")
+            .arg("--cluster-dir")
+            .arg(tmp.path().join("c"));
+        if verbose {
+            cmd.arg("--verbose");
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), err)
+    };
+    let (stdout, err) = plan(false);
+    // Warnings about the cluster dir's files (not the test's unsigned bundle).
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("WARN") && !l.contains(".tar.zst"))
+        .collect();
+    let summary = format!(
+        "{}: 50 kubeasz keys configure what ferry does not deploy and are ignored: dashboard (3), docker (2), flannel (2), harbor (8), image versions (9), kube-router (2), kubeapps (5), kubeasz's cilium role (3), local-path-provisioner (3), network-check (2), nfs-provisioner (6), prometheus (3), system preparation (2); --verbose lists each",
+        cfg.display()
+    );
+    assert!(warnings.iter().any(|w| w.ends_with(&summary)), "{err}");
+    // The only other warning: SANDBOX_IMAGE names kubeasz's local registry.
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings.iter().any(|w| w.contains("SANDBOX_IMAGE easzlab.io.local:5000/easzlab/pause:3.9 is kubeasz's local registry copy")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("prom_install"),
+        "no per-key line without --verbose: {err}"
+    );
+    assert!(
+        stdout.contains("cluster cluster1 (Kubernetes 1.29.6"),
+        "{stdout}"
+    );
+
+    let (_, verbose) = plan(true);
+    let line = 1 + config
+        .lines()
+        .position(|l| l.starts_with("prom_install:"))
+        .unwrap();
+    assert!(
+        verbose.contains(&format!(
+            "{}:{line}: prom_install is ignored: prometheus (not in the bundle)",
+            cfg.display()
+        )),
+        "{verbose}"
+    );
+}

@@ -188,6 +188,21 @@ fn every_addon_variant_validates() {
     }
 }
 
+/// With system and batch pools: the placed Deployments and the PriorityClass validate.
+#[test]
+fn the_pool_variant_validates() {
+    let hosts = SMALL_HOSTS.replace(
+        "[all:vars]",
+        "[kube_node]\n10.1.0.5 k8s_nodename='system-01' node_pool=system\n10.1.0.6 k8s_nodename='jobs-01' node_pool=batch\n\n[all:vars]",
+    );
+    let (files, out) = plan_and_validate("pools", &hosts, SMALL_CONFIG);
+    assert!(
+        files.iter().any(|f| f == "15-priority-classes.yaml"),
+        "{files:?}"
+    );
+    assert!(counts(&out).0 > 20, "{out}");
+}
+
 /// The validator itself refuses what the apiserver would refuse.
 #[test]
 fn the_validator_refuses_unknown_fields_and_kinds() {

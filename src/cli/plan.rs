@@ -3,6 +3,7 @@ use anyhow::Context;
 use clap::Args;
 use ferry_bundles::{BundleManifest, BundleSource};
 use ferry_installer::plan::addon_artifacts::Artifacts;
+use ferry_installer::plan::pools::Pool;
 use ferry_installer::plan::{build_plan, ClusterPlan, FileContent, PlanOptions};
 use std::path::{Path, PathBuf};
 
@@ -177,6 +178,27 @@ fn write_tree(plan: &ClusterPlan, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line per node pool: its purpose and its hosts.
+fn pools(plan: &ClusterPlan) -> String {
+    let mut s = String::new();
+    for pool in Pool::ALL {
+        let hosts: Vec<&str> = plan
+            .hosts
+            .iter()
+            .filter(|h| h.pool == Some(pool))
+            .map(|h| h.name.as_str())
+            .collect();
+        if !hosts.is_empty() {
+            s.push_str(&format!(
+                "  pool {pool} ({}): {}\n",
+                pool.purpose(),
+                hosts.join(" ")
+            ));
+        }
+    }
+    s
+}
+
 fn summary(plan: &ClusterPlan, out: Option<&Path>) -> String {
     let mut s = format!(
         "cluster {} (Kubernetes {}, bundle {})\n  apiserver {}  registry mirror(s) {}\n  cluster dir {}\n",
@@ -187,6 +209,11 @@ fn summary(plan: &ClusterPlan, out: Option<&Path>) -> String {
         plan.registry_mirrors.join(", "),
         plan.cluster_dir.display()
     );
+    s.push_str(&format!(
+        "  nodes reach the apiservers through their local balancer {}\n",
+        plan.node_apiserver_endpoint
+    ));
+    s.push_str(&pools(plan));
     s.push_str(&format!(
         "{:<12} {:<15} {:<6} {:<32} {:>5} {:>8}  services\n",
         "host", "address", "arch", "roles", "files", "archives"

@@ -5,14 +5,20 @@
 //! | 00-cilium-secrets.yaml, 00-cilium.yaml | Cilium's chart, `helm template` (Secrets apart) |
 //! | 00-calico.yaml                     | Calico's tigera-operator chart, `helm template`  |
 //! | 10-coredns.yaml, 20-nodelocaldns.yaml | ferry templates (kubernetes publishes templates) |
+//! | 15-priority-classes.yaml           | ferry template, with a batch pool                 |
 //! | 30-metrics-server.yaml             | metrics-server's components.yaml as published    |
 //! | 40-cert-manager.yaml               | cert-manager's cert-manager.yaml as published    |
+//!
+//! With a system pool, CoreDNS and the published Deployments (metrics-server,
+//! cert-manager) tolerate its taint and require its nodes (see [`placement`]).
 //! | 45-prometheus-operator-crds.yaml   | the PrometheusRule CRD of prometheus-operator's release |
 //! | 50-prometheus-rules.yaml, 60-tenant-baseline.yaml | ferry templates                   |
 
 use crate::plan::addon_artifacts::{select, split_secrets, Artifacts};
 use crate::plan::calico::CalicoNetwork;
 use crate::plan::pki::Pki;
+use crate::plan::placement;
+use crate::plan::pools::{Pool, BATCH_PRIORITY_CLASS};
 use crate::plan::render::{RenderInput, Renderer};
 use crate::plan::validate::Cluster;
 use crate::plan::{PlanError, Problem, Problems, Result, Role};
@@ -120,6 +126,9 @@ fn templates_ctx(c: &Cluster) -> Json {
         "dns": {"replicas": 2, "service_ip": c.dns_service_ip().to_string(),
                 "local_ip": cfg.local_dns_cache.value, "bind": bind},
         "tenants": cfg.tenant_namespaces.value,
+        "pools": {"system": c.has_pool(Pool::System), "batch": c.has_pool(Pool::Batch)},
+        "placement": {"toleration": placement::system_toleration(), "affinity": placement::system_affinity()},
+        "batch_priority_class": BATCH_PRIORITY_CLASS,
     })
 }
 
@@ -244,10 +253,24 @@ fn published(
     file: &str,
 ) -> Result<RenderedAddon> {
     let (c, text) = arts.manifest(input.bundle, component)?;
+    if !input.cluster.has_pool(Pool::System) {
+        return Ok(RenderedAddon::new(
+            file,
+            format!(
+                "# ferry: {component} {} as published ({}).\n---\n{text}",
+                c.version, c.path
+            ),
+        ));
+    }
+    let placed =
+        placement::deployments_onto_system_pool(&text).map_err(|reason| PlanError::Addon {
+            addon: component.into(),
+            reason: format!("{}: {reason}", c.path),
+        })?;
     Ok(RenderedAddon::new(
         file,
         format!(
-            "# ferry: {component} {} as published ({}).\n---\n{text}",
+            "# ferry: {component} {} as published ({}), its Deployments on the system pool.\n---\n{placed}",
             c.version, c.path
         ),
     ))
@@ -295,6 +318,9 @@ pub fn render_addons(r: &Renderer, input: &RenderInput) -> Result<Vec<RenderedAd
     }
     out.push(template("50-prometheus-rules.yaml")?);
     out.push(template("60-tenant-baseline.yaml")?);
+    if c.has_pool(Pool::Batch) {
+        out.push(template("15-priority-classes.yaml")?);
+    }
     if cfg.metrics_server_enabled.value {
         out.push(published(
             arts,

@@ -13,6 +13,7 @@ pub mod kinds;
 pub mod kubeasz;
 pub mod model;
 pub mod pki;
+pub mod placement;
 pub mod pools;
 pub mod render;
 pub mod validate;
@@ -99,6 +100,7 @@ pub fn build_plan(
         registry_mirrors: cluster.registry_mirrors(),
         vip: cluster.vip.map(|v| v.to_string()),
         apiserver_endpoint: cluster.apiserver_endpoint(),
+        node_apiserver_endpoint: cluster.node_apiserver_endpoint(),
         etcd_endpoints,
         bin_dir: PathBuf::from(&cluster.bin_dir),
         restrict_oom_score_adj: cluster.config.containerd_restrict_oom_score_adj.value,

@@ -24,8 +24,12 @@ pub struct ClusterPlan {
     pub registry_mirrors: Vec<String>,
     /// The apiserver VIP held by keepalived on `[ex_lb]`, when there is one.
     pub vip: Option<String>,
-    /// `https://<vip or first master>:<port>`: what kubelets, kube-proxy and admin use.
+    /// `https://<vip or first master>:<port>`: what the admin kubeconfig and
+    /// other clients outside the nodes use.
     pub apiserver_endpoint: String,
+    /// `https://127.0.0.1:<LOCAL_LB_PORT>`: every node's own balancer in front
+    /// of all apiservers, which kubelet, kube-proxy and the CNI agents use.
+    pub node_apiserver_endpoint: String,
     /// `https://<ip>:2379` of every etcd member.
     pub etcd_endpoints: Vec<String>,
     /// Where binaries go on every host (`bin_dir`, kubeasz default `/opt/kube/bin`).
@@ -52,6 +56,8 @@ pub struct HostPlan {
     /// Debian-style architecture: `amd64`, `arm64`.
     pub arch: String,
     pub roles: BTreeSet<Role>,
+    /// The guide's node pool the host is in, if any.
+    pub pool: Option<crate::plan::pools::Pool>,
     /// Every file the host carries, sorted by (step, path).
     pub files: Vec<PlannedFile>,
     /// Archives from the bundle unpacked on the host (containerd, CNI plugins).

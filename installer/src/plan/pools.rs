@@ -18,7 +18,8 @@ pub const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane:NoS
 /// The PriorityClass of the batch pool's workloads.
 pub const BATCH_PRIORITY_CLASS: &str = "batch-low";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pool {
     System,
     Stateless,

@@ -150,6 +150,11 @@ impl Cluster {
         format!("https://{host}:{port}")
     }
 
+    /// Whether any node is in `pool`.
+    pub fn has_pool(&self, pool: Pool) -> bool {
+        self.nodes.iter().any(|n| n.pool == Some(pool))
+    }
+
     pub fn registry_mirrors(&self) -> Vec<String> {
         self.with_role(Role::Registry)
             .map(|n| format!("{}:{}", n.ip, self.registry_port))

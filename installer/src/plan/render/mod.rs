@@ -67,6 +67,7 @@ pub const TEMPLATES: &[(&str, &str)] = templates![
     "addons/20-nodelocaldns.yaml",
     "addons/50-prometheus-rules.yaml",
     "addons/60-tenant-baseline.yaml",
+    "addons/15-priority-classes.yaml",
 ];
 
 /// Where the addon manifests go on the first master; install applies them in name order.
@@ -259,6 +260,7 @@ impl HostFiles {
             ssh: n.ssh.clone(),
             arch: n.arch.clone(),
             roles: n.roles.clone(),
+            pool: n.pool,
             files: self.files,
             archives: self.archives,
             services: self.services,
