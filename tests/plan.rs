@@ -330,3 +330,60 @@ fn kubeasz_example_plans_with_one_summary_of_ignored_keys() {
         "{verbose}"
     );
 }
+
+/// The plan's summary names the node pools and the nodes' local balancer;
+/// ENABLE_MIRROR_REGISTRY's public mirrors are not added, and said so.
+#[test]
+fn plan_prints_pools_and_the_local_balancer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hosts, config) =
+        common::kubeasz::ezctl_new(&common::kubeasz::KUBEASZ_3_6_3, "k8s-01", "1.29.6");
+    let hosts = hosts
+        .replace(
+            "192.168.1.4 k8s_nodename='worker-01'",
+            "192.168.1.4 k8s_nodename='worker-01' node_pool=system",
+        )
+        .replace("[chrony]", "[batch]\n192.168.1.5\n\n[chrony]");
+    let config = config.replace(
+        "ENABLE_MIRROR_REGISTRY: false",
+        "ENABLE_MIRROR_REGISTRY: true",
+    );
+    let (inv, cfg) = (tmp.path().join("hosts"), tmp.path().join("config.yml"));
+    std::fs::write(&inv, hosts).unwrap();
+    std::fs::write(&cfg, &config).unwrap();
+    let out = ferry()
+        .args(["plan", "--inventory"])
+        .arg(&inv)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--bundle")
+        .arg(common::plan::guide_bundle(tmp.path()))
+        .arg("--insecure-skip-signature")
+        .arg("--cluster-dir")
+        .arg(tmp.path().join("c"))
+        .output()
+        .unwrap();
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{err}");
+    for line in [
+        "  nodes reach the apiservers through their local balancer https://127.0.0.1:6444",
+        "  pool system (DNS, monitoring, logging, ingress; tainted): worker-01",
+        "  pool batch (offline jobs; PriorityClass batch-low): worker-02",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line}\n{stdout}");
+    }
+    let at = 1 + config
+        .lines()
+        .position(|l| l.starts_with("ENABLE_MIRROR_REGISTRY"))
+        .unwrap();
+    assert!(
+        err.contains(&format!(
+            "{}:{at}: ENABLE_MIRROR_REGISTRY: true adds kubeasz's public registry mirrors, which a disconnected site cannot reach; ferry adds none",
+            cfg.display()
+        )),
+        "{err}"
+    );
+}

@@ -258,3 +258,39 @@ fn jinja_ferry_cannot_evaluate_in_a_key_it_uses_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn ansible_connection_variables_are_followed_or_refused_with_the_reason() {
+    // kubeasz's older names for the user and the key are followed.
+    let inputs = ezctl_new(&KUBEASZ_3_6_3, "k8s-01");
+    let hosts = std::fs::read_to_string(inputs.hosts()).unwrap()
+        + "ansible_ssh_user=admin\nansible_private_key_file=/root/.ssh/kz\nansible_ssh_port=2222\n";
+    std::fs::write(inputs.hosts(), &hosts).unwrap();
+    let plan = inputs.plan().expect("plans");
+    let ssh = &plan.host("worker-01").unwrap().ssh;
+    assert_eq!(
+        (ssh.user.as_str(), ssh.port, ssh.identity_file.as_deref()),
+        ("admin", 2222, Some(std::path::Path::new("/root/.ssh/kz")))
+    );
+    // A password or sudo is refused, at its line.
+    let hosts = hosts.replace(
+        "192.168.1.4 k8s_nodename='worker-01'",
+        "192.168.1.4 k8s_nodename='worker-01' ansible_password=secret ansible_become=true",
+    );
+    std::fs::write(inputs.hosts(), &hosts).unwrap();
+    let err = inputs.plan().expect_err("refused").to_string();
+    let line = 1 + hosts
+        .lines()
+        .position(|l| l.contains("ansible_password"))
+        .unwrap();
+    for says in [
+        "ansible_password is not supported: ferry authenticates with SSH keys",
+        "ansible_become is not supported: ferry does not use sudo",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("hosts:{line}")) && l.contains(says)),
+            "{says}\n{err}"
+        );
+    }
+}

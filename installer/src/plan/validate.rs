@@ -193,6 +193,8 @@ const USED_VARS: &[&str] = &[
     "ansible_port",
     "ansible_ssh_port",
     "ansible_ssh_private_key_file",
+    "ansible_ssh_user",
+    "ansible_private_key_file",
 ];
 
 /// Inventory keys that kubeasz uses and ferry has no use for (no warning).
@@ -483,6 +485,7 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         );
     }
     let ssh_user = c.all_var("ansible_user").map(|v| v.text);
+    refuse_ansible_vars(&mut c);
     let mut nodes: Vec<NodeSpec> = Vec::new();
     let ordered: Vec<String> = {
         // Inventory order of first appearance, limited to hosts in a group ferry uses.
@@ -583,11 +586,13 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         };
         let user = c
             .host_var(host, "ansible_user")
+            .or_else(|| c.host_var(host, "ansible_ssh_user"))
             .map(|v| v.text)
             .or(ssh_user.clone())
             .unwrap_or("root".into());
         let identity_file = c
             .host_var(host, "ansible_ssh_private_key_file")
+            .or_else(|| c.host_var(host, "ansible_private_key_file"))
             .map(|v| PathBuf::from(v.text));
         let arch_val = c.host_var(host, "arch");
         let arch = arch_val
@@ -992,6 +997,36 @@ fn parse_insecure_registry(url: &str) -> std::result::Result<InsecureRegistry, S
         url: format!("{scheme}://{}", host.to_ascii_lowercase()),
         skip_verify,
     })
+}
+
+/// Ansible connection settings ferry does not follow, each with the reason
+/// (it connects with its own SSH client, as root, with keys).
+const REFUSED_ANSIBLE_VARS: &[(&str, &str)] = &[
+    ("ansible_password", "ferry authenticates with SSH keys (ansible_ssh_private_key_file or the agent), never a password"),
+    ("ansible_ssh_pass", "ferry authenticates with SSH keys (ansible_ssh_private_key_file or the agent), never a password"),
+    ("ansible_become", "ferry does not use sudo: it connects as root (ansible_user=root)"),
+    ("ansible_become_user", "ferry does not use sudo: it connects as root (ansible_user=root)"),
+    ("ansible_become_method", "ferry does not use sudo: it connects as root (ansible_user=root)"),
+    ("ansible_become_password", "ferry does not use sudo: it connects as root (ansible_user=root)"),
+    ("ansible_connection", "ferry always connects over SSH, also to the deploy host itself"),
+    ("ansible_ssh_common_args", "put SSH options in an ssh_config and pass it with --ssh-config"),
+    ("ansible_ssh_extra_args", "put SSH options in an ssh_config and pass it with --ssh-config"),
+];
+
+/// Every refused `ansible_*` variable set anywhere in the inventory, at its line.
+fn refuse_ansible_vars(c: &mut Checker) {
+    let inv = c.inv;
+    let host_vars = inv.hosts.iter().flat_map(|h| h.vars.iter());
+    let group_vars = inv.group_vars.values().flat_map(|vars| vars.iter());
+    for (key, value) in host_vars.chain(group_vars) {
+        // `ansible_become=false` and an empty value ask for nothing.
+        let asks = !value.text.is_empty() && !value.text.eq_ignore_ascii_case("false");
+        if let Some((_, why)) = REFUSED_ANSIBLE_VARS.iter().find(|(k, _)| k == key) {
+            if asks {
+                c.fail(&value.origin, format!("{key} is not supported: {why}"));
+            }
+        }
+    }
 }
 
 /// A host's pool: `node_pool=` on its line (or its groups' vars), else the
