@@ -1,14 +1,17 @@
 //! Inventory + config.yml + bundle.json -> a checked cluster description.
 //! Every problem names the file and line it comes from; all are reported at once.
 
+mod hosts;
+
 use crate::plan::config::{Config, Setting};
 use crate::plan::inventory::{Inventory, Value};
 use crate::plan::jinja::Scope;
 use crate::plan::pools::Pool;
 use crate::plan::{Origin, PlanError, Problem, Problems, Result, Role, SshTarget};
 use ferry_bundles::BundleManifest;
+use hosts::Groups;
 use ipnet::Ipv4Net;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -228,7 +231,29 @@ struct Checker<'a> {
     problems: Vec<Problem>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    fn new(inv: &'a Inventory) -> Checker<'a> {
+        Checker {
+            inv,
+            scope: Scope::from_inventory(inv),
+            problems: Vec::new(),
+        }
+    }
+
+    /// The inventory's first line: where problems of the file as a whole point.
+    fn file_origin(&self) -> Origin {
+        Origin::new(&self.inv.path, 1)
+    }
+
+    /// A group's `[group]` line, else the inventory's first line.
+    fn group_origin(&self, group: &str) -> Origin {
+        self.inv
+            .group_lines
+            .get(group)
+            .cloned()
+            .unwrap_or(self.file_origin())
+    }
+
     fn fail(&mut self, origin: &Origin, msg: impl Into<String>) {
         self.problems.push(Problem {
             origin: origin.clone(),
@@ -313,25 +338,53 @@ fn lower(s: &str) -> String {
 
 /// Check everything and build the cluster description, or list every problem.
 pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Result<Cluster> {
-    let mut c = Checker {
-        inv,
-        scope: Scope::from_inventory(inv),
-        problems: Vec::new(),
+    let mut c = Checker::new(inv);
+    warn_unknown_groups(inv);
+    warn_unused_vars(inv, &c.scope);
+    let shared = shared_settings(&mut c, cfg, bundle);
+    let kubernetes = kubernetes_version(&mut c, cfg, bundle);
+    let groups = Groups::of(inv);
+    check_group_sizes(&mut c, &groups);
+    let mut nodes = hosts::nodes(&mut c, cfg, bundle, &groups);
+    hosts::check_duplicates(&mut c, &nodes);
+    let access = access_layer(&mut c, cfg, &groups, &nodes, shared.apiserver_port);
+    if let (Some(svc), Some(pod)) = (shared.network.service_cidr, shared.network.cluster_cidr) {
+        check_cidr_overlaps(&mut c, cfg, svc, pod, &nodes);
+    }
+    assign_chrony(&groups, &mut nodes);
+    assign_registry(&mut c, cfg, &mut nodes);
+    let kubeasz = kubeasz_values(&mut c, cfg, shared.network.cluster_cidr);
+    check_insecure_registries(&mut c, cfg, bundle, &kubeasz);
+    check_local_lb_port(&mut c, cfg, shared.apiserver_port);
+    let calico = calico_network(&mut c, cfg, &shared.cni, &nodes);
+    let parts = Parts {
+        kubernetes,
+        nodes,
+        access,
+        kubeasz,
+        calico,
     };
-    let file_origin = Origin::new(&inv.path, 1);
+    assemble(c, cfg, shared, parts)
+}
 
-    // Unknown groups and variables: warn, and report Jinja in values ferry ignores.
+/// Groups ferry does not know: a warning each.
+fn warn_unknown_groups(inv: &Inventory) {
     for (g, origin) in &inv.group_lines {
         if !KNOWN_GROUPS.contains(&g.as_str()) && !inv.children.values().flatten().any(|x| x == g) {
             tracing::warn!("{origin}: group [{g}] is not used by ferry");
         }
     }
+}
+
+/// Group variables ferry does not read: a warning each, and one for Jinja in
+/// the values it ignores that could not be evaluated.
+fn warn_unused_vars(inv: &Inventory, scope: &Scope) {
     for (group, vars) in &inv.group_vars {
         for (k, v) in vars {
             if !USED_VARS.contains(&k.as_str()) && !IGNORED_VARS.contains(&k.as_str()) {
                 tracing::warn!("{}: [{group}:vars] {k} is not used by ferry", v.origin);
             } else if v.is_jinja() && !USED_VARS.contains(&k.as_str()) {
-                if let Err(e) = c.scope.eval(&v.text) {
+                if let Err(e) = scope.eval(&v.text) {
                     tracing::warn!(
                         "{}: {k}={} holds Jinja that ferry cannot evaluate ({e}); ferry does not use it",
                         v.origin,
@@ -341,8 +394,59 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             }
         }
     }
+}
 
-    // Settings both files may carry.
+/// Settings both files may carry, merged and checked, with the directories
+/// the inventory names.
+struct SharedSettings {
+    apiserver_port: u16,
+    cni: String,
+    proxy_mode: String,
+    network: NetworkSettings,
+    bin_dir: String,
+    ca_dir: String,
+}
+
+/// The cluster's address ranges and DNS domain.
+struct NetworkSettings {
+    /// `None` when it did not parse (reported).
+    service_cidr: Option<Ipv4Net>,
+    /// `None` when it did not parse (reported).
+    cluster_cidr: Option<Ipv4Net>,
+    node_port_range: String,
+    dns_domain: String,
+}
+
+fn shared_settings(c: &mut Checker, cfg: &Config, bundle: &BundleManifest) -> SharedSettings {
+    let apiserver_port = apiserver_port(c, cfg);
+    check_runtime(c, cfg);
+    let cni = cni(c, cfg);
+    let proxy_mode = lower(&c.agree("PROXY_MODE", &cfg.proxy_mode, "PROXY_MODE", lower));
+    let o = origin_of(c.inv, "PROXY_MODE", &cfg.proxy_mode.origin);
+    check_proxy_mode(c, &proxy_mode, &o, &bundle.kubernetes);
+    c.problems.extend(crate::plan::kubeasz::check(cfg));
+    let network = network_settings(c, cfg);
+    check_config_values(c, cfg);
+    let bin_dir = c
+        .all_var("bin_dir")
+        .map(|v| v.text)
+        .unwrap_or_else(|| "/opt/kube/bin".into());
+    let ca_dir = c
+        .all_var("ca_dir")
+        .map(|v| v.text)
+        .unwrap_or_else(|| "/etc/kubernetes/ssl".into());
+    SharedSettings {
+        apiserver_port,
+        cni,
+        proxy_mode,
+        network,
+        bin_dir,
+        ca_dir,
+    }
+}
+
+/// `KUBE_APISERVER_BIND_PORT` / `SECURE_PORT`.
+fn apiserver_port(c: &mut Checker, cfg: &Config) -> u16 {
     let port_setting = Setting {
         value: cfg.apiserver_bind_port.value.to_string(),
         origin: cfg.apiserver_bind_port.origin.clone(),
@@ -353,7 +457,11 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         "SECURE_PORT",
         same,
     );
-    let apiserver_port = parse_port(&mut c, &port_text, &port_setting.origin, "apiserver port");
+    parse_port(c, &port_text, &port_setting.origin, "apiserver port")
+}
+
+/// `CONTAINER_RUNTIME`: containerd only.
+fn check_runtime(c: &mut Checker, cfg: &Config) {
     let runtime = c.agree(
         "CONTAINER_RUNTIME",
         &cfg.container_runtime,
@@ -361,28 +469,30 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         lower,
     );
     if runtime != "containerd" {
-        let o = origin_of(inv, "CONTAINER_RUNTIME", &cfg.container_runtime.origin);
+        let o = origin_of(c.inv, "CONTAINER_RUNTIME", &cfg.container_runtime.origin);
         c.fail(
             &o,
             format!("container runtime \"{runtime}\" is not supported; ferry installs containerd"),
         );
     }
+}
+
+/// `CNI_PLUGIN` / `CLUSTER_NETWORK`: cilium or calico.
+fn cni(c: &mut Checker, cfg: &Config) -> String {
     let cni = lower(&c.agree("CNI_PLUGIN", &cfg.cni_plugin, "CLUSTER_NETWORK", lower));
     if cni != "cilium" && cni != "calico" {
-        let o = origin_of(inv, "CLUSTER_NETWORK", &cfg.cni_plugin.origin);
+        let o = origin_of(c.inv, "CLUSTER_NETWORK", &cfg.cni_plugin.origin);
         c.fail(
             &o,
             format!("CNI \"{cni}\" is not supported: ferry deploys cilium or calico; set CLUSTER_NETWORK (or CNI_PLUGIN) to one of them"),
         );
     }
-    let proxy_mode = lower(&c.agree("PROXY_MODE", &cfg.proxy_mode, "PROXY_MODE", lower));
-    check_proxy_mode(
-        &mut c,
-        &proxy_mode,
-        &origin_of(inv, "PROXY_MODE", &cfg.proxy_mode.origin),
-        &bundle.kubernetes,
-    );
-    c.problems.extend(crate::plan::kubeasz::check(cfg));
+    cni
+}
+
+/// The service and pod CIDRs, the NodePort range and the DNS domain: all four
+/// merged first, then each checked.
+fn network_settings(c: &mut Checker, cfg: &Config) -> NetworkSettings {
     let service_text = c.agree("SERVICE_CIDR", &cfg.service_cidr, "SERVICE_CIDR", same);
     let cluster_text = c.agree("CLUSTER_CIDR", &cfg.cluster_cidr, "CLUSTER_CIDR", same);
     let node_port_range = c.agree(
@@ -397,21 +507,23 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
         "CLUSTER_DNS_DOMAIN",
         no_trailing_dot,
     ));
-    let service_cidr = parse_cidr(
-        &mut c,
-        &service_text,
-        &origin_of(inv, "SERVICE_CIDR", &cfg.service_cidr.origin),
-    );
-    let cluster_cidr = parse_cidr(
-        &mut c,
-        &cluster_text,
-        &origin_of(inv, "CLUSTER_CIDR", &cfg.cluster_cidr.origin),
-    );
-    check_port_range(
-        &mut c,
-        &node_port_range,
-        &origin_of(inv, "NODE_PORT_RANGE", &cfg.node_port_range.origin),
-    );
+    let o = origin_of(c.inv, "SERVICE_CIDR", &cfg.service_cidr.origin);
+    let service_cidr = parse_cidr(c, &service_text, &o);
+    let o = origin_of(c.inv, "CLUSTER_CIDR", &cfg.cluster_cidr.origin);
+    let cluster_cidr = parse_cidr(c, &cluster_text, &o);
+    let o = origin_of(c.inv, "NODE_PORT_RANGE", &cfg.node_port_range.origin);
+    check_port_range(c, &node_port_range, &o);
+    NetworkSettings {
+        service_cidr,
+        cluster_cidr,
+        node_port_range,
+        dns_domain,
+    }
+}
+
+/// config.yml values only it carries: the cilium tunnel mode, ingress-nginx,
+/// the host subnet prefix.
+fn check_config_values(c: &mut Checker, cfg: &Config) {
     if !["native", "vxlan", "geneve"].contains(&cfg.cilium_tunnel_mode.value.as_str()) {
         c.fail(
             &cfg.cilium_tunnel_mode.origin,
@@ -433,16 +545,10 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             "HOST_SUBNET_PREFIX must be between 0 and 32",
         );
     }
-    let bin_dir = c
-        .all_var("bin_dir")
-        .map(|v| v.text)
-        .unwrap_or_else(|| "/opt/kube/bin".into());
-    let ca_dir = c
-        .all_var("ca_dir")
-        .map(|v| v.text)
-        .unwrap_or_else(|| "/etc/kubernetes/ssl".into());
+}
 
-    // Kubernetes version: must be the bundle's.
+/// The bundle's Kubernetes version (no `v`); `K8S_VER`, if set, must be it.
+fn kubernetes_version(c: &mut Checker, cfg: &Config, bundle: &BundleManifest) -> String {
     let kubernetes = bundle.kubernetes.trim_start_matches('v').to_string();
     if let Some(v) = &cfg.k8s_ver {
         if v.value.trim_start_matches('v') != kubernetes {
@@ -455,230 +561,46 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             );
         }
     }
+    kubernetes
+}
 
-    // Hosts.
-    let masters = inv.group("kube_master");
-    let etcd = inv.group("etcd");
-    let kube_nodes = inv.group("kube_node");
-    let ex_lb = inv.group("ex_lb");
-    let chrony = inv.group("chrony");
-    if masters.is_empty() {
-        let o = inv
-            .group_lines
-            .get("kube_master")
-            .cloned()
-            .unwrap_or(file_origin.clone());
+/// At least one master, and an odd number of etcd members.
+fn check_group_sizes(c: &mut Checker, groups: &Groups) {
+    if groups.masters.is_empty() {
+        let o = c.group_origin("kube_master");
         c.fail(&o, "no master: list at least one host under [kube_master]");
     }
-    if etcd.is_empty() || etcd.len().is_multiple_of(2) {
-        let o = inv
-            .group_lines
-            .get("etcd")
-            .cloned()
-            .unwrap_or(file_origin.clone());
+    if groups.etcd.is_empty() || groups.etcd.len().is_multiple_of(2) {
+        let o = c.group_origin("etcd");
         c.fail(
             &o,
             format!(
                 "[etcd] has {} member(s); etcd needs an odd number (1, 3, 5) to keep quorum",
-                etcd.len()
+                groups.etcd.len()
             ),
         );
     }
-    let ssh_user = c.all_var("ansible_user").map(|v| v.text);
-    refuse_ansible_vars(&mut c);
-    let mut nodes: Vec<NodeSpec> = Vec::new();
-    let ordered: Vec<String> = {
-        // Inventory order of first appearance, limited to hosts in a group ferry uses.
-        let in_use: BTreeSet<&String> = masters
-            .iter()
-            .chain(&etcd)
-            .chain(&kube_nodes)
-            .chain(&ex_lb)
-            .chain(&chrony)
-            .map(|(h, _)| h)
-            .collect();
-        for h in inv.hosts.iter().filter(|h| !in_use.contains(&h.host)) {
-            tracing::warn!(
-                "{}: host {} is in no group ferry deploys ([etcd], [kube_master], [kube_node], [ex_lb], [chrony]); it is left out of the plan",
-                h.origin,
-                h.host
-            );
-        }
-        inv.hosts
-            .iter()
-            .map(|h| &h.host)
-            .filter(|h| in_use.contains(h))
-            .cloned()
-            .collect()
-    };
-    for host in &ordered {
-        let origin = inv
-            .host(host)
-            .map(|h| h.origin.clone())
-            .unwrap_or(file_origin.clone());
-        let mut roles = BTreeSet::new();
-        let member = |g: &Vec<(String, Origin)>| g.iter().any(|(h, _)| h == host);
-        if member(&masters) {
-            roles.insert(Role::Master);
-            roles.insert(Role::Node); // masters run kubelet too (tainted NoSchedule)
-        }
-        if member(&kube_nodes) {
-            roles.insert(Role::Node);
-        }
-        if member(&etcd) {
-            roles.insert(Role::Etcd);
-        }
-        if member(&ex_lb) {
-            roles.insert(Role::ExLb);
-        }
-        if member(&chrony) {
-            roles.insert(Role::Chrony);
-        }
-        let ip_val = c
-            .host_var(host, "ip")
-            .or_else(|| c.host_var(host, "ansible_host"));
-        let (ip_text, ip_origin) = match &ip_val {
-            Some(v) => (v.text.clone(), v.origin.clone()),
-            None => (host.clone(), origin.clone()),
-        };
-        let ip = match ip_text.parse::<Ipv4Addr>() {
-            Ok(ip) => ip,
-            Err(_) => {
-                c.fail(&ip_origin, format!("host {host}: \"{ip_text}\" is not an IPv4 address; set ip=<address> on its line"));
-                Ipv4Addr::UNSPECIFIED
-            }
-        };
-        let name = node_name(&mut c, cfg, host);
-        if !valid_dns_name(&name) {
-            c.fail(&origin, format!("host {host}: node name \"{name}\" must be lower-case letters, digits, '-' or '.'"));
-        }
-        let etcd_name = roles.contains(&Role::Etcd).then(|| {
-            c.host_var(host, "etcd_name")
-                .or_else(|| c.host_var(host, "NODE_NAME"))
-                .map(|v| v.text)
-                .unwrap_or(name.clone())
-        });
-        let lb_role = match roles.contains(&Role::ExLb) {
-            false => None,
-            true => match c.host_var(host, "LB_ROLE") {
-                None => None,
-                Some(v) if v.text.eq_ignore_ascii_case("master") => Some(LbRole::Master),
-                Some(v) if v.text.eq_ignore_ascii_case("backup") => Some(LbRole::Backup),
-                Some(v) => {
-                    c.fail(
-                        &v.origin,
-                        format!("LB_ROLE=\"{}\" must be master or backup", v.text),
-                    );
-                    None
-                }
-            },
-        };
-        let ssh_host = c
-            .host_var(host, "ansible_host")
-            .map(|v| v.text)
-            .unwrap_or(host.clone());
-        let port = c
-            .host_var(host, "ansible_port")
-            .or_else(|| c.host_var(host, "ansible_ssh_port"));
-        let ssh_port = match port {
-            Some(p) => parse_port(&mut c, &p.text, &p.origin, "SSH port"),
-            None => 22,
-        };
-        let user = c
-            .host_var(host, "ansible_user")
-            .or_else(|| c.host_var(host, "ansible_ssh_user"))
-            .map(|v| v.text)
-            .or(ssh_user.clone())
-            .unwrap_or("root".into());
-        let identity_file = c
-            .host_var(host, "ansible_ssh_private_key_file")
-            .or_else(|| c.host_var(host, "ansible_private_key_file"))
-            .map(|v| PathBuf::from(v.text));
-        let arch_val = c.host_var(host, "arch");
-        let arch = arch_val
-            .as_ref()
-            .map(|v| v.text.clone())
-            .unwrap_or("amd64".into());
-        let platform = format!("linux/{arch}");
-        if !bundle.platforms.contains(&platform) {
-            let o = arch_val.map(|v| v.origin).unwrap_or(origin.clone());
-            c.fail(
-                &o,
-                format!(
-                    "host {host} is {platform} but bundle {} carries only {}; build the bundle with --platform {platform}",
-                    bundle.name,
-                    bundle.platforms.join(", ")
-                ),
-            );
-        }
-        nodes.push(NodeSpec {
-            name,
-            inventory_host: host.clone(),
-            ip,
-            ssh: SshTarget {
-                host: ssh_host,
-                port: ssh_port,
-                user,
-                identity_file,
-            },
-            arch,
-            roles,
-            etcd_name,
-            lb_role,
-            pool: node_pool(&mut c, host, &origin),
-            worker: member(&kube_nodes),
-            origin,
-        });
-        if let Some(n) = nodes.last().filter(|n| n.pool.is_some() && !n.worker) {
-            let msg = format!("host {host} has pool {} but is not in [kube_node]; only workers join a pool (a master listed in [kube_node] too takes workloads)", n.pool.map(|p| p.name()).unwrap_or_default());
-            let o = n.origin.clone();
-            c.fail(&o, msg);
-        }
-    }
-    // Duplicate addresses and names.
-    let mut by_ip: BTreeMap<Ipv4Addr, &NodeSpec> = BTreeMap::new();
-    let mut by_name: BTreeMap<&str, &NodeSpec> = BTreeMap::new();
-    let mut by_etcd: BTreeMap<&str, &NodeSpec> = BTreeMap::new();
-    let mut dup = Vec::new();
-    for n in &nodes {
-        if let Some(prev) = by_ip.insert(n.ip, n) {
-            dup.push((
-                n.origin.clone(),
-                format!(
-                    "duplicate IP {}: hosts {} and {} (at {})",
-                    n.ip, prev.inventory_host, n.inventory_host, prev.origin
-                ),
-            ));
-        }
-        if let Some(prev) = by_name.insert(&n.name, n) {
-            dup.push((
-                n.origin.clone(),
-                format!(
-                    "duplicate node name {}: hosts {} and {} (at {})",
-                    n.name, prev.inventory_host, n.inventory_host, prev.origin
-                ),
-            ));
-        }
-        if let Some(e) = &n.etcd_name {
-            if let Some(prev) = by_etcd.insert(e, n) {
-                dup.push((
-                    n.origin.clone(),
-                    format!(
-                        "duplicate etcd member name {e}: hosts {} and {} (at {})",
-                        prev.inventory_host, n.inventory_host, prev.origin
-                    ),
-                ));
-            }
-        }
-    }
-    for (o, m) in dup {
-        c.fail(&o, m);
-    }
+}
 
-    // Access layer: the VIP.
+/// How clients reach the apiservers.
+struct Access {
+    vip: Option<Ipv4Addr>,
+    /// Port haproxy listens on at the VIP.
+    lb_port: u16,
+}
+
+/// The VIP (config.yml's `VIP` or `EX_APISERVER_VIP` on the `[ex_lb]` lines,
+/// which must agree) and the port haproxy listens on there.
+fn access_layer(
+    c: &mut Checker,
+    cfg: &Config,
+    groups: &Groups,
+    nodes: &[NodeSpec],
+    apiserver_port: u16,
+) -> Access {
     let mut vip_text = cfg.vip.clone();
     let mut lb_port = apiserver_port;
-    for (h, _) in &ex_lb {
+    for (h, _) in &groups.ex_lb {
         if let Some(v) = c.host_var(h, "EX_APISERVER_VIP") {
             match &vip_text {
                 Some(cv) if cv.value != v.text => c.fail(
@@ -698,99 +620,141 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             }
         }
         if let Some(p) = c.host_var(h, "EX_APISERVER_PORT") {
-            lb_port = parse_port(&mut c, &p.text, &p.origin, "EX_APISERVER_PORT");
+            lb_port = parse_port(c, &p.text, &p.origin, "EX_APISERVER_PORT");
         }
     }
-    let vip = match &vip_text {
-        None => {
-            if !ex_lb.is_empty() {
-                let o = inv
-                    .group_lines
-                    .get("ex_lb")
-                    .cloned()
-                    .unwrap_or(file_origin.clone());
-                c.fail(&o, "[ex_lb] hosts need a VIP: set VIP in config.yml (or EX_APISERVER_VIP on the [ex_lb] lines)");
-            }
+    let vip = check_vip(c, cfg, groups, nodes, vip_text.as_ref());
+    Access { vip, lb_port }
+}
+
+/// A VIP needs `[ex_lb]` hosts and they need one; it must be an IPv4 address.
+fn check_vip(
+    c: &mut Checker,
+    cfg: &Config,
+    groups: &Groups,
+    nodes: &[NodeSpec],
+    vip_text: Option<&Setting<String>>,
+) -> Option<Ipv4Addr> {
+    let Some(v) = vip_text else {
+        if !groups.ex_lb.is_empty() {
+            let o = c.group_origin("ex_lb");
+            c.fail(&o, "[ex_lb] hosts need a VIP: set VIP in config.yml (or EX_APISERVER_VIP on the [ex_lb] lines)");
+        }
+        return None;
+    };
+    match v.value.parse::<Ipv4Addr>() {
+        Err(_) => {
+            c.fail(
+                &v.origin,
+                format!("VIP \"{}\" is not an IPv4 address", v.value),
+            );
             None
         }
-        Some(v) => {
-            match v.value.parse::<Ipv4Addr>() {
-                Err(_) => {
-                    c.fail(
-                        &v.origin,
-                        format!("VIP \"{}\" is not an IPv4 address", v.value),
-                    );
-                    None
-                }
-                Ok(vip) => {
-                    if ex_lb.is_empty() {
-                        c.fail(&v.origin, "VIP is set but [ex_lb] has no hosts to hold it (haproxy + keepalived); add two [ex_lb] hosts");
-                    }
-                    if let Some(n) = nodes.iter().find(|n| n.ip == vip) {
-                        c.fail(&v.origin, format!("VIP {vip} is the address of host {} (at {}); pick an unused address", n.inventory_host, n.origin));
-                    }
-                    let prefix = cfg.host_subnet_prefix.value.min(32);
-                    for m in nodes.iter().filter(|n| n.roles.contains(&Role::Master)) {
-                        let net = Ipv4Net::new(m.ip, prefix).map(|n| n.trunc()).ok();
-                        if net.is_some_and(|net| !net.contains(&vip)) {
-                            c.fail(
-                            &v.origin,
-                            format!(
-                                "VIP {vip} is not in master {}'s subnet {}/{prefix} (HOST_SUBNET_PREFIX); keepalived can only hold an address of the masters' network",
-                                m.inventory_host,
-                                net.map(|n| n.network().to_string()).unwrap_or_default()
-                            ),
-                        );
-                            break;
-                        }
-                    }
-                    Some(vip)
-                }
+        Ok(vip) => {
+            if groups.ex_lb.is_empty() {
+                c.fail(&v.origin, "VIP is set but [ex_lb] has no hosts to hold it (haproxy + keepalived); add two [ex_lb] hosts");
             }
+            check_vip_address(c, cfg, nodes, vip, &v.origin);
+            Some(vip)
         }
-    };
+    }
+}
 
-    // CIDRs: pod vs service vs host networks.
-    if let (Some(svc), Some(pod)) = (service_cidr, cluster_cidr) {
-        let svc_o = origin_of(inv, "SERVICE_CIDR", &cfg.service_cidr.origin);
-        let pod_o = origin_of(inv, "CLUSTER_CIDR", &cfg.cluster_cidr.origin);
-        if overlaps(svc, pod) {
-            c.fail(&pod_o, format!("CLUSTER_CIDR {pod} overlaps SERVICE_CIDR {svc} (at {svc_o}); pick disjoint ranges"));
+/// The VIP is no host's address and lies in the masters' subnet.
+fn check_vip_address(
+    c: &mut Checker,
+    cfg: &Config,
+    nodes: &[NodeSpec],
+    vip: Ipv4Addr,
+    origin: &Origin,
+) {
+    if let Some(n) = nodes.iter().find(|n| n.ip == vip) {
+        c.fail(
+            origin,
+            format!(
+                "VIP {vip} is the address of host {} (at {}); pick an unused address",
+                n.inventory_host, n.origin
+            ),
+        );
+    }
+    let prefix = cfg.host_subnet_prefix.value.min(32);
+    for m in nodes.iter().filter(|n| n.roles.contains(&Role::Master)) {
+        let net = Ipv4Net::new(m.ip, prefix).map(|n| n.trunc()).ok();
+        if net.is_some_and(|net| !net.contains(&vip)) {
+            c.fail(
+                origin,
+                format!(
+                    "VIP {vip} is not in master {}'s subnet {}/{prefix} (HOST_SUBNET_PREFIX); keepalived can only hold an address of the masters' network",
+                    m.inventory_host,
+                    net.map(|n| n.network().to_string()).unwrap_or_default()
+                ),
+            );
+            break;
         }
-        let prefix = cfg.host_subnet_prefix.value.min(32);
-        let mut host_nets: Vec<(Ipv4Net, &NodeSpec)> = Vec::new();
-        for n in &nodes {
-            if let Ok(net) = Ipv4Net::new(n.ip, prefix) {
-                if !host_nets.iter().any(|(x, _)| *x == net.trunc()) {
-                    host_nets.push((net.trunc(), n));
-                }
-            }
-        }
-        for (net, n) in host_nets {
-            for (key, cidr, o) in [("CLUSTER_CIDR", pod, &pod_o), ("SERVICE_CIDR", svc, &svc_o)] {
-                if overlaps(net, cidr) {
-                    c.fail(o, format!("{key} {cidr} overlaps the host network {net} of {} (at {}); pick a range outside the hosts' networks", n.inventory_host, n.origin));
-                }
+    }
+}
+
+/// The pod and service CIDRs are disjoint, and neither overlaps a host network.
+fn check_cidr_overlaps(
+    c: &mut Checker,
+    cfg: &Config,
+    svc: Ipv4Net,
+    pod: Ipv4Net,
+    nodes: &[NodeSpec],
+) {
+    let svc_o = origin_of(c.inv, "SERVICE_CIDR", &cfg.service_cidr.origin);
+    let pod_o = origin_of(c.inv, "CLUSTER_CIDR", &cfg.cluster_cidr.origin);
+    if overlaps(svc, pod) {
+        c.fail(
+            &pod_o,
+            format!(
+                "CLUSTER_CIDR {pod} overlaps SERVICE_CIDR {svc} (at {svc_o}); pick disjoint ranges"
+            ),
+        );
+    }
+    let prefix = cfg.host_subnet_prefix.value.min(32);
+    for (net, n) in host_networks(nodes, prefix) {
+        for (key, cidr, o) in [("CLUSTER_CIDR", pod, &pod_o), ("SERVICE_CIDR", svc, &svc_o)] {
+            if overlaps(net, cidr) {
+                c.fail(o, format!("{key} {cidr} overlaps the host network {net} of {} (at {}); pick a range outside the hosts' networks", n.inventory_host, n.origin));
             }
         }
     }
+}
 
-    // Time: with no [chrony] hosts the masters serve time to the cluster (the
-    // network has no upstream), so every host still syncs to one clock.
-    if chrony.is_empty() {
+/// Each distinct host network (`HOST_SUBNET_PREFIX`), with the first node in it.
+fn host_networks(nodes: &[NodeSpec], prefix: u8) -> Vec<(Ipv4Net, &NodeSpec)> {
+    let mut host_nets: Vec<(Ipv4Net, &NodeSpec)> = Vec::new();
+    for n in nodes {
+        if let Ok(net) = Ipv4Net::new(n.ip, prefix) {
+            if !host_nets.iter().any(|(x, _)| *x == net.trunc()) {
+                host_nets.push((net.trunc(), n));
+            }
+        }
+    }
+    host_nets
+}
+
+/// Time: with no `[chrony]` hosts the masters serve time to the cluster (the
+/// network has no upstream), so every host still syncs to one clock.
+fn assign_chrony(groups: &Groups, nodes: &mut [NodeSpec]) {
+    if groups.chrony.is_empty() {
         for n in nodes.iter_mut().filter(|n| n.roles.contains(&Role::Master)) {
             n.roles.insert(Role::Chrony);
         }
     }
+}
 
-    // Registry mirror hosts.
-    let registry_hosts = cfg.ferry_registry_hosts.value.clone();
+/// Registry mirror hosts: `FERRY_REGISTRY_HOSTS` (inventory host, node name
+/// or IP), else the masters.
+fn assign_registry(c: &mut Checker, cfg: &Config, nodes: &mut [NodeSpec]) {
+    let registry_hosts = &cfg.ferry_registry_hosts.value;
     if registry_hosts.is_empty() {
         for n in nodes.iter_mut().filter(|n| n.roles.contains(&Role::Master)) {
             n.roles.insert(Role::Registry);
         }
     } else {
-        for want in &registry_hosts {
+        for want in registry_hosts {
             match nodes
                 .iter_mut()
                 .find(|n| &n.inventory_host == want || &n.name == want || n.ip.to_string() == *want)
@@ -802,7 +766,7 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
                     &cfg.ferry_registry_hosts.origin,
                     format!(
                         "FERRY_REGISTRY_HOSTS names {want}, which is not a host of {}",
-                        inv.path.display()
+                        c.inv.path.display()
                     ),
                 ),
             }
@@ -814,11 +778,15 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             "FERRY_REGISTRY_PORT must not be 0",
         );
     }
-    let first_master = nodes
-        .iter()
-        .find(|n| n.roles.contains(&Role::Master))
-        .map(|n| n.ip);
-    let kubeasz = kubeasz_values(&mut c, cfg, cluster_cidr);
+}
+
+/// `INSECURE_REG` must not list a registry whose images ferry's mirror serves.
+fn check_insecure_registries(
+    c: &mut Checker,
+    cfg: &Config,
+    bundle: &BundleManifest,
+    kubeasz: &KubeaszValues,
+) {
     let served = crate::images::registries(bundle);
     for r in &kubeasz.insecure_registries {
         if served.contains(&r.host) {
@@ -828,8 +796,20 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             );
         }
     }
-    check_local_lb_port(&mut c, cfg, apiserver_port);
-    let calico = match (cni.as_str(), first_master) {
+}
+
+/// Calico's network when the CNI is calico (it needs the first master).
+fn calico_network(
+    c: &mut Checker,
+    cfg: &Config,
+    cni: &str,
+    nodes: &[NodeSpec],
+) -> Option<crate::plan::calico::CalicoNetwork> {
+    let first_master = nodes
+        .iter()
+        .find(|n| n.roles.contains(&Role::Master))
+        .map(|n| n.ip);
+    match (cni, first_master) {
         ("calico", Some(first)) => match crate::plan::calico::settings(cfg, first) {
             Ok(net) => Some(net),
             Err(problems) => {
@@ -838,40 +818,53 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
             }
         },
         _ => None,
-    };
+    }
+}
 
+/// What the checks after the shared settings produced, for [`assemble`].
+struct Parts {
+    kubernetes: String,
+    nodes: Vec<NodeSpec>,
+    access: Access,
+    kubeasz: KubeaszValues,
+    calico: Option<crate::plan::calico::CalicoNetwork>,
+}
+
+/// Every problem found, or the cluster.
+fn assemble(c: Checker, cfg: &Config, shared: SharedSettings, parts: Parts) -> Result<Cluster> {
     if !c.problems.is_empty() {
         return Err(PlanError::Invalid(Problems(c.problems)));
     }
+    let net = shared.network;
     // A CIDR that did not parse was reported above, so both are present here.
-    let (Some(service_cidr), Some(cluster_cidr)) = (service_cidr, cluster_cidr) else {
+    let (Some(service_cidr), Some(cluster_cidr)) = (net.service_cidr, net.cluster_cidr) else {
         return Err(PlanError::invalid(
-            file_origin,
+            c.file_origin(),
             "SERVICE_CIDR or CLUSTER_CIDR is not a CIDR",
         ));
     };
     Ok(Cluster {
         config: cfg.clone(),
-        inventory_path: inv.path.clone(),
+        inventory_path: c.inv.path.clone(),
         name: cfg.cluster_name.value.clone(),
-        kubernetes,
-        bin_dir,
-        ca_dir,
-        nodes,
-        vip,
-        apiserver_port,
-        lb_port,
+        kubernetes: parts.kubernetes,
+        bin_dir: shared.bin_dir,
+        ca_dir: shared.ca_dir,
+        nodes: parts.nodes,
+        vip: parts.access.vip,
+        apiserver_port: shared.apiserver_port,
+        lb_port: parts.access.lb_port,
         cluster_cidr,
         service_cidr,
-        node_port_range,
-        proxy_mode,
-        dns_domain,
-        cni,
-        calico,
+        node_port_range: net.node_port_range,
+        proxy_mode: shared.proxy_mode,
+        dns_domain: net.dns_domain,
+        cni: shared.cni,
+        calico: parts.calico,
         registry_port: cfg.ferry_registry_port.value,
-        cert_lifetimes: kubeasz.cert_lifetimes,
-        extra_sans: kubeasz.extra_sans,
-        insecure_registries: kubeasz.insecure_registries,
+        cert_lifetimes: parts.kubeasz.cert_lifetimes,
+        extra_sans: parts.kubeasz.extra_sans,
+        insecure_registries: parts.kubeasz.insecure_registries,
         node_cidr_len: cfg.node_cidr_len.value,
     })
 }
@@ -997,103 +990,6 @@ fn parse_insecure_registry(url: &str) -> std::result::Result<InsecureRegistry, S
         url: format!("{scheme}://{}", host.to_ascii_lowercase()),
         skip_verify,
     })
-}
-
-/// Ansible connection settings ferry does not follow, each with the reason
-/// (it connects with its own SSH client, as root, with keys).
-const REFUSED_ANSIBLE_VARS: &[(&str, &str)] = &[
-    ("ansible_password", "ferry authenticates with SSH keys (ansible_ssh_private_key_file or the agent), never a password"),
-    ("ansible_ssh_pass", "ferry authenticates with SSH keys (ansible_ssh_private_key_file or the agent), never a password"),
-    ("ansible_become", "ferry does not use sudo: it connects as root (ansible_user=root)"),
-    ("ansible_become_user", "ferry does not use sudo: it connects as root (ansible_user=root)"),
-    ("ansible_become_method", "ferry does not use sudo: it connects as root (ansible_user=root)"),
-    ("ansible_become_password", "ferry does not use sudo: it connects as root (ansible_user=root)"),
-    ("ansible_connection", "ferry always connects over SSH, also to the deploy host itself"),
-    ("ansible_ssh_common_args", "put SSH options in an ssh_config and pass it with --ssh-config"),
-    ("ansible_ssh_extra_args", "put SSH options in an ssh_config and pass it with --ssh-config"),
-];
-
-/// Every refused `ansible_*` variable set anywhere in the inventory, at its line.
-fn refuse_ansible_vars(c: &mut Checker) {
-    let inv = c.inv;
-    let host_vars = inv.hosts.iter().flat_map(|h| h.vars.iter());
-    let group_vars = inv.group_vars.values().flat_map(|vars| vars.iter());
-    for (key, value) in host_vars.chain(group_vars) {
-        // `ansible_become=false` and an empty value ask for nothing.
-        let asks = !value.text.is_empty() && !value.text.eq_ignore_ascii_case("false");
-        if let Some((_, why)) = REFUSED_ANSIBLE_VARS.iter().find(|(k, _)| k == key) {
-            if asks {
-                c.fail(&value.origin, format!("{key} is not supported: {why}"));
-            }
-        }
-    }
-}
-
-/// A host's pool: `node_pool=` on its line (or its groups' vars), else the
-/// pool group it is in; both must agree, and only nodes have one.
-fn node_pool(c: &mut Checker, host: &str, origin: &Origin) -> Option<Pool> {
-    let by_group: Vec<Pool> = Pool::ALL
-        .into_iter()
-        .filter(|p| c.inv.group(p.name()).iter().any(|(h, _)| h == host))
-        .collect();
-    if by_group.len() > 1 {
-        let names: Vec<&str> = by_group.iter().map(|p| p.name()).collect();
-        c.fail(
-            origin,
-            format!(
-                "host {host} is in several pool groups ({}); a node belongs to one pool",
-                names.join(", ")
-            ),
-        );
-    }
-    let by_var = c.host_var(host, "node_pool");
-    let from_var = by_var.as_ref().and_then(|v| {
-        let pool = Pool::parse(&v.text.to_ascii_lowercase());
-        if pool.is_none() {
-            c.fail(
-                &v.origin,
-                format!(
-                    "node_pool=\"{}\" is not one of system, stateless, batch, middleware",
-                    v.text
-                ),
-            );
-        }
-        pool
-    });
-    match (from_var, by_group.first().copied()) {
-        (Some(v), Some(g)) if v != g => {
-            c.fail(
-                origin,
-                format!("host {host}: node_pool={v} disagrees with its [{g}] group; keep one"),
-            );
-            Some(v)
-        }
-        (Some(v), _) => Some(v),
-        (None, g) => g,
-    }
-}
-
-/// A host's node name: ferry's `node_name`, else kubeasz's `K8S_NODENAME`
-/// template evaluated for the host, else `k8s_nodename`, else the inventory host.
-fn node_name(c: &mut Checker, cfg: &Config, host: &str) -> String {
-    if let Some(v) = c.host_var(host, "node_name") {
-        return v.text;
-    }
-    if let Some(t) = &cfg.k8s_nodename {
-        let scope = c.scope.for_host(c.inv, host);
-        match scope.eval(&t.value) {
-            Ok(name) if !name.is_empty() => return name,
-            Ok(_) => c.fail(&t.origin, format!("K8S_NODENAME is empty for host {host}")),
-            Err(e) => c.fail(
-                &t.origin,
-                format!("K8S_NODENAME cannot be evaluated for host {host} ({e}); write a plain template or set k8s_nodename on the host's line"),
-            ),
-        }
-        return host.to_string();
-    }
-    c.host_var(host, "k8s_nodename")
-        .map(|v| v.text)
-        .unwrap_or_else(|| host.to_string())
 }
 
 /// ipvs and iptables; nftables from Kubernetes 1.29, where it is alpha until
