@@ -15,16 +15,12 @@ mod common;
 use common::rig::Rig;
 use common::upstream::signed_amd64_bundle;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const OCTET: u8 = 43;
 /// The Calico test's rig.
 const CALICO_OCTET: u8 = 44;
-
-fn ferry() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-}
 
 fn ok(out: Output, what: &str) -> String {
     assert!(
@@ -72,23 +68,11 @@ impl Setup {
 
     /// `ferry install`; `timeout` sets FERRY_ADDONS_TIMEOUT.
     fn command(&self, timeout: Option<&str>) -> Command {
-        let d = self.dir.path();
-        let mut cmd = ferry();
-        cmd.args(["install", "--ssh-known-hosts", "strict"])
-            .arg("--bundle")
-            .arg(&self.bundle)
-            .arg("--inventory")
-            .arg(d.join("hosts"))
-            .arg("--config")
-            .arg(d.join("config.yml"))
-            .arg("--trust")
-            .arg(d.join("key.pub"))
-            .arg("--data-dir")
-            .arg(d.join("data"))
-            .arg("--cluster-dir")
-            .arg(d.join("cluster"))
-            .arg("--ssh-config")
-            .arg(self.rig.ssh_config());
+        let mut cmd = self.rig.install_command(
+            Path::new(env!("CARGO_BIN_EXE_ferry")),
+            self.dir.path(),
+            &self.bundle,
+        );
         match timeout {
             Some(t) => cmd.env("FERRY_ADDONS_TIMEOUT", t),
             None => cmd.env_remove("FERRY_ADDONS_TIMEOUT"),

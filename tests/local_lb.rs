@@ -14,7 +14,6 @@ mod common;
 use common::rig::Rig;
 use common::upstream::signed_amd64_bundle;
 use std::path::Path;
-use std::process::Command;
 
 const OCTET: u8 = 45;
 
@@ -41,21 +40,8 @@ fn inventory(rig: &Rig, masters: &[&str], key: &Path) -> String {
 }
 
 fn install(rig: &Rig, dir: &Path, bundle: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["install", "--ssh-known-hosts", "strict", "--bundle"])
-        .arg(bundle)
-        .arg("--inventory")
-        .arg(dir.join("hosts"))
-        .arg("--config")
-        .arg(dir.join("config.yml"))
-        .arg("--trust")
-        .arg(dir.join("key.pub"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--cluster-dir")
-        .arg(dir.join("cluster"))
-        .arg("--ssh-config")
-        .arg(rig.ssh_config())
+    let out = rig
+        .install_command(Path::new(env!("CARGO_BIN_EXE_ferry")), dir, bundle)
         .output()
         .expect("run ferry install");
     assert!(

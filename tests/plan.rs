@@ -1,10 +1,25 @@
 //! `ferry plan` as a user runs it on the production guide's example.
 
 mod common;
+use std::path::Path;
 use std::process::Command;
 
 fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+/// `ferry plan` of these files; callers add the trust and output flags.
+fn plan_cmd(inventory: &Path, config: &Path, bundle: &Path, cluster_dir: &Path) -> Command {
+    let mut cmd = ferry();
+    cmd.args(["plan", "--inventory"])
+        .arg(inventory)
+        .arg("--config")
+        .arg(config)
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--cluster-dir")
+        .arg(cluster_dir);
+    cmd
 }
 
 #[test]
@@ -14,18 +29,10 @@ fn plans_the_guide_example_from_a_real_bundle() {
     let g = common::plan::guide_dir();
     let out_dir = tmp.path().join("out");
     let cluster = tmp.path().join("cluster");
-    let out = ferry()
-        .args(["plan", "--inventory"])
-        .arg(g.join("hosts"))
-        .arg("--config")
-        .arg(g.join("config.yml"))
-        .arg("--bundle")
-        .arg(&bundle)
+    let out = plan_cmd(&g.join("hosts"), &g.join("config.yml"), &bundle, &cluster)
         .arg("--insecure-skip-signature")
         .arg("--out")
         .arg(&out_dir)
-        .arg("--cluster-dir")
-        .arg(&cluster)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -137,17 +144,14 @@ fn invalid_inventory_fails_with_file_and_line() {
     );
     let inv = tmp.path().join("hosts");
     std::fs::write(&inv, hosts).unwrap();
-    let out = ferry()
-        .args(["plan", "--inventory"])
-        .arg(&inv)
-        .arg("--config")
-        .arg(g.join("config.yml"))
-        .arg("--bundle")
-        .arg(g.join("bundle.json"))
-        .arg("--cluster-dir")
-        .arg(tmp.path().join("c"))
-        .output()
-        .unwrap();
+    let out = plan_cmd(
+        &inv,
+        &g.join("config.yml"),
+        &g.join("bundle.json"),
+        &tmp.path().join("c"),
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -166,18 +170,15 @@ fn unknown_keys_and_unused_jinja_warn_with_file_and_line() {
     let (inv, cfg) = (tmp.path().join("hosts"), tmp.path().join("config.yml"));
     std::fs::write(&inv, hosts).unwrap();
     std::fs::write(&cfg, config).unwrap();
-    let out = ferry()
-        .args(["plan", "--inventory"])
-        .arg(&inv)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--bundle")
-        .arg(common::plan::guide_bundle(tmp.path()))
-        .arg("--insecure-skip-signature")
-        .arg("--cluster-dir")
-        .arg(tmp.path().join("c"))
-        .output()
-        .unwrap();
+    let out = plan_cmd(
+        &inv,
+        &cfg,
+        &common::plan::guide_bundle(tmp.path()),
+        &tmp.path().join("c"),
+    )
+    .arg("--insecure-skip-signature")
+    .output()
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "warnings do not fail the plan: {err}");
     assert!(
@@ -209,17 +210,14 @@ fn a_bare_bundle_json_is_not_enough_to_render_the_addons() {
     let g = common::plan::guide_dir();
     let json = tmp.path().join("bundle.json");
     std::fs::copy(g.join("bundle.json"), &json).unwrap();
-    let out = ferry()
-        .args(["plan", "--inventory"])
-        .arg(g.join("hosts"))
-        .arg("--config")
-        .arg(g.join("config.yml"))
-        .arg("--bundle")
-        .arg(&json)
-        .arg("--cluster-dir")
-        .arg(tmp.path().join("c"))
-        .output()
-        .unwrap();
+    let out = plan_cmd(
+        &g.join("hosts"),
+        &g.join("config.yml"),
+        &json,
+        &tmp.path().join("c"),
+    )
+    .output()
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -235,19 +233,16 @@ fn a_bundle_file_is_verified_before_its_helm_runs() {
     let g = common::plan::guide_dir();
     let bundle = common::plan::guide_bundle(tmp.path());
     // Unsigned, and no --insecure-skip-signature: nothing of it is run.
-    let out = ferry()
-        .args(["plan", "--inventory"])
-        .arg(g.join("hosts"))
-        .arg("--config")
-        .arg(g.join("config.yml"))
-        .arg("--bundle")
-        .arg(&bundle)
-        .arg("--trust")
-        .arg(tmp.path().join("none.pub"))
-        .arg("--cluster-dir")
-        .arg(tmp.path().join("c"))
-        .output()
-        .unwrap();
+    let out = plan_cmd(
+        &g.join("hosts"),
+        &g.join("config.yml"),
+        &bundle,
+        &tmp.path().join("c"),
+    )
+    .arg("--trust")
+    .arg(tmp.path().join("none.pub"))
+    .output()
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
@@ -273,16 +268,8 @@ fn kubeasz_example_plans_with_one_summary_of_ignored_keys() {
     std::fs::write(&cfg, &config).unwrap();
     let bundle = common::plan::guide_bundle(tmp.path());
     let plan = |verbose: bool| {
-        let mut cmd = ferry();
-        cmd.args(["plan", "--inventory"])
-            .arg(&inv)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--bundle")
-            .arg(&bundle)
-            .arg("--insecure-skip-signature")
-            .arg("--cluster-dir")
-            .arg(tmp.path().join("c"));
+        let mut cmd = plan_cmd(&inv, &cfg, &bundle, &tmp.path().join("c"));
+        cmd.arg("--insecure-skip-signature");
         if verbose {
             cmd.arg("--verbose");
         }
@@ -351,18 +338,15 @@ fn plan_prints_pools_and_the_local_balancer() {
     let (inv, cfg) = (tmp.path().join("hosts"), tmp.path().join("config.yml"));
     std::fs::write(&inv, hosts).unwrap();
     std::fs::write(&cfg, &config).unwrap();
-    let out = ferry()
-        .args(["plan", "--inventory"])
-        .arg(&inv)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--bundle")
-        .arg(common::plan::guide_bundle(tmp.path()))
-        .arg("--insecure-skip-signature")
-        .arg("--cluster-dir")
-        .arg(tmp.path().join("c"))
-        .output()
-        .unwrap();
+    let out = plan_cmd(
+        &inv,
+        &cfg,
+        &common::plan::guide_bundle(tmp.path()),
+        &tmp.path().join("c"),
+    )
+    .arg("--insecure-skip-signature")
+    .output()
+    .unwrap();
     let (stdout, err) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

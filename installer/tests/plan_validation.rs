@@ -255,9 +255,10 @@ fn all_problems_are_reported_at_once() {
 }
 
 #[test]
-fn kubeasz_multi_node_example_parses() {
-    // kubeasz's own example/hosts.multi-node layout: quoted values, commented hosts,
-    // empty groups, Jinja in a value ferry does not use (cluster_dir), [all:vars].
+fn kubeasz_layout_with_ex_lb_uncommented_and_cilium() {
+    // A cluster dir edited after `ezctl new`: the [ex_lb] lines uncommented,
+    // cilium instead of calico, another SSH port and key. (The unedited
+    // example files are planned in plan_kubeasz.rs.)
     let hosts = "\
 # 'etcd' cluster should have odd member(s) (1,3,5,...)
 [etcd]

@@ -121,6 +121,28 @@ impl Rig {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `ferry install` of `bundle` to this rig's hosts, with the inputs laid
+    /// out in `dir` as the tests write them: `hosts`, `config.yml` and the
+    /// trusted `key.pub`; the data dir and cluster dir go to `data/` and `cluster/`.
+    pub fn install_command(&self, ferry: &Path, dir: &Path, bundle: &Path) -> Command {
+        let mut cmd = Command::new(ferry);
+        cmd.args(["install", "--ssh-known-hosts", "strict", "--bundle"])
+            .arg(bundle)
+            .arg("--inventory")
+            .arg(dir.join("hosts"))
+            .arg("--config")
+            .arg(dir.join("config.yml"))
+            .arg("--trust")
+            .arg(dir.join("key.pub"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--cluster-dir")
+            .arg(dir.join("cluster"))
+            .arg("--ssh-config")
+            .arg(self.ssh_config());
+        cmd
+    }
+
     /// Runs `script` on `host` over SSH with the rig's ssh_config.
     pub fn ssh(&self, host: &str, script: &str) -> Output {
         Command::new("ssh")

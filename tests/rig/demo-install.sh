@@ -54,6 +54,17 @@ echo "   took $((SECONDS - start))s"
 echo "== the same again: nothing to do"
 "$FERRY" install --bundle "$BUNDLE" --trust "$KEY" --inventory "$DEMO/hosts" --config "$DEMO/config.yml" \
   --data-dir "$DEMO/data" --cluster-dir "$DEMO/cluster" --ssh-config "$FERRY_RIG_DIR/ssh_config" | tail -n 1
+echo "== every node reaches an apiserver through its own balancer (127.0.0.1:6444, kubelet's credentials)"
+reach='set -e; kc=/etc/kubernetes/kubelet.kubeconfig; d=$(mktemp -d); trap "rm -rf $d" EXIT
+field() { sed -n "s/^ *$1: *//p" $kc | head -n1; }
+field certificate-authority-data | base64 -d >$d/ca; field client-certificate-data | base64 -d >$d/crt
+field client-key-data | base64 -d >$d/key
+curl -sS --max-time 10 --cacert $d/ca --cert $d/crt --key $d/key "$(field server)/healthz"'
+for i in 1 2 3 4 5; do
+  got=$("$HERE/rig.sh" exec "h$i" bash -c "$reach" 2>&1 || true)
+  [ "$got" = ok ] || { echo "FAIL: h$i: no apiserver through its local balancer: $got" >&2; exit 1; }
+  echo "   h$i: ok"
+done
 echo "== ferry status"
 "$FERRY" status --inventory "$DEMO/hosts" --config "$DEMO/config.yml" --data-dir "$DEMO/data" \
   --cluster-dir "$DEMO/cluster" --ssh-config "$FERRY_RIG_DIR/ssh_config" || true

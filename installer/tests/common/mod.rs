@@ -194,38 +194,31 @@ pub fn cert_sans(pem: &[u8]) -> Vec<ferry_installer::plan::validate::San> {
 /// Whether a PEM certificate is still valid `days` from now (openssl's -checkend).
 pub fn cert_valid_in_days(pem: &[u8], days: u64) -> bool {
     let seconds = (days * 86_400).to_string();
-    let mut child = std::process::Command::new("openssl")
-        .args(["x509", "-noout", "-checkend", &seconds])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(pem)
-        .expect("write");
-    child.wait().expect("openssl").success()
+    openssl(pem, &["x509", "-noout", "-checkend", &seconds])
+        .status
+        .success()
 }
 
 fn openssl_x509(pem: &[u8], args: &[&str]) -> String {
+    let out = openssl(pem, &[&["x509"], args].concat());
+    assert!(out.status.success(), "openssl x509 {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `openssl ARGS` with `pem` on its stdin.
+fn openssl(pem: &[u8], args: &[&str]) -> std::process::Output {
+    use std::io::Write;
     let mut child = std::process::Command::new("openssl")
-        .arg("x509")
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("openssl");
-    use std::io::Write;
     child
         .stdin
         .take()
         .expect("stdin")
         .write_all(pem)
         .expect("write");
-    let out = child.wait_with_output().expect("openssl");
-    assert!(out.status.success(), "openssl x509 {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    child.wait_with_output().expect("openssl")
 }
