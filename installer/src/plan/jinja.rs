@@ -2,8 +2,9 @@
 //! inventory (`K8S_NODENAME`, `CONTEXT_NAME`, `cluster_dir`,
 //! `IP_AUTODETECTION_METHOD`, `INSECURE_REG`...). ferry evaluates them with the
 //! same variables in scope: `[all:vars]`, `groups`, config.yml's own scalars
-//! and, per host, `inventory_hostname` and the host's variables. Undefined
-//! names are errors, never empty strings.
+//! and, per host, `inventory_hostname` and the host's variables. As kubeasz
+//! passes config.yml as extra vars (`-e @config.yml`), its values win over
+//! the inventory's. Undefined names are errors, never empty strings.
 
 use crate::plan::inventory::Inventory;
 use minijinja::{Environment, UndefinedBehavior, Value};
@@ -21,7 +22,10 @@ pub fn is_jinja(text: &str) -> bool {
 /// The variables a value is evaluated with.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
+    /// The inventory's variables, in Ansible's order (later wins).
     vars: BTreeMap<String, Value>,
+    /// config.yml's scalars: extra vars, above every inventory variable.
+    extra: BTreeMap<String, Value>,
 }
 
 impl Scope {
@@ -43,16 +47,16 @@ impl Scope {
         let all = inv.hosts.iter().map(|h| h.host.clone()).collect();
         groups.insert("all".into(), members(all));
         vars.insert("groups".into(), Value::from(groups));
-        Scope { vars }
+        Scope {
+            vars,
+            extra: BTreeMap::new(),
+        }
     }
 
-    /// Adds config.yml's top-level scalars; inventory values win, as the
-    /// inventory's `[all:vars]` do over role defaults in kubeasz.
+    /// Adds config.yml's top-level scalars, which win over the inventory's.
     pub fn with_config(mut self, scalars: &BTreeMap<String, String>) -> Scope {
         for (k, v) in scalars {
-            self.vars
-                .entry(k.clone())
-                .or_insert_with(|| Value::from(v.clone()));
+            self.extra.insert(k.clone(), Value::from(v.clone()));
         }
         self
     }
@@ -69,20 +73,25 @@ impl Scope {
             vars.insert(k.clone(), Value::from(v.text.clone()));
         }
         vars.insert("inventory_hostname".into(), Value::from(host));
-        Scope { vars }
+        Scope {
+            vars,
+            extra: self.extra.clone(),
+        }
     }
 
     /// Evaluate `text`; the error says what could not be evaluated.
     pub fn eval(&self, text: &str) -> Result<String, String> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut context = self.vars.clone();
+        context.extend(self.extra.clone());
         let mut out = text.to_string();
         for _ in 0..MAX_PASSES {
             if !is_jinja(&out) {
                 return Ok(out.trim().to_string());
             }
             out = env
-                .render_str(&out, &self.vars)
+                .render_str(&out, &context)
                 .map_err(|e| jinja_error(&e))?;
         }
         Err(format!(
@@ -147,6 +156,17 @@ mod tests {
             scope.for_host(&inv, "192.168.1.2").eval(name).unwrap(),
             "k8s-192-168-1-2"
         );
+    }
+
+    #[test]
+    fn config_values_win_over_the_inventory_as_extra_vars_do() {
+        let inv = Inventory::parse(Path::new("hosts"), HOSTS).unwrap();
+        let config: BTreeMap<String, String> =
+            [("base_dir".to_string(), "/opt/kz".to_string())].into();
+        let scope = Scope::from_inventory(&inv).with_config(&config);
+        assert_eq!(scope.eval("{{ base_dir }}").unwrap(), "/opt/kz");
+        let host = scope.for_host(&inv, "192.168.1.1");
+        assert_eq!(host.eval("{{ base_dir }}").unwrap(), "/opt/kz");
     }
 
     #[test]
