@@ -155,6 +155,15 @@ pub fn find_archive(
     Some((f.path.clone(), f.sha256.clone(), f.size))
 }
 
+/// Debian-style name of the architecture this ferry was built for.
+pub fn deploy_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

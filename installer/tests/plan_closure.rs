@@ -170,7 +170,7 @@ fn registry_host_of_another_architecture_needs_ferry_in_the_bundle() {
     );
     let config = format!("{SMALL_CONFIG}FERRY_REGISTRY_HOSTS: [\"worker-01\"]\n");
     let inputs = Inputs::new(&hosts, &config);
-    let this = ferry_installer::plan::render::deploy_arch();
+    let this = ferry_installer::images::deploy_arch();
     if this == "arm64" {
         // On an arm64 machine the running ferry fits; the check is the mirror image.
         inputs.plan().expect("this ferry fits an arm64 host");

@@ -90,10 +90,7 @@ fn open_bundle(path: &Path, trust: &TrustArgs) -> anyhow::Result<PlanBundle> {
     }
     let src = BundleSource::open(path)?;
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
-    let helm = format!(
-        "bin/linux-{}/helm",
-        ferry_installer::plan::render::deploy_arch()
-    );
+    let helm = format!("bin/linux-{}/helm", ferry_installer::images::deploy_arch());
     let mut sink = ArtifactSink {
         root: tmp.path().to_path_buf(),
         helm,

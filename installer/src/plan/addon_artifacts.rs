@@ -6,7 +6,7 @@
 //! The files are read from the directory the bundle was unpacked (or
 //! extracted) to; both verified every file against bundle.json on the way.
 
-use crate::plan::{PlanError, Result};
+use crate::plan::error::{PlanError, Result};
 use ferry_bundles::{BundleManifest, Component, ComponentKind};
 use serde_json::Value as Json;
 use std::io::Read;
@@ -87,7 +87,7 @@ impl Artifacts {
 
     /// The bundle's helm for the machine ferry runs on.
     fn helm(&self, bundle: &BundleManifest) -> Result<PathBuf> {
-        let platform = format!("linux/{}", crate::plan::render::deploy_arch());
+        let platform = format!("linux/{}", crate::images::deploy_arch());
         let c = bundle
             .components
             .iter()

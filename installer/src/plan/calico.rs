@@ -8,7 +8,7 @@
 //! - `IP_AUTODETECTION_METHOD` (calico-node's syntax) -> nodeAddressAutodetectionV4.
 
 use crate::plan::config::{Config, Setting};
-use crate::plan::Problem;
+use crate::plan::error::Problem;
 use ipnet::Ipv4Net;
 use serde_json::{json, Value as Json};
 use std::net::Ipv4Addr;

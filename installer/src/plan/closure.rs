@@ -2,7 +2,8 @@
 //! be in the bundle for the architecture of the host(s) that will use it.
 
 use crate::images::bundle_has_image;
-use crate::plan::{FileContent, HostPlan, PlanError, Result, Role};
+use crate::plan::error::{PlanError, Result};
+use crate::plan::model::{FileContent, HostPlan, Role};
 use ferry_bundles::BundleManifest;
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,9 +1,9 @@
 //! config.yml: the production guide's keys, typed, with the line of every
 //! top-level key. Missing keys take the guide's production values.
 
+use crate::plan::error::{Origin, PlanError, Problem, Problems, Result};
+use crate::plan::ignored_keys::IgnoredKeys;
 use crate::plan::jinja::{self, Scope};
-use crate::plan::kubeasz::IgnoredKeys;
-use crate::plan::{Origin, PlanError, Problem, Problems, Result};
 use serde_norway::Value as Yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! `[group:vars]`, `[group:children]`, `#`/`;` comments (so commented-out hosts
 //! are skipped), and kubeasz's dashed group names (`kube-master`, `ex-lb`).
 
-use crate::plan::{Origin, PlanError, Result};
+use crate::plan::error::{Origin, PlanError, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

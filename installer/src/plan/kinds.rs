@@ -5,7 +5,8 @@
 //! name order, documents in file order). Anything else is a plan error that
 //! names the file and the object.
 
-use crate::plan::{FileContent, HostPlan, PlanError, Result, Step};
+use crate::plan::error::{PlanError, Result};
+use crate::plan::model::{FileContent, HostPlan, Step};
 use serde::Deserialize;
 use serde_norway::Value;
 use std::collections::BTreeMap;

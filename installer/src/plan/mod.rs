@@ -2,11 +2,11 @@
 //! host's files. Nothing is sent to hosts here.
 
 pub mod addon_artifacts;
-pub mod addon_render;
 pub mod calico;
 pub mod closure;
 pub mod config;
 pub mod error;
+pub mod ignored_keys;
 pub mod inventory;
 pub mod jinja;
 pub mod kinds;

@@ -6,8 +6,9 @@
 //! reissued with its key kept. `rotate` reissues every leaf, CAs untouched.
 //! Private keys are written 0600.
 
+use crate::plan::error::{PlanError, Result};
+use crate::plan::model::Role;
 use crate::plan::validate::{Cluster, San};
-use crate::plan::{PlanError, Result, Role};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -19,9 +20,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
-/// Default lifetimes (CA_EXPIRY / CERT_EXPIRY override them).
-pub const CA_DAYS: i64 = 3650;
-pub const LEAF_DAYS: i64 = 365;
 /// Records the subject/SANs/usages each leaf was issued for.
 const ISSUED_FILE: &str = "issued.json";
 

@@ -4,10 +4,11 @@
 mod hosts;
 
 use crate::plan::config::{Config, Setting};
+use crate::plan::error::{Origin, PlanError, Problem, Problems, Result};
 use crate::plan::inventory::{Inventory, Value};
 use crate::plan::jinja::Scope;
+use crate::plan::model::{Role, SshTarget};
 use crate::plan::pools::Pool;
-use crate::plan::{Origin, PlanError, Problem, Problems, Result, Role, SshTarget};
 use ferry_bundles::BundleManifest;
 use hosts::Groups;
 use ipnet::Ipv4Net;
@@ -86,6 +87,14 @@ pub struct Cluster {
 pub struct CertLifetimes {
     pub ca_days: i64,
     pub leaf_days: i64,
+}
+
+impl CertLifetimes {
+    /// Without CA_EXPIRY / CERT_EXPIRY: CAs for 10 years, leaves for one.
+    pub const DEFAULT: CertLifetimes = CertLifetimes {
+        ca_days: 3650,
+        leaf_days: 365,
+    };
 }
 
 /// A subject alternative name.
@@ -908,8 +917,8 @@ fn kubeasz_values(c: &mut Checker, cfg: &Config, cluster_cidr: Option<Ipv4Net>) 
         }),
     };
     let cert_lifetimes = CertLifetimes {
-        ca_days: days(&cfg.ca_expiry, crate::plan::pki::CA_DAYS),
-        leaf_days: days(&cfg.cert_expiry, crate::plan::pki::LEAF_DAYS),
+        ca_days: days(&cfg.ca_expiry, CertLifetimes::DEFAULT.ca_days),
+        leaf_days: days(&cfg.cert_expiry, CertLifetimes::DEFAULT.leaf_days),
     };
     if cert_lifetimes.leaf_days > cert_lifetimes.ca_days {
         let o = cfg

@@ -4,8 +4,9 @@
 //! use (as kubeasz's kube-lb), so that no node depends on one master.
 
 use super::{HostFiles, HostScope, Renderer, SYSTEMD_DIR};
+use crate::plan::error::Result;
+use crate::plan::model::{Role, Step};
 use crate::plan::validate::{LbRole, NodeSpec};
-use crate::plan::{Result, Role, Step};
 use serde_json::{json, Value as Json};
 use std::net::Ipv4Addr;
 

@@ -1,10 +1,11 @@
 //! The addon manifests, written on the first master, which applies them; and
 //! the images they need that the bundle lacks.
 
+use super::addon_manifests::{render_addons, RenderedAddon};
 use super::{HostFiles, HostScope, RenderInput, Renderer, ADDONS_DIR};
 use crate::images;
-use crate::plan::addon_render::{render_addons, RenderedAddon};
-use crate::plan::{Result, Step};
+use crate::plan::error::Result;
+use crate::plan::model::Step;
 use std::collections::BTreeSet;
 use std::path::Path;
 

@@ -2,8 +2,9 @@
 //! the inventory names `[chrony]` hosts.
 
 use super::{HostFiles, HostScope, Renderer, SYSTEMD_DIR};
+use crate::plan::error::Result;
+use crate::plan::model::Step;
 use crate::plan::validate::NodeSpec;
-use crate::plan::{Result, Step};
 use serde_json::json;
 
 pub(super) struct BaselineInput<'a> {

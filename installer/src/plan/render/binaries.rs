@@ -1,8 +1,9 @@
 //! The binaries of the host's roles, and the ferry executable on registry hosts.
 
-use super::{bundle_file, deploy_arch, HostFiles, HostScope};
-use crate::images::find_binary;
-use crate::plan::{FileContent, Result, Role, Step};
+use super::{bundle_file, HostFiles, HostScope};
+use crate::images::{deploy_arch, find_binary};
+use crate::plan::error::Result;
+use crate::plan::model::{FileContent, Role, Step};
 use ferry_bundles::BundleManifest;
 
 pub(super) struct BinariesInput<'a> {

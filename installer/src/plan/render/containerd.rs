@@ -3,9 +3,10 @@
 
 use super::{bundle_file, HostFiles, HostScope, Renderer, SYSTEMD_DIR};
 use crate::images::{self, find_archive, find_binary};
+use crate::plan::error::Result;
+use crate::plan::model::{FileContent, PlannedArchive, Step};
 use crate::plan::pki::Pki;
 use crate::plan::validate::Cluster;
-use crate::plan::{FileContent, PlannedArchive, Result, Step};
 use ferry_bundles::BundleManifest;
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};

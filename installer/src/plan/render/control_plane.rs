@@ -2,8 +2,9 @@
 //! their certificates, configs and kubeconfigs.
 
 use super::{kubeconfig, HostFiles, HostScope, Renderer, SYSTEMD_DIR};
+use crate::plan::error::Result;
+use crate::plan::model::Step;
 use crate::plan::pki::Pki;
-use crate::plan::{Result, Step};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 

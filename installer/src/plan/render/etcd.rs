@@ -1,8 +1,9 @@
 //! An etcd member: its certificates and unit.
 
 use super::{HostFiles, HostScope, Renderer, SYSTEMD_DIR};
+use crate::plan::error::Result;
+use crate::plan::model::{Role, Step};
 use crate::plan::pki::Pki;
-use crate::plan::{Result, Role, Step};
 use serde_json::{json, Value as Json};
 
 pub(super) struct EtcdInput<'a> {

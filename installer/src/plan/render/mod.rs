@@ -6,6 +6,7 @@
 //! inputs as a typed struct built here.
 
 mod access;
+mod addon_manifests;
 mod addons;
 mod baseline;
 mod binaries;
@@ -16,12 +17,12 @@ mod node;
 mod registry;
 
 use crate::images::{find_image, pinned, ImageRef};
+use crate::plan::error::{PlanError, Result};
+use crate::plan::model::{
+    FileContent, HostPlan, PlannedArchive, PlannedFile, PlannedService, Role, Step,
+};
 use crate::plan::pki::Pki;
 use crate::plan::validate::{Cluster, NodeSpec};
-use crate::plan::{
-    FileContent, HostPlan, PlanError, PlannedArchive, PlannedFile, PlannedService, Result, Role,
-    Step,
-};
 use base64::Engine;
 use ferry_bundles::BundleManifest;
 use minijinja::Environment;
@@ -275,15 +276,6 @@ pub(super) fn bundle_file(bundle_path: String, sha256: String, size: u64) -> Fil
         bundle_path,
         sha256,
         size,
-    }
-}
-
-/// Debian-style name of the architecture this ferry was built for.
-pub fn deploy_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
     }
 }
 

@@ -2,9 +2,10 @@
 //! configs and units.
 
 use super::{kubeconfig, HostFiles, HostScope, Renderer, SYSTEMD_DIR};
+use crate::plan::error::Result;
+use crate::plan::model::{FileContent, Step};
 use crate::plan::pki::Pki;
 use crate::plan::pools;
-use crate::plan::{FileContent, Result, Step};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 

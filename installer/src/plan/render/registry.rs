@@ -1,8 +1,9 @@
 //! ferry's registry mirror on `[registry]` hosts: its TLS pair and unit.
 
 use super::{HostFiles, HostScope, Renderer, SYSTEMD_DIR};
+use crate::plan::error::Result;
+use crate::plan::model::Step;
 use crate::plan::pki::Pki;
-use crate::plan::{Result, Step};
 use serde_json::json;
 
 pub(super) struct RegistryInput<'a> {

@@ -4,9 +4,10 @@
 
 use super::{parse_port, valid_dns_name, Checker, LbRole, NodeSpec};
 use crate::plan::config::Config;
+use crate::plan::error::Origin;
 use crate::plan::inventory::Inventory;
+use crate::plan::model::{Role, SshTarget};
 use crate::plan::pools::Pool;
-use crate::plan::{Origin, Role, SshTarget};
 use ferry_bundles::BundleManifest;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

@@ -14,20 +14,21 @@
 //! | 45-prometheus-operator-crds.yaml   | the PrometheusRule CRD of prometheus-operator's release |
 //! | 50-prometheus-rules.yaml, 60-tenant-baseline.yaml | ferry templates                   |
 
+use super::{RenderInput, Renderer};
 use crate::plan::addon_artifacts::{select, split_secrets, Artifacts};
 use crate::plan::calico::CalicoNetwork;
+use crate::plan::error::{PlanError, Problem, Problems, Result};
+use crate::plan::model::Role;
 use crate::plan::pki::Pki;
 use crate::plan::placement;
 use crate::plan::pools::{Pool, BATCH_PRIORITY_CLASS};
-use crate::plan::render::{RenderInput, Renderer};
 use crate::plan::validate::Cluster;
-use crate::plan::{PlanError, Problem, Problems, Result, Role};
 use base64::Engine;
 use serde_json::{json, Value as Json};
 
 /// One rendered addon manifest.
 pub struct RenderedAddon {
-    /// File name under [`crate::plan::render::ADDONS_DIR`]; install applies them in name order.
+    /// File name under [`super::ADDONS_DIR`]; install applies them in name order.
     pub name: String,
     pub text: String,
     /// Images the template asked for that the bundle does not carry.
@@ -122,7 +123,7 @@ fn templates_ctx(c: &Cluster) -> Json {
         format!("{} {}", cfg.local_dns_cache.value, c.dns_service_ip())
     };
     json!({
-        "cluster": crate::plan::render::cluster_ctx(c),
+        "cluster": super::cluster_ctx(c),
         "dns": {"replicas": 2, "service_ip": c.dns_service_ip().to_string(),
                 "local_ip": cfg.local_dns_cache.value, "bind": bind},
         "tenants": cfg.tenant_namespaces.value,
