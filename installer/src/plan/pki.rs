@@ -122,15 +122,30 @@ fn pki_err(name: &str, e: impl std::fmt::Display) -> PlanError {
 
 /// Every leaf the cluster needs.
 pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
+    let mut out = etcd_specs(cluster);
+    out.push(apiserver_spec(cluster));
+    out.extend(client_specs());
+    out.extend(kubelet_specs(cluster));
+    if cluster.config.cilium_enable_hubble.value {
+        out.extend(hubble_specs(cluster));
+    }
+    out.extend(registry_spec(cluster));
+    out
+}
+
+const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// Each etcd member's server and peer certificates, then etcd's two clients
+/// (the apiserver and the health check).
+fn etcd_specs(cluster: &Cluster) -> Vec<LeafSpec> {
     let mut out = Vec::new();
-    let localhost: IpAddr = [127, 0, 0, 1].into();
     for n in cluster.with_role(Role::Etcd) {
         let member = n.etcd_name.clone().unwrap_or(n.name.clone());
         let mut dns = vec![n.name.clone(), "localhost".to_string()];
         if member != n.name {
             dns.insert(1, member.clone());
         }
-        let ips = vec![IpAddr::V4(n.ip), localhost];
+        let ips = vec![IpAddr::V4(n.ip), LOCALHOST];
         for (kind, client) in [("server", true), ("peer", true)] {
             out.push(LeafSpec {
                 name: format!("etcd/{member}-{kind}"),
@@ -156,7 +171,12 @@ pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
         "kube-etcd-healthcheck-client",
         None,
     ));
+    out
+}
 
+/// The apiserver's serving certificate: the in-cluster names, the service
+/// IP, the VIP, every master, then the extra SANs not already there.
+fn apiserver_spec(cluster: &Cluster) -> LeafSpec {
     let mut dns = vec![
         "kubernetes".to_string(),
         "kubernetes.default".to_string(),
@@ -164,7 +184,7 @@ pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
         format!("kubernetes.default.svc.{}", cluster.dns_domain),
         "localhost".to_string(),
     ];
-    let mut ips = vec![IpAddr::V4(cluster.kubernetes_service_ip()), localhost];
+    let mut ips = vec![IpAddr::V4(cluster.kubernetes_service_ip()), LOCALHOST];
     if let Some(vip) = cluster.vip {
         ips.push(IpAddr::V4(vip));
     }
@@ -179,7 +199,7 @@ pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
             _ => {}
         }
     }
-    out.push(LeafSpec {
+    LeafSpec {
         name: "apiserver".into(),
         ca: Ca::Cluster,
         cn: "kube-apiserver".into(),
@@ -188,43 +208,42 @@ pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
         client: false,
         dns,
         ips,
-    });
-    out.push(LeafSpec::client(
-        "apiserver-kubelet-client",
-        Ca::Cluster,
-        "kube-apiserver-kubelet-client",
-        Some("system:masters"),
-    ));
-    out.push(LeafSpec::client(
-        "front-proxy-client",
-        Ca::FrontProxy,
-        "front-proxy-client",
-        None,
-    ));
-    out.push(LeafSpec::client(
-        "admin",
-        Ca::Cluster,
-        "admin",
-        Some("system:masters"),
-    ));
-    out.push(LeafSpec::client(
-        "kube-controller-manager",
-        Ca::Cluster,
-        "system:kube-controller-manager",
-        None,
-    ));
-    out.push(LeafSpec::client(
-        "kube-scheduler",
-        Ca::Cluster,
-        "system:kube-scheduler",
-        None,
-    ));
-    out.push(LeafSpec::client(
-        "kube-proxy",
-        Ca::Cluster,
-        "system:kube-proxy",
-        None,
-    ));
+    }
+}
+
+/// The control plane's client certificates, the same for every cluster.
+fn client_specs() -> Vec<LeafSpec> {
+    [
+        (
+            "apiserver-kubelet-client",
+            Ca::Cluster,
+            "kube-apiserver-kubelet-client",
+            Some("system:masters"),
+        ),
+        (
+            "front-proxy-client",
+            Ca::FrontProxy,
+            "front-proxy-client",
+            None,
+        ),
+        ("admin", Ca::Cluster, "admin", Some("system:masters")),
+        (
+            "kube-controller-manager",
+            Ca::Cluster,
+            "system:kube-controller-manager",
+            None,
+        ),
+        ("kube-scheduler", Ca::Cluster, "system:kube-scheduler", None),
+        ("kube-proxy", Ca::Cluster, "system:kube-proxy", None),
+    ]
+    .into_iter()
+    .map(|(name, ca, cn, org)| LeafSpec::client(name, ca, cn, org))
+    .collect()
+}
+
+/// Each node's kubelet client certificate and serving certificate.
+fn kubelet_specs(cluster: &Cluster) -> Vec<LeafSpec> {
+    let mut out = Vec::new();
     for n in cluster.with_role(Role::Node) {
         out.push(LeafSpec::client(
             &format!("kubelet/{}", n.name),
@@ -243,31 +262,33 @@ pub fn leaf_specs(cluster: &Cluster) -> Vec<LeafSpec> {
             ips: vec![IpAddr::V4(n.ip)],
         });
     }
-    if cluster.config.cilium_enable_hubble.value {
-        out.extend(hubble_specs(cluster));
-    }
-    let registry: Vec<_> = cluster.with_role(Role::Registry).collect();
-    if !registry.is_empty() {
-        out.push(LeafSpec {
-            name: "registry".into(),
-            ca: Ca::Cluster,
-            cn: "ferry-registry".into(),
-            org: None,
-            server: true,
-            client: false,
-            dns: registry
-                .iter()
-                .map(|n| n.name.clone())
-                .chain(["localhost".to_string()])
-                .collect(),
-            ips: registry
-                .iter()
-                .map(|n| IpAddr::V4(n.ip))
-                .chain([localhost])
-                .collect(),
-        });
-    }
     out
+}
+
+/// The registry's serving certificate, for every registry host, when there is one.
+fn registry_spec(cluster: &Cluster) -> Option<LeafSpec> {
+    let registry: Vec<_> = cluster.with_role(Role::Registry).collect();
+    if registry.is_empty() {
+        return None;
+    }
+    Some(LeafSpec {
+        name: "registry".into(),
+        ca: Ca::Cluster,
+        cn: "ferry-registry".into(),
+        org: None,
+        server: true,
+        client: false,
+        dns: registry
+            .iter()
+            .map(|n| n.name.clone())
+            .chain(["localhost".to_string()])
+            .collect(),
+        ips: registry
+            .iter()
+            .map(|n| IpAddr::V4(n.ip))
+            .chain([LOCALHOST])
+            .collect(),
+    })
 }
 
 /// Hubble's TLS leaves, as Cilium's Helm chart issues them: the server name
@@ -375,12 +396,30 @@ fn ensure_ca(dir: &Path, ca: Ca, cn: &str, cluster: &Cluster) -> Result<(String,
     Ok((c, k))
 }
 
+/// The CAs' (cert pem, key pem) by CA base name.
+type Cas = BTreeMap<&'static str, (String, String)>;
+
 /// Create or reuse the whole PKI under `<cluster_dir>/pki`.
 pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki> {
     let dir = cluster_dir.join("pki");
     for sub in ["etcd", "hubble"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| PlanError::io(&dir, e))?;
     }
+    let cas = ensure_cas(&dir, cluster)?;
+    let issued_path = dir.join(ISSUED_FILE);
+    let mut issued = read_issued(&issued_path)?;
+    for spec in leaf_specs(cluster) {
+        ensure_leaf(&dir, &spec, &cas, &mut issued, rotate, cluster)?;
+    }
+    write_issued(&issued_path, &issued)?;
+    ensure_sa_key(&dir)?;
+    // Read everything back: the tree on disk is the truth.
+    let files = read_tree(&dir)?;
+    Ok(Pki { dir, files })
+}
+
+/// The three CAs, each named after the cluster.
+fn ensure_cas(dir: &Path, cluster: &Cluster) -> Result<Cas> {
     let mut cas = BTreeMap::new();
     for (ca, cn) in [
         (Ca::Cluster, "kubernetes-ca"),
@@ -389,77 +428,107 @@ pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki
     ] {
         cas.insert(
             ca.name(),
-            ensure_ca(&dir, ca, &format!("{}-{cn}", cluster.name), cluster)?,
+            ensure_ca(dir, ca, &format!("{}-{cn}", cluster.name), cluster)?,
         );
     }
-    let issued_path = dir.join(ISSUED_FILE);
-    let mut issued: BTreeMap<String, String> = match read_opt(&issued_path)? {
+    Ok(cas)
+}
+
+/// The issued-record file: leaf name -> fingerprint; none yet is empty.
+fn read_issued(path: &Path) -> Result<BTreeMap<String, String>> {
+    Ok(match read_opt(path)? {
         Some(b) => serde_json::from_slice(&b).map_err(|e| pki_err(ISSUED_FILE, e))?,
         None => BTreeMap::new(),
-    };
-    for spec in leaf_specs(cluster) {
-        let cert_path = dir.join(format!("{}.pem", spec.name));
-        let key_path = dir.join(format!("{}-key.pem", spec.name));
-        let existing_key = read_opt(&key_path)?;
-        let fresh = !rotate
-            && read_opt(&cert_path)?.is_some()
-            && existing_key.is_some()
-            && issued.get(&spec.name) == Some(&spec.fingerprint());
-        if fresh {
-            continue;
-        }
-        let key = match &existing_key {
-            Some(k) => KeyPair::from_pem(&String::from_utf8_lossy(k))
-                .map_err(|e| pki_err(&spec.name, e))?,
-            None => KeyPair::generate().map_err(|e| pki_err(&spec.name, e))?,
-        };
-        let (ca_cert, ca_key) = &cas[spec.ca.name()];
-        let ca_key = KeyPair::from_pem(ca_key).map_err(|e| pki_err(spec.ca.name(), e))?;
-        let issuer =
-            Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(|e| pki_err(spec.ca.name(), e))?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(&spec.cn, spec.org.as_deref());
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        if spec.server {
-            params
-                .extended_key_usages
-                .push(ExtendedKeyUsagePurpose::ServerAuth);
-        }
-        if spec.client {
-            params
-                .extended_key_usages
-                .push(ExtendedKeyUsagePurpose::ClientAuth);
-        }
-        for d in &spec.dns {
-            let name = d
-                .clone()
-                .try_into()
-                .map_err(|e| pki_err(&spec.name, format!("SAN {d}: {e}")))?;
-            params.subject_alt_names.push(SanType::DnsName(name));
-        }
-        for ip in &spec.ips {
-            params.subject_alt_names.push(SanType::IpAddress(*ip));
-        }
-        params.use_authority_key_identifier_extension = true;
-        validity(&mut params, cluster.cert_lifetimes.leaf_days);
-        let cert = params
-            .signed_by(&key, &issuer)
-            .map_err(|e| pki_err(&spec.name, e))?;
-        if existing_key.is_none() {
-            write_if_changed(&key_path, key.serialize_pem().as_bytes(), true)?;
-        }
-        write_if_changed(&cert_path, cert.pem().as_bytes(), false)?;
-        issued.insert(spec.name.clone(), spec.fingerprint());
-    }
-    let mut issued_bytes =
-        serde_json::to_vec_pretty(&issued).map_err(|e| pki_err(ISSUED_FILE, e))?;
-    issued_bytes.push(b'\n');
-    write_if_changed(&issued_path, &issued_bytes, false)?;
+    })
+}
 
-    // Service-account signing key pair.
+fn write_issued(path: &Path, issued: &BTreeMap<String, String>) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(issued).map_err(|e| pki_err(ISSUED_FILE, e))?;
+    bytes.push(b'\n');
+    write_if_changed(path, &bytes, false)
+}
+
+/// Issue one leaf unless it is fresh (cert and key on disk, issued for the
+/// same fingerprint, no rotation); an existing key is kept.
+fn ensure_leaf(
+    dir: &Path,
+    spec: &LeafSpec,
+    cas: &Cas,
+    issued: &mut BTreeMap<String, String>,
+    rotate: bool,
+    cluster: &Cluster,
+) -> Result<()> {
+    let cert_path = dir.join(format!("{}.pem", spec.name));
+    let key_path = dir.join(format!("{}-key.pem", spec.name));
+    let existing_key = read_opt(&key_path)?;
+    let fresh = !rotate
+        && read_opt(&cert_path)?.is_some()
+        && existing_key.is_some()
+        && issued.get(&spec.name) == Some(&spec.fingerprint());
+    if fresh {
+        return Ok(());
+    }
+    let key = match &existing_key {
+        Some(k) => {
+            KeyPair::from_pem(&String::from_utf8_lossy(k)).map_err(|e| pki_err(&spec.name, e))?
+        }
+        None => KeyPair::generate().map_err(|e| pki_err(&spec.name, e))?,
+    };
+    let issuer = ca_issuer(cas, spec.ca)?;
+    let mut params = leaf_params(spec)?;
+    validity(&mut params, cluster.cert_lifetimes.leaf_days);
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(|e| pki_err(&spec.name, e))?;
+    if existing_key.is_none() {
+        write_if_changed(&key_path, key.serialize_pem().as_bytes(), true)?;
+    }
+    write_if_changed(&cert_path, cert.pem().as_bytes(), false)?;
+    issued.insert(spec.name.clone(), spec.fingerprint());
+    Ok(())
+}
+
+/// The CA that signs a leaf, from its pem files.
+fn ca_issuer(cas: &Cas, ca: Ca) -> Result<Issuer<'static, KeyPair>> {
+    let (ca_cert, ca_key) = &cas[ca.name()];
+    let ca_key = KeyPair::from_pem(ca_key).map_err(|e| pki_err(ca.name(), e))?;
+    Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(|e| pki_err(ca.name(), e))
+}
+
+/// A leaf's subject, usages and SANs (validity is set by the caller).
+fn leaf_params(spec: &LeafSpec) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&spec.cn, spec.org.as_deref());
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    if spec.server {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+    }
+    if spec.client {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+    }
+    for d in &spec.dns {
+        let name = d
+            .clone()
+            .try_into()
+            .map_err(|e| pki_err(&spec.name, format!("SAN {d}: {e}")))?;
+        params.subject_alt_names.push(SanType::DnsName(name));
+    }
+    for ip in &spec.ips {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+/// The service-account signing key pair (`sa.key`, `sa.pub`); the key is kept once made.
+fn ensure_sa_key(dir: &Path) -> Result<()> {
     let sa_key_path = dir.join("sa.key");
     let sa_pub_path = dir.join("sa.pub");
     let sa_key = match read_opt(&sa_key_path)? {
@@ -472,22 +541,24 @@ pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki
             k
         }
     };
-    write_if_changed(&sa_pub_path, sa_key.public_key_pem().as_bytes(), false)?;
+    write_if_changed(&sa_pub_path, sa_key.public_key_pem().as_bytes(), false)
+}
 
-    // Read everything back: the tree on disk is the truth.
+/// Every file under `dir` by relative name, in file-name order.
+fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
-    for entry in walkdir::WalkDir::new(&dir).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.map_err(|e| pki_err(&dir.display().to_string(), e))?;
         if entry.file_type().is_file() {
             let rel = entry
                 .path()
-                .strip_prefix(&dir)
+                .strip_prefix(dir)
                 .map_err(|e| pki_err("pki", e))?;
             let bytes = std::fs::read(entry.path()).map_err(|e| PlanError::io(entry.path(), e))?;
             files.insert(rel.to_string_lossy().into_owned(), bytes);
         }
     }
-    Ok(Pki { dir, files })
+    Ok(files)
 }
 
 /// A random 32-byte key kept in `<cluster_dir>/secrets/<name>` (0600), base64.
