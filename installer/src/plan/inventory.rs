@@ -60,6 +60,33 @@ fn normalise_group(name: &str) -> String {
     name.trim().replace('-', "_")
 }
 
+/// A `[group]`, `[group:vars]` or `[group:children]` header.
+fn parse_header(line: &str, origin: &Origin) -> Result<Section> {
+    let Some(inner) = line.strip_prefix('[').and_then(|l| l.split(']').next()) else {
+        return Err(PlanError::invalid(
+            origin.clone(),
+            format!("malformed section header `{line}`"),
+        ));
+    };
+    if !line.contains(']') {
+        return Err(PlanError::invalid(
+            origin.clone(),
+            format!("malformed section header `{line}`: missing `]`"),
+        ));
+    }
+    Ok(match inner.split_once(':') {
+        Some((g, "vars")) => Section::Vars(normalise_group(g)),
+        Some((g, "children")) => Section::Children(normalise_group(g)),
+        Some((_, other)) => {
+            return Err(PlanError::invalid(
+                origin.clone(),
+                format!("unknown section kind `:{other}` (expected `:vars` or `:children`)"),
+            ))
+        }
+        None => Section::Hosts(normalise_group(inner)),
+    })
+}
+
 impl Inventory {
     pub fn load(path: &Path) -> Result<Inventory> {
         let text = std::fs::read_to_string(path).map_err(|e| PlanError::io(path, e))?;
@@ -80,31 +107,7 @@ impl Inventory {
                 continue;
             }
             if line.starts_with('[') {
-                let Some(inner) = line.strip_prefix('[').and_then(|l| l.split(']').next()) else {
-                    return Err(PlanError::invalid(
-                        origin,
-                        format!("malformed section header `{line}`"),
-                    ));
-                };
-                if !line.contains(']') {
-                    return Err(PlanError::invalid(
-                        origin,
-                        format!("malformed section header `{line}`: missing `]`"),
-                    ));
-                }
-                section = match inner.split_once(':') {
-                    Some((g, "vars")) => Section::Vars(normalise_group(g)),
-                    Some((g, "children")) => Section::Children(normalise_group(g)),
-                    Some((_, other)) => {
-                        return Err(PlanError::invalid(
-                            origin,
-                            format!(
-                                "unknown section kind `:{other}` (expected `:vars` or `:children`)"
-                            ),
-                        ))
-                    }
-                    None => Section::Hosts(normalise_group(inner)),
-                };
+                section = parse_header(line, &origin)?;
                 if let Section::Hosts(g) = &section {
                     inv.groups.entry(g.clone()).or_default();
                     inv.group_lines.entry(g.clone()).or_insert(origin);
@@ -112,79 +115,94 @@ impl Inventory {
                 continue;
             }
             match &section {
-                Section::Vars(group) => {
-                    let (k, v) = split_assignment(line).ok_or_else(|| {
-                        PlanError::invalid(
-                            origin.clone(),
-                            format!("expected `key=value` in [{group}:vars], found `{line}`"),
-                        )
-                    })?;
-                    let value =
-                        unquote(v.trim()).map_err(|m| PlanError::invalid(origin.clone(), m))?;
-                    inv.group_vars.entry(group.clone()).or_default().insert(
-                        k.trim().to_string(),
-                        Value {
-                            text: value,
-                            origin: origin.clone(),
-                        },
-                    );
-                }
-                Section::Children(group) => {
-                    let child =
-                        tokenize(line).map_err(|m| PlanError::invalid(origin.clone(), m))?;
-                    if let Some(c) = child.first() {
-                        inv.children
-                            .entry(group.clone())
-                            .or_default()
-                            .push(normalise_group(c));
-                    }
-                }
-                Section::Hosts(group) => {
-                    let tokens =
-                        tokenize(line).map_err(|m| PlanError::invalid(origin.clone(), m))?;
-                    let Some((host, rest)) = tokens.split_first() else {
-                        continue;
-                    };
-                    if host.contains('[') && host.contains(':') {
-                        return Err(PlanError::invalid(
-                            origin,
-                            format!("host ranges like `{host}` are not supported; list each host on its own line"),
-                        ));
-                    }
-                    let mut vars = BTreeMap::new();
-                    for tok in rest {
-                        let (k, v) = tok.split_once('=').ok_or_else(|| {
-                            PlanError::invalid(
-                                origin.clone(),
-                                format!("expected `key=value` after host `{host}`, found `{tok}`"),
-                            )
-                        })?;
-                        vars.insert(
-                            k.to_string(),
-                            Value {
-                                text: v.to_string(),
-                                origin: origin.clone(),
-                            },
-                        );
-                    }
-                    match inv.hosts.iter_mut().find(|h| h.host == *host) {
-                        Some(h) => h.vars.extend(vars),
-                        None => inv.hosts.push(InvHost {
-                            host: host.clone(),
-                            origin: origin.clone(),
-                            vars,
-                        }),
-                    }
-                    if group != "all" && group != "ungrouped" {
-                        let members = inv.groups.entry(group.clone()).or_default();
-                        if !members.iter().any(|(h, _)| h == host) {
-                            members.push((host.clone(), origin));
-                        }
-                    }
-                }
+                Section::Vars(group) => inv.vars_line(group, line, origin)?,
+                Section::Children(group) => inv.children_line(group, line, origin)?,
+                Section::Hosts(group) => inv.host_line(group, line, origin)?,
             }
         }
         Ok(inv)
+    }
+
+    /// `key=value` in `[group:vars]`; the value loses one level of quotes.
+    fn vars_line(&mut self, group: &str, line: &str, origin: Origin) -> Result<()> {
+        let (k, v) = split_assignment(line).ok_or_else(|| {
+            PlanError::invalid(
+                origin.clone(),
+                format!("expected `key=value` in [{group}:vars], found `{line}`"),
+            )
+        })?;
+        let value = unquote(v.trim()).map_err(|m| PlanError::invalid(origin.clone(), m))?;
+        self.group_vars
+            .entry(group.to_string())
+            .or_default()
+            .insert(
+                k.trim().to_string(),
+                Value {
+                    text: value,
+                    origin,
+                },
+            );
+        Ok(())
+    }
+
+    /// A child group's name in `[group:children]`.
+    fn children_line(&mut self, group: &str, line: &str, origin: Origin) -> Result<()> {
+        let child = tokenize(line).map_err(|m| PlanError::invalid(origin, m))?;
+        if let Some(c) = child.first() {
+            self.children
+                .entry(group.to_string())
+                .or_default()
+                .push(normalise_group(c));
+        }
+        Ok(())
+    }
+
+    /// A host and its `key=value` variables in `[group]`: the host is added
+    /// (or its variables merged) and made a member of the group.
+    fn host_line(&mut self, group: &str, line: &str, origin: Origin) -> Result<()> {
+        let tokens = tokenize(line).map_err(|m| PlanError::invalid(origin.clone(), m))?;
+        let Some((host, rest)) = tokens.split_first() else {
+            return Ok(());
+        };
+        if host.contains('[') && host.contains(':') {
+            return Err(PlanError::invalid(
+                origin,
+                format!(
+                    "host ranges like `{host}` are not supported; list each host on its own line"
+                ),
+            ));
+        }
+        let mut vars = BTreeMap::new();
+        for tok in rest {
+            let (k, v) = tok.split_once('=').ok_or_else(|| {
+                PlanError::invalid(
+                    origin.clone(),
+                    format!("expected `key=value` after host `{host}`, found `{tok}`"),
+                )
+            })?;
+            vars.insert(
+                k.to_string(),
+                Value {
+                    text: v.to_string(),
+                    origin: origin.clone(),
+                },
+            );
+        }
+        match self.hosts.iter_mut().find(|h| h.host == *host) {
+            Some(h) => h.vars.extend(vars),
+            None => self.hosts.push(InvHost {
+                host: host.clone(),
+                origin: origin.clone(),
+                vars,
+            }),
+        }
+        if group != "all" && group != "ungrouped" {
+            let members = self.groups.entry(group.to_string()).or_default();
+            if !members.iter().any(|(h, _)| h == host) {
+                members.push((host.clone(), origin));
+            }
+        }
+        Ok(())
     }
 
     pub fn host(&self, name: &str) -> Option<&InvHost> {
