@@ -126,6 +126,34 @@ pub fn modules_for(host: &HostPlan) -> Vec<String> {
     mods
 }
 
+/// What the facts script printed: `key=value` lines, a key may repeat.
+struct Reported<'a>(BTreeMap<&'a str, Vec<&'a str>>);
+
+impl<'a> Reported<'a> {
+    fn parse(text: &'a str) -> Self {
+        let mut kv: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                kv.entry(k).or_default().push(v);
+            }
+        }
+        Reported(kv)
+    }
+
+    /// The first value of a key; empty when the script did not print it.
+    fn one(&self, k: &str) -> &'a str {
+        self.0.get(k).and_then(|v| v.first().copied()).unwrap_or("")
+    }
+
+    /// Every value of a repeated key, in the order printed.
+    fn all(&self, k: &str) -> Vec<&'a str> {
+        self.0.get(k).cloned().unwrap_or_default()
+    }
+}
+
+/// Problems of one group of checks: (text, warning), in the order found.
+type Problems = Vec<(String, bool)>;
+
 /// Checks one host; returns its findings and facts.
 pub async fn check_host(
     plan: &ClusterPlan,
@@ -133,13 +161,10 @@ pub async fn check_host(
     platforms: &[String],
     exec: &Executor,
 ) -> (Vec<Finding>, HostFacts) {
-    let mut out = Vec::new();
-    let mut problem = |p: String, warning: bool| {
-        out.push(Finding {
-            host: host.name.clone(),
-            problem: p,
-            warning,
-        })
+    let finding = |(problem, warning): (String, bool)| Finding {
+        host: host.name.clone(),
+        problem,
+        warning,
     };
     let ports = ports_for(plan, host);
     let modules = modules_for(host);
@@ -147,50 +172,54 @@ pub async fn check_host(
     let text = match exec.check(&facts_script(&ports, &modules)).await {
         Ok(t) => t,
         Err(e) => {
-            problem(format!("cannot collect facts: {e}"), false);
-            return (out, HostFacts::default());
+            let cannot = finding((format!("cannot collect facts: {e}"), false));
+            return (vec![cannot], HostFacts::default());
         }
     };
     let local = (before + now()) / 2.0;
-    let mut kv: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for line in text.lines() {
-        if let Some((k, v)) = line.split_once('=') {
-            kv.entry(k).or_default().push(v);
-        }
-    }
-    let one = |k: &str| kv.get(k).and_then(|v| v.first().copied()).unwrap_or("");
+    let kv = Reported::parse(&text);
     let facts = HostFacts {
-        hostname: one("hostname").to_string(),
-        container: !one("container").is_empty() && one("container") != "none",
+        hostname: kv.one("hostname").to_string(),
+        container: !kv.one("container").is_empty() && kv.one("container") != "none",
     };
+    let mut problems = platform_problems(host, platforms, &kv);
+    problems.extend(resource_problems(&kv, local));
+    problems.extend(kernel_problems(plan, host, &kv, facts.container));
+    problems.extend(port_problems(host, &kv));
+    (problems.into_iter().map(finding).collect(), facts)
+}
 
-    let arch = deb_arch(one("arch"));
+/// The architecture (the plan's, and in the bundle), systemd, and an OS
+/// ferry has been tried on.
+fn platform_problems(host: &HostPlan, platforms: &[String], kv: &Reported) -> Problems {
+    let mut out = Vec::new();
+    let arch = deb_arch(kv.one("arch"));
     if arch != host.arch {
-        problem(
+        out.push((
             format!(
                 "architecture is {arch} ({}) but the inventory/plan says {}",
-                one("arch"),
+                kv.one("arch"),
                 host.arch
             ),
             false,
-        );
+        ));
     }
     if !platforms.iter().any(|p| p == &format!("linux/{arch}")) {
-        problem(
+        out.push((
             format!("architecture {arch} is not in the bundle (it has {}): build a bundle with --platform linux/{arch}", platforms.join(", ")),
             false,
-        );
+        ));
     }
-    if one("systemd") != "1" {
-        problem(
+    if kv.one("systemd") != "1" {
+        out.push((
             format!(
                 "not running systemd (OS {}): ferry installs systemd units",
-                one("os")
+                kv.one("os")
             ),
             false,
-        );
+        ));
     }
-    let os = one("os");
+    let os = kv.one("os");
     let known = [
         "debian",
         "ubuntu",
@@ -210,61 +239,84 @@ pub async fn check_host(
         .iter()
         .any(|k| os.split_whitespace().next() == Some(k))
     {
-        problem(
+        out.push((
             format!("operating system {os:?} has not been tried with ferry"),
             true,
-        );
+        ));
     }
-    match one("time").parse::<f64>() {
-        Ok(t) if (t - local).abs() > MAX_CLOCK_SKEW_SECS => problem(
+    out
+}
+
+/// The clock against the deploy host's (`local`), free space on `/`, and swap.
+fn resource_problems(kv: &Reported, local: f64) -> Problems {
+    let mut out = Vec::new();
+    match kv.one("time").parse::<f64>() {
+        Ok(t) if (t - local).abs() > MAX_CLOCK_SKEW_SECS => out.push((
             format!("clock differs from the deploy host by {:.1}s (limit {MAX_CLOCK_SKEW_SECS}s): fix time sync (chrony) first; TLS and etcd need it", t - local),
             false,
-        ),
+        )),
         Ok(_) => {}
-        Err(_) => problem(format!("cannot read the clock: {:?}", one("time")), false),
+        Err(_) => out.push((format!("cannot read the clock: {:?}", kv.one("time")), false)),
     }
-    match one("disk").parse::<u64>() {
-        Ok(k) if k < MIN_FREE_KIB => problem(
+    match kv.one("disk").parse::<u64>() {
+        Ok(k) if k < MIN_FREE_KIB => out.push((
             format!(
                 "only {} MiB free on / (need {} MiB)",
                 k / 1024,
                 MIN_FREE_KIB / 1024
             ),
             false,
-        ),
+        )),
         Ok(_) => {}
-        Err(_) => problem("cannot read free disk space on /".into(), false),
+        Err(_) => out.push(("cannot read free disk space on /".into(), false)),
     }
-    if one("swap").parse::<u64>().unwrap_or(0) > 0 {
-        problem(
+    if kv.one("swap").parse::<u64>().unwrap_or(0) > 0 {
+        out.push((
             "swap is on: the OS baseline turns it off (kubelet needs that)".into(),
             true,
-        );
+        ));
     }
-    for m in kv.get("nomod").cloned().unwrap_or_default() {
-        if facts.container {
-            problem(format!("kernel module {m} is not loaded; in a container the host kernel's modules apply"), true);
-        } else {
-            problem(format!("kernel module {m} is neither loaded nor available (modprobe -n {m} fails): install the kernel's modules package"), false);
-        }
-    }
-    if let Some(p) = oom_score_problem(plan, host, one("capbnd")) {
-        problem(p, false);
-    }
-    let ours: Vec<&str> = host.services.iter().map(|s| s.unit.as_str()).collect();
-    for p in kv.get("port").cloned().unwrap_or_default() {
-        let (port, unit) = p.split_once(' ').unwrap_or((p, "unknown"));
-        if !ours.contains(&unit) {
-            problem(
-                format!("port {port} is already in use by {unit}: stop it or free the port"),
-                false,
-            );
-        }
-    }
-    (out, facts)
+    out
 }
 
-/// Cross-host checks: node names must be unique (the kubelet registers by hostname).
+/// Kernel modules the plan loads (only a warning in a container, whose
+/// modules are the host's), and lowering OOM scores.
+fn kernel_problems(
+    plan: &ClusterPlan,
+    host: &HostPlan,
+    kv: &Reported,
+    container: bool,
+) -> Problems {
+    let mut out = Vec::new();
+    for m in kv.all("nomod") {
+        if container {
+            out.push((format!("kernel module {m} is not loaded; in a container the host kernel's modules apply"), true));
+        } else {
+            out.push((format!("kernel module {m} is neither loaded nor available (modprobe -n {m} fails): install the kernel's modules package"), false));
+        }
+    }
+    if let Some(p) = oom_score_problem(plan, host, kv.one("capbnd")) {
+        out.push((p, false));
+    }
+    out
+}
+
+/// Ports the host needs that a unit other than ferry's holds.
+fn port_problems(host: &HostPlan, kv: &Reported) -> Problems {
+    let ours: Vec<&str> = host.services.iter().map(|s| s.unit.as_str()).collect();
+    let mut out = Vec::new();
+    for p in kv.all("port") {
+        let (port, unit) = p.split_once(' ').unwrap_or((p, "unknown"));
+        if !ours.contains(&unit) {
+            out.push((
+                format!("port {port} is already in use by {unit}: stop it or free the port"),
+                false,
+            ));
+        }
+    }
+    out
+}
+
 /// CAP_SYS_RESOURCE, which lowering a process's OOM score below its parent's needs.
 const CAP_SYS_RESOURCE: u32 = 24;
 
@@ -284,6 +336,7 @@ fn oom_score_problem(plan: &ClusterPlan, host: &HostPlan, capbnd: &str) -> Optio
     })
 }
 
+/// Cross-host checks: node names must be unique (the kubelet registers by hostname).
 pub fn check_unique_hostnames(facts: &[(String, HostFacts)]) -> Vec<Finding> {
     let mut seen: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (host, f) in facts {
