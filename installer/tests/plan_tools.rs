@@ -42,6 +42,11 @@ fn every_node_local_balancer_config_is_accepted_by_haproxy() {
                 n.name
             );
         }
+        assert!(
+            ferry_installer::deploy::preflight::ports_for(&plan, n).contains(&6444),
+            "{}: preflight checks that the balancer's port is free",
+            n.name
+        );
         let path = tmp.path().join(format!("{}-kube-lb.cfg", n.name));
         write(&path, &text);
         let (ok, out) = run(Command::new("haproxy").arg("-c").arg("-f").arg(&path));

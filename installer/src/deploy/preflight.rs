@@ -81,6 +81,8 @@ pub fn ports_for(plan: &ClusterPlan, host: &HostPlan) -> Vec<u16> {
     }
     if host.has(Role::Master) || host.has(Role::Node) {
         ports.extend([10250, 10256]);
+        // The node's local apiserver balancer on 127.0.0.1.
+        ports.extend(endpoint_port(&plan.node_apiserver_endpoint));
     }
     if host.has(Role::Registry) {
         for m in &plan.registry_mirrors {
@@ -92,11 +94,7 @@ pub fn ports_for(plan: &ClusterPlan, host: &HostPlan) -> Vec<u16> {
         }
     }
     if host.has(Role::ExLb) {
-        if let Some(port) = plan
-            .apiserver_endpoint
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.trim_end_matches('/').parse::<u16>().ok())
-        {
+        if let Some(port) = endpoint_port(&plan.apiserver_endpoint) {
             if !host.has(Role::Master) || port != 6443 {
                 ports.push(port);
             }
@@ -105,6 +103,13 @@ pub fn ports_for(plan: &ClusterPlan, host: &HostPlan) -> Vec<u16> {
     ports.sort_unstable();
     ports.dedup();
     ports
+}
+
+/// The port of an `https://host:port` endpoint.
+fn endpoint_port(endpoint: &str) -> Option<u16> {
+    endpoint
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.trim_end_matches('/').parse::<u16>().ok())
 }
 
 /// Kernel modules the plan's modules-load.d files ask for.
