@@ -96,3 +96,59 @@ fn rig_boots_hosts_and_tears_down_completely() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(dir.to_str().unwrap()), "mounts left");
 }
+
+/// Bare hosts: their root is the cached minimal Debian 12 (mmdebstrap from
+/// Debian's packages), so they hold exactly its packages and none of what
+/// this machine has installed; they still boot systemd and answer SSH.
+#[test]
+fn bare_hosts_inherit_nothing_from_this_machine() {
+    let rig = Rig::up_bare(1, "fbare", 46);
+    let out = rig.ssh(
+        "h1",
+        "systemctl is-system-running --wait; systemctl --failed --no-legend; . /etc/os-release; echo \"$ID $VERSION_ID\"",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text, "running\ndebian 12\n", "booted with no failed unit");
+
+    // Exactly the cached root's packages, and far fewer than this machine's.
+    let packages = |admindir: &str| {
+        let out = Command::new("dpkg-query")
+            .args(["--admindir", admindir, "-W", "-f", "${Package}\n"])
+            .output()
+            .expect("dpkg-query");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let on_host = rig.sh("h1", "dpkg-query -W -f '${Package}\\n'");
+    let root = std::env::var("FERRY_RIG_BARE_ROOT")
+        .unwrap_or_else(|_| "/var/cache/ferry-rig/debian-12-minimal".into());
+    assert_eq!(on_host, packages(&format!("{root}/var/lib/dpkg")));
+    let machine = packages("/var/lib/dpkg");
+    assert!(
+        on_host.lines().count() * 2 < machine.lines().count(),
+        "{on_host}"
+    );
+    for base in ["systemd", "openssh-server"] {
+        assert!(on_host.lines().any(|p| p == base), "{base} is in the root");
+    }
+
+    // What the installer needs from a host is not there unless it brings it:
+    // this machine has every one of these, the bare host none.
+    for tool in [
+        "/usr/sbin/haproxy",
+        "/usr/sbin/keepalived",
+        "/usr/bin/containerd",
+        "/usr/sbin/runc",
+        "/usr/bin/etcd",
+        "/usr/bin/python3",
+        "/usr/bin/curl",
+    ] {
+        assert!(Path::new(tool).exists(), "this machine has {tool}");
+        let absent = rig.exec("h1", &format!("test ! -e {tool}"));
+        assert!(absent.status.success(), "bare h1 has {tool}");
+    }
+}

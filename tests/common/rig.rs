@@ -14,6 +14,9 @@ pub struct Rig {
     pub net: String,
     /// (name, address) of every host, h1..hN.
     pub hosts: Vec<(String, String)>,
+    /// What the hosts' root overlays: `machine` (this machine's `/`) or
+    /// `bare` (a minimal Debian 12 root; see tests/rig/rig.sh).
+    pub base: &'static str,
 }
 
 fn script() -> PathBuf {
@@ -24,6 +27,16 @@ impl Rig {
     /// Boots `n` hosts. `id` (<= 5 chars) names the namespaces and links;
     /// `octet` picks the /24: 198.18.<octet>.0.
     pub fn up(n: usize, id: &str, octet: u8) -> Rig {
+        Rig::boot(n, id, octet, "machine")
+    }
+
+    /// Boots `n` bare hosts: their root is a minimal Debian 12 (systemd and
+    /// openssh-server on Debian's minimal base), nothing of this machine.
+    pub fn up_bare(n: usize, id: &str, octet: u8) -> Rig {
+        Rig::boot(n, id, octet, "bare")
+    }
+
+    fn boot(n: usize, id: &str, octet: u8, base: &'static str) -> Rig {
         let dir = PathBuf::from(format!("/var/tmp/ferry-rig-{id}-{}", std::process::id()));
         let net = format!("198.18.{octet}");
         let rig = Rig {
@@ -33,6 +46,7 @@ impl Rig {
             hosts: (1..=n)
                 .map(|i| (format!("h{i}"), format!("{net}.{}", 10 + i)))
                 .collect(),
+            base,
         };
         let out = rig
             .cmd()
@@ -53,7 +67,8 @@ impl Rig {
         let mut c = Command::new(script());
         c.env("FERRY_RIG_DIR", &self.dir)
             .env("FERRY_RIG_ID", &self.id)
-            .env("FERRY_RIG_NET", &self.net);
+            .env("FERRY_RIG_NET", &self.net)
+            .env("FERRY_RIG_BASE", self.base);
         c
     }
 

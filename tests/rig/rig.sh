@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ferry test rig: N test hosts on this machine, each a network namespace plus
-# mount, PID, UTS and cgroup namespaces whose root is an overlay over `/`,
-# booting the machine's own systemd as PID 1 (with `container=` set) and
+# mount, PID, UTS and cgroup namespaces whose root is an overlay over `/` (or
+# over a minimal Debian 12 root, FERRY_RIG_BASE=bare), booting its systemd as
+# PID 1 (with `container=` set) and
 # running sshd, reachable over a bridge at 198.18.0.0/15 addresses with no
 # default route. Root SSH works with a generated key.
 #
@@ -15,6 +16,13 @@
 #   FERRY_RIG_DIR  state dir on a real filesystem   (default /var/tmp/ferry-rig)
 #   FERRY_RIG_ID   short prefix for netns/link names (default fr, <= 5 chars)
 #   FERRY_RIG_NET  first three octets of the /24     (default 198.18.0)
+#   FERRY_RIG_BASE what the hosts' root overlays:
+#                  machine  this machine's own `/` (default)
+#                  bare     a minimal Debian 12 root (minbase, systemd,
+#                           openssh-server) built once with mmdebstrap from
+#                           Debian's packages and cached, so that a host has
+#                           nothing of this machine
+#   FERRY_RIG_BARE_ROOT where that root is cached (default /var/cache/ferry-rig/debian-12-minimal)
 #
 # The state dir holds: `state` (every namespace, link, process, cgroup and
 # directory created, one per line, appended as they are created, so `down`
@@ -26,6 +34,10 @@ set -euo pipefail
 RIG_DIR=${FERRY_RIG_DIR:-/var/tmp/ferry-rig}
 RIG_ID=${FERRY_RIG_ID:-fr}
 RIG_NET=${FERRY_RIG_NET:-198.18.0}
+RIG_BASE=${FERRY_RIG_BASE:-machine}
+BARE_ROOT=${FERRY_RIG_BARE_ROOT:-/var/cache/ferry-rig/debian-12-minimal}
+BARE_SUITE=bookworm
+BARE_MIRROR=${FERRY_RIG_BARE_MIRROR:-http://deb.debian.org/debian}
 STATE=$RIG_DIR/state
 BRIDGE=${RIG_ID}-br0
 SELF=$(readlink -f "$0")
@@ -39,6 +51,11 @@ case "$RIG_NET" in
 esac
 [ ${#RIG_ID} -le 5 ] || die "FERRY_RIG_ID=$RIG_ID is longer than 5 characters (link names are limited to 15)"
 [ "$(id -u)" = 0 ] || die "the rig needs root (namespaces, mounts, links)"
+case "$RIG_BASE" in
+  machine) LOWER=/ ;;
+  bare) LOWER=$BARE_ROOT ;;
+  *) die "FERRY_RIG_BASE=$RIG_BASE is neither machine nor bare" ;;
+esac
 
 host_addr() { echo "$RIG_NET.$((10 + $1))"; }
 
@@ -58,6 +75,29 @@ ensure_packages() {
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+}
+
+# The minimal Debian 12 root of bare hosts: built once (under a lock, into a
+# temporary dir renamed when complete), then reused.
+ensure_bare_root() {
+  [ "$RIG_BASE" = bare ] || return 0
+  [ -e "$BARE_ROOT/.ferry-rig-complete" ] && return 0
+  command -v mmdebstrap >/dev/null || die "FERRY_RIG_BASE=bare needs mmdebstrap (apt-get install mmdebstrap; listed in .ci/packages.txt)"
+  mkdir -p "$(dirname "$BARE_ROOT")"
+  exec 9>"$BARE_ROOT.lock"
+  flock 9
+  if [ ! -e "$BARE_ROOT/.ferry-rig-complete" ]; then
+    local tmp=$BARE_ROOT.tmp.$$ start=$SECONDS
+    rm -rf "$tmp"
+    log "building the minimal Debian 12 root of bare hosts in $BARE_ROOT (once)"
+    mmdebstrap --quiet --variant=minbase --include=systemd,systemd-sysv,openssh-server \
+      "$BARE_SUITE" "$tmp" "$BARE_MIRROR" >&2 || { rm -rf "$tmp"; die "mmdebstrap failed (mirror $BARE_MIRROR)"; }
+    touch "$tmp/.ferry-rig-complete"
+    rm -rf "$BARE_ROOT"
+    mv "$tmp" "$BARE_ROOT"
+    log "minimal root built in $((SECONDS - start))s"
+  fi
+  exec 9>&-
 }
 
 # Cgroup hierarchies of this machine: "<dir> <fstype> <super options>".
@@ -135,20 +175,20 @@ EOF
   # Services apt enabled on this machine stay off in test hosts: an overlay
   # whiteout (0/0 char device) hides the link, so the installer can still
   # enable its own unit of the same name (a mask would block that).
-  local wants=/etc/systemd/system disabled=()
+  local wants=${LOWER%/}/etc/systemd/system disabled=()
   for l in "$wants"/multi-user.target.wants/* "$wants"/timers.target.wants/* "$wants"/sysinit.target.wants/* "$wants"/getty.target.wants/*; do
     [ -L "$l" ] || continue
     case "$(basename "$l")" in
       ssh.service|remote-fs.target) continue ;;
     esac
-    mknod "$up${l}" c 0 0
+    mknod "$up${l#"${LOWER%/}"}" c 0 0
     disabled+=("$(basename "$(readlink "$l")")")
   done
   # Aliases of those units (e.g. etcd2.service -> etcd.service) go as well.
   for l in "$wants"/*; do
     [ -L "$l" ] || continue
     case " ${disabled[*]} " in
-      *" $(basename "$(readlink "$l")") "*) mknod "$up${l}" c 0 0 ;;
+      *" $(basename "$(readlink "$l")") "*) mknod "$up${l#"${LOWER%/}"}" c 0 0 ;;
     esac
   done
   for u in getty@.service console-getty.service container-getty@.service serial-getty@.service getty.target; do
@@ -160,7 +200,7 @@ EOF
 host_init() {
   local h=$1 d=$RIG_DIR/$1 r=$RIG_DIR/$1/root dir fstype opts name
   hostname "$h"
-  mount -t overlay overlay -o "lowerdir=/,upperdir=$d/upper,workdir=$d/work" "$r"
+  mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$d/upper,workdir=$d/work" "$r"
   mount -t proc proc "$r/proc"
   # Only net.* sysctls are per network namespace: the rest of /proc/sys is the
   # machine's own kernel, so it is read-only inside test hosts.
@@ -284,6 +324,7 @@ cmd_up() {
   local n=${1:-}
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 200 ] || die "usage: rig.sh up N (1..200)"
   ensure_packages
+  ensure_bare_root
   [ -e "$STATE" ] && cmd_down
   mkdir -p "$RIG_DIR"
   : >"$STATE"
