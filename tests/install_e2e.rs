@@ -92,10 +92,13 @@ fn inventory(rig: &Rig) -> String {
 /// The test hosts are containers on a machine without CAP_SYS_RESOURCE, like
 /// LXC nodes: containerd must not lower OOM scores there.
 const RESTRICT_OOM: &str = "CONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n";
+/// Open files are capped at 20000 on this machine and test hosts cannot
+/// raise them: haproxy on [ex_lb] gets fewer connections (and so open files).
+const TEST_HOST_MAXCONN: &str = "EX_LB_MAXCONN: 4000\n";
 
 fn config() -> String {
     format!(
-        "CLUSTER_NAME: \"e2e\"\nK8S_VER: \"1.29.6\"\nCONTAINER_RUNTIME: \"containerd\"\nVIP: \"{}\"\nVIP_IF: \"eth0\"\nHOST_SUBNET_PREFIX: 24\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\n{RESTRICT_OOM}",
+        "CLUSTER_NAME: \"e2e\"\nK8S_VER: \"1.29.6\"\nCONTAINER_RUNTIME: \"containerd\"\nVIP: \"{}\"\nVIP_IF: \"eth0\"\nHOST_SUBNET_PREFIX: 24\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\n{RESTRICT_OOM}{TEST_HOST_MAXCONN}",
         vip()
     )
 }
@@ -570,6 +573,15 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
         }
     }
 
+    // haproxy's open files follow EX_LB_MAXCONN (4000) through ferry's drop-in.
+    for lb in LBS {
+        assert_eq!(
+            rig.sh(lb, "systemctl show -p LimitNOFILE --value haproxy.service")
+                .trim(),
+            "9024",
+            "{lb}"
+        );
+    }
     // The apiserver (stand-in, serving ferry's certificate) answers through the VIP.
     let holder = wait_for("keepalived to take the VIP", 30, || vip_holder(rig));
     let admin = std::fs::read_to_string(s.cluster_dir().join("kubeconfig/admin.kubeconfig"))

@@ -75,6 +75,13 @@ fn haproxy_and_keepalived_accept_their_configs() {
         for m in ["10.10.0.11:6443", "10.10.0.12:6443", "10.10.0.13:6443"] {
             assert!(text.contains(m), "backend {m}: {text}");
         }
+        assert!(text.contains("maxconn 50000"), "{text}");
+        let limits = common::text(
+            &plan,
+            &lb.name,
+            "/etc/systemd/system/haproxy.service.d/ferry-limits.conf",
+        );
+        assert!(limits.contains("\nLimitNOFILE=101024\n"), "{limits}");
         write(&ha, &text);
         let (ok, out) = run(Command::new("haproxy").arg("-c").arg("-f").arg(&ha));
         assert!(ok, "haproxy -c rejected {}: {out}", ha.display());

@@ -44,6 +44,9 @@ HOST_SUBNET_PREFIX: 24
 PROXY_MODE: "ipvs"
 # The test hosts are containers without CAP_SYS_RESOURCE (like LXC nodes).
 CONTAINERD_RESTRICT_OOM_SCORE_ADJ: true
+# Open files are capped at 20000 on this machine and cannot be raised:
+# haproxy on [ex_lb] gets fewer connections than the default 50000.
+EX_LB_MAXCONN: 4000
 EOF
 
 echo "== ferry install to 7 test hosts (logs: $DEMO/cluster/logs)"

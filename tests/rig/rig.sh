@@ -165,13 +165,6 @@ MaxStartups 64:30:128
 # No PAM session (logind) per command: test hosts answer multiplexed commands faster.
 UsePAM no
 EOF
-  # This machine caps open files below what haproxy's maxconn asks for, and
-  # haproxy refuses to start then: cap its connections in test hosts only.
-  if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt 200000 ]; then
-    mkdir -p "$up/etc/default"
-    printf '# ferry rig: open files are capped at %s here\nEXTRAOPTS="-S /run/haproxy-master.sock -n %s"\n' \
-      "$(ulimit -Hn)" "$(( $(ulimit -Hn) / 2 - 1000 ))" >"$up/etc/default/haproxy"
-  fi
   # Services apt enabled on this machine stay off in test hosts: an overlay
   # whiteout (0/0 char device) hides the link, so the installer can still
   # enable its own unit of the same name (a mask would block that).

@@ -116,6 +116,8 @@ pub struct Config {
     pub enable_setting_hostname: Setting<bool>,
     /// Port of every node's local apiserver load balancer on 127.0.0.1.
     pub local_lb_port: Setting<u16>,
+    /// haproxy's `maxconn` on `[ex_lb]`; its open-file limit follows.
+    pub ex_lb_maxconn: Setting<u32>,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -197,6 +199,7 @@ const KNOWN_KEYS: &[&str] = &[
     "ENABLE_CLUSTER_AUDIT",
     "ENABLE_SETTING_HOSTNAME",
     "LOCAL_LB_PORT",
+    "EX_LB_MAXCONN",
 ];
 
 /// Keys whose value is a per-host template, evaluated when hosts are known.
@@ -644,6 +647,7 @@ impl Reader<'_> {
             enable_cluster_audit: r.bool("ENABLE_CLUSTER_AUDIT", true),
             enable_setting_hostname: r.bool("ENABLE_SETTING_HOSTNAME", false),
             local_lb_port: r.number("LOCAL_LB_PORT", 6444u16),
+            ex_lb_maxconn: r.number("EX_LB_MAXCONN", 50_000u32),
         }
     }
 }

@@ -554,6 +554,12 @@ fn check_config_values(c: &mut Checker, cfg: &Config) {
             "HOST_SUBNET_PREFIX must be between 0 and 32",
         );
     }
+    if !(100..=1_000_000).contains(&cfg.ex_lb_maxconn.value) {
+        c.fail(
+            &cfg.ex_lb_maxconn.origin,
+            "EX_LB_MAXCONN must be between 100 and 1000000 (haproxy's connections on [ex_lb])",
+        );
+    }
 }
 
 /// The bundle's Kubernetes version (no `v`); `K8S_VER`, if set, must be it.

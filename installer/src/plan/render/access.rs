@@ -27,10 +27,19 @@ pub(super) fn render(h: &mut HostFiles, r: &Renderer, input: &AccessInput) -> Re
         r.render("lb/keepalived.conf", &ctx)?,
         Step::AccessLayer,
     )?;
+    h.text(
+        format!("{SYSTEMD_DIR}/haproxy.service.d/ferry-limits.conf"),
+        r.render("systemd/haproxy-limits.conf", &ctx)?,
+        Step::AccessLayer,
+    )?;
     h.service("haproxy.service", Step::AccessLayer, true);
     h.service("keepalived.service", Step::AccessLayer, true);
     Ok(())
 }
+
+/// A node's local clients (kubelet, kube-proxy, CNI agents) hold a few dozen
+/// connections.
+const LOCAL_LB_MAXCONN: u32 = 2000;
 
 /// Where the local balancer's configuration lives (not /etc/haproxy: an
 /// `[ex_lb]` host or a site's own haproxy may use that).
@@ -45,7 +54,8 @@ pub(super) fn render_local(h: &mut HostFiles, r: &Renderer, s: &HostScope) -> Re
         .map(|m| json!({"name": m.name, "ip": m.ip.to_string()}))
         .collect();
     let ctx = json!({"cluster": s.cluster_ctx, "host": s.host_ctx,
-        "lb": {"port": port, "masters": masters, "config": LOCAL_LB_CONFIG}});
+        "lb": {"port": port, "masters": masters, "config": LOCAL_LB_CONFIG,
+            "maxconn": LOCAL_LB_MAXCONN, "nofile": open_files_for(LOCAL_LB_MAXCONN)}});
     h.text(
         LOCAL_LB_CONFIG,
         r.render("lb/kube-lb.cfg", &ctx)?,
@@ -70,12 +80,20 @@ fn lb_ctx(input: &AccessInput) -> Json {
         .with_role(Role::Master)
         .map(|m| json!({"name": m.name, "ip": m.ip.to_string()}))
         .collect();
+    let maxconn = c.config.ex_lb_maxconn.value;
     json!({"cluster": s.cluster_ctx, "host": s.host_ctx, "lb": {
         "vip": input.vip.to_string(), "port": c.lb_port, "masters": masters,
+        "maxconn": maxconn, "nofile": open_files_for(maxconn),
         "state": if is_master {"MASTER"} else {"BACKUP"},
         "priority": if is_master {150} else {100usize.saturating_sub(idx)},
         "interface": c.config.vip_if.value, "router_id": router_id(&c.name),
         "peers": lbs.iter().filter(|x| x.name != n.name).map(|x| x.ip.to_string()).collect::<Vec<_>>()}})
+}
+
+/// The open files haproxy needs for `maxconn` connections: two sockets each
+/// (client and server side), plus listeners, checks and logs.
+pub(super) fn open_files_for(maxconn: u32) -> u64 {
+    2 * u64::from(maxconn) + 1024
 }
 
 /// The inventory's `lb_role`; without any, the first `[ex_lb]` host is MASTER.

@@ -64,6 +64,7 @@ pub const TEMPLATES: &[(&str, &str)] = templates![
     "lb/keepalived.conf",
     "lb/kube-lb.cfg",
     "systemd/ferry-kube-lb.service",
+    "systemd/haproxy-limits.conf",
     "addons/10-coredns.yaml",
     "addons/20-nodelocaldns.yaml",
     "addons/50-prometheus-rules.yaml",
