@@ -85,6 +85,7 @@ fn host(name: &str, addr: &str, rig: &Rig, greeting: &str) -> HostPlan {
 fn plan(rig: &Rig, greetings: &[&str]) -> ClusterPlan {
     ClusterPlan {
         cluster_name: "t".into(),
+        cni: "cilium".into(),
         cluster_dir: PathBuf::from("/nonexistent"),
         kubernetes: "1.29.6".into(),
         bundle_name: "t".into(),

@@ -38,6 +38,9 @@ echo "container=$(systemd-detect-virt -c 2>/dev/null || true)"
 echo "disk=$(df -Pk / | awk 'NR==2{{print $4}}')"
 echo "swap=$(awk 'NR>1' /proc/swaps 2>/dev/null | wc -l)"
 echo "capbnd=$(awk '/^CapBnd:/{{print $2}}' /proc/self/status)"
+echo "kernel=$(uname -r)"
+echo "cgroup=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
+echo "systemd_version=$(systemctl --version 2>/dev/null | awk 'NR==1{{print $2}}')"
 for m in {modules}; do if [ -d /sys/module/$m ] || modprobe -n $m 2>/dev/null; then :; else echo "nomod=$m"; fi; done
 for p in {ports}; do
   l=$(ss -Htlnp "sport = :$p" 2>/dev/null | head -n1)
@@ -190,6 +193,7 @@ pub async fn check_host(
     let mut problems = platform_problems(host, platforms, &kv);
     problems.extend(resource_problems(&kv, local));
     problems.extend(kernel_problems(plan, host, &kv, facts.container));
+    problems.extend(os_version_problems(&plan.cni, &kv));
     problems.extend(port_problems(host, &kv));
     (problems.into_iter().map(finding).collect(), facts)
 }
@@ -306,6 +310,69 @@ fn kernel_problems(
     out
 }
 
+/// The oldest kernel the guide supports, and the oldest Cilium's datapath needs.
+const MIN_KERNEL: (u32, u32) = (5, 4);
+const MIN_KERNEL_CILIUM: (u32, u32) = (5, 10);
+/// The oldest systemd of the supported distributions (Rocky Linux 8).
+const MIN_SYSTEMD: u32 = 239;
+
+/// The kernel's (major, minor) from `uname -r` (`6.1.0-18-amd64` -> (6, 1)).
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The kernel against the guide's minimum (higher with Cilium), cgroup v2,
+/// and systemd's version.
+fn os_version_problems(cni: &str, kv: &Reported) -> Problems {
+    let mut out = Vec::new();
+    let (need, why) = match cni {
+        "cilium" => (MIN_KERNEL_CILIUM, "with Cilium"),
+        _ => (MIN_KERNEL, "for Kubernetes nodes"),
+    };
+    match kernel_version(kv.one("kernel")) {
+        Some(v) if v < need => out.push((
+            format!(
+                "kernel {} is older than {}.{}, the guide's minimum {why}: upgrade the kernel",
+                kv.one("kernel"),
+                need.0,
+                need.1
+            ),
+            false,
+        )),
+        Some(_) => {}
+        None => out.push((
+            format!("cannot read the kernel version: {:?}", kv.one("kernel")),
+            false,
+        )),
+    }
+    if kv.one("cgroup") != "cgroup2fs" {
+        out.push((
+            format!(
+                "cgroup v1 (/sys/fs/cgroup is {}): Kubernetes keeps cgroup v1 in maintenance only from 1.31 and the guide's hosts run cgroup v2; boot with systemd.unified_cgroup_hierarchy=1",
+                if kv.one("cgroup").is_empty() { "unreadable" } else { kv.one("cgroup") }
+            ),
+            true,
+        ));
+    }
+    match kv.one("systemd_version").parse::<u32>() {
+        Ok(v) if v < MIN_SYSTEMD => out.push((
+            format!("systemd {v} is older than {MIN_SYSTEMD}: ferry's units need a newer systemd"),
+            false,
+        )),
+        Ok(_) => {}
+        Err(_) if kv.one("systemd") != "1" => {} // reported as "not running systemd"
+        Err(_) => out.push((
+            format!(
+                "cannot read systemd's version: {:?}",
+                kv.one("systemd_version")
+            ),
+            false,
+        )),
+    }
+    out
+}
+
 /// Ports the host needs that a unit other than ferry's holds.
 fn port_problems(host: &HostPlan, kv: &Reported) -> Problems {
     let ours: Vec<&str> = host.services.iter().map(|s| s.unit.as_str()).collect();
@@ -386,6 +453,49 @@ mod tests {
         assert_eq!(found[0].host, "a");
         assert_eq!(found[1].host, "c");
         assert!(found[0].problem.contains("a, c"));
+    }
+
+    fn os_problems(cni: &str, kernel: &str, cgroup: &str, systemd: &str) -> Problems {
+        let text =
+            format!("systemd=1\nkernel={kernel}\ncgroup={cgroup}\nsystemd_version={systemd}\n");
+        os_version_problems(cni, &Reported::parse(&text))
+    }
+
+    #[test]
+    fn kernel_cgroup_and_systemd_versions_are_checked() {
+        assert!(os_problems("cilium", "6.1.0-18-amd64", "cgroup2fs", "252").is_empty());
+        assert!(os_problems("calico", "5.4.0-150-generic", "cgroup2fs", "249").is_empty());
+        // Cilium needs 5.10; Calico nodes 5.4.
+        let p = os_problems("cilium", "5.4.0-150-generic", "cgroup2fs", "249");
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].0
+                .contains("older than 5.10, the guide's minimum with Cilium")
+                && !p[0].1,
+            "{p:?}"
+        );
+        let p = os_problems("calico", "4.18.0-513.el8.x86_64", "cgroup2fs", "239");
+        assert!(
+            p[0].0
+                .starts_with("kernel 4.18.0-513.el8.x86_64 is older than 5.4")
+                && !p[0].1,
+            "{p:?}"
+        );
+        // cgroup v1 is a warning; an old systemd an error.
+        let p = os_problems("calico", "5.15.0", "tmpfs", "252");
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].0.starts_with("cgroup v1 (/sys/fs/cgroup is tmpfs)") && p[0].1,
+            "{p:?}"
+        );
+        let p = os_problems("calico", "5.15.0", "cgroup2fs", "219");
+        assert!(
+            p[0].0.contains("systemd 219 is older than 239") && !p[0].1,
+            "{p:?}"
+        );
+        // What cannot be read is said, not passed.
+        let p = os_problems("calico", "", "cgroup2fs", "");
+        assert_eq!(p.len(), 2, "{p:?}");
     }
 
     #[test]

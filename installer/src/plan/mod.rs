@@ -93,6 +93,7 @@ pub fn build_plan(
         .collect();
     Ok(ClusterPlan {
         cluster_name: cluster.name.clone(),
+        cni: cluster.cni.clone(),
         admin_kubeconfig: cluster_dir.join("kubeconfig/admin.kubeconfig"),
         cluster_dir,
         kubernetes: cluster.kubernetes.clone(),

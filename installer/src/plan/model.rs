@@ -14,6 +14,8 @@ use std::path::PathBuf;
 pub struct ClusterPlan {
     /// `CLUSTER_NAME` from config.yml.
     pub cluster_name: String,
+    /// The CNI: `cilium` or `calico` (preflight's kernel minimum depends on it).
+    pub cni: String,
     /// Directory on the deploy host holding the PKI, kubeconfigs and keys.
     pub cluster_dir: PathBuf,
     /// Kubernetes version (`1.29.6`), equal to the bundle's.
