@@ -152,3 +152,25 @@ fn bare_hosts_inherit_nothing_from_this_machine() {
         assert!(absent.status.success(), "bare h1 has {tool}");
     }
 }
+
+/// Preflight's facts script runs on a bare host (Debian's minimal base, no
+/// `ss`): it finds who listens on a port the cluster needs.
+#[test]
+fn preflight_facts_name_a_port_holder_on_a_bare_host() {
+    let rig = Rig::up_bare(1, "fbpf", 47);
+    assert!(
+        !rig.exec("h1", "command -v ss").status.success(),
+        "the minimal base has no ss"
+    );
+    rig.sh(
+        "h1",
+        "systemd-run --unit=squatter /usr/sbin/sshd -D -p 2379 && sleep 1 && systemctl is-active squatter.service",
+    );
+    let script = ferry_installer::deploy::preflight::facts_script(&[2379, 2380], &[]);
+    let out = rig.sh("h1", &script);
+    let ports: Vec<&str> = out.lines().filter(|l| l.starts_with("port=")).collect();
+    assert_eq!(ports, ["port=2379 squatter.service"], "{out}");
+    for key in ["kernel=", "cgroup=", "systemd_version=", "os=debian 12"] {
+        assert!(out.lines().any(|l| l.starts_with(key)), "{key} in {out}");
+    }
+}

@@ -26,7 +26,10 @@ pub struct HostFacts {
     pub container: bool,
 }
 
-fn facts_script(ports: &[u16], modules: &[String]) -> String {
+/// The shell script that reports a host's facts as `key=value` lines. It
+/// needs only what Debian's minimal base has (no `ss`: listening sockets are
+/// read from /proc/net and their process from /proc/*/fd).
+pub fn facts_script(ports: &[u16], modules: &[String]) -> String {
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     format!(
         r#"echo "arch=$(uname -m)"
@@ -43,9 +46,13 @@ echo "cgroup=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 echo "systemd_version=$(systemctl --version 2>/dev/null | awk 'NR==1{{print $2}}')"
 for m in {modules}; do if [ -d /sys/module/$m ] || modprobe -n $m 2>/dev/null; then :; else echo "nomod=$m"; fi; done
 for p in {ports}; do
-  l=$(ss -Htlnp "sport = :$p" 2>/dev/null | head -n1)
-  [ -n "$l" ] || continue
-  pid=$(echo "$l" | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
+  hex=$(printf ':%04X' "$p")
+  inode=$(awk -v port="$hex" '$4 == "0A" && substr($2, length($2) - 4) == port {{ print $10; exit }}' /proc/net/tcp /proc/net/tcp6 2>/dev/null)
+  [ -n "$inode" ] || continue
+  pid=
+  for fd in /proc/[0-9]*/fd/*; do
+    if [ "$(readlink "$fd" 2>/dev/null)" = "socket:[$inode]" ]; then pid=${{fd#/proc/}}; pid=${{pid%%/*}}; break; fi
+  done
   unit=$(grep -o '[^/]*\.service' /proc/$pid/cgroup 2>/dev/null | head -n1)
   echo "port=$p ${{unit:-unknown}}"
 done
