@@ -118,6 +118,9 @@ pub struct Config {
     pub local_lb_port: Setting<u16>,
     /// haproxy's `maxconn` on `[ex_lb]`; its open-file limit follows.
     pub ex_lb_maxconn: Setting<u32>,
+    /// What Jinja in the inventory and config.yml sees: the inventory's
+    /// variables and config.yml's scalars (as extra vars).
+    pub scope: Scope,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -208,6 +211,8 @@ const PER_HOST_KEYS: &[&str] = &["K8S_NODENAME"];
 /// Reads typed values out of the top-level mapping, collecting problems.
 struct Reader<'a> {
     path: &'a Path,
+    /// The Jinja scope, with config.yml's scalars once they are read.
+    scope: Scope,
     map: BTreeMap<String, Yaml>,
     lines: BTreeMap<String, usize>,
     problems: Vec<Problem>,
@@ -402,12 +407,13 @@ impl Config {
             map: top_level_map(path, text)?,
             lines: top_level_lines(text),
             problems: Vec::new(),
+            scope: scope.clone(),
         };
-        r.evaluate_keys(scope);
+        r.evaluate_keys();
         r.alias("CALICO_ENABLE_OVERLAY", "CALICO_IPV4POOL_IPIP");
         r.alias("CONTAINERD_ROOT_DIR", "CONTAINERD_STORAGE_DIR");
         r.alias("METRICS_SERVER_ENABLED", "metricsserver_install");
-        let cfg = r.read(path);
+        let cfg = r.read();
         if r.problems.is_empty() {
             Ok(cfg)
         } else {
@@ -476,13 +482,13 @@ impl Reader<'_> {
     /// Sort every key: kubeasz keys for what ferry does not deploy (one
     /// summary line), unknown keys (a warning each), and the keys ferry
     /// reads, whose Jinja is evaluated here (per-host templates later).
-    fn evaluate_keys(&mut self, scope: &Scope) {
+    fn evaluate_keys(&mut self) {
         let scalars: BTreeMap<String, String> = self
             .map
             .iter()
             .filter_map(|(k, v)| scalar_text(v).map(|t| (k.clone(), t)))
             .collect();
-        let scope = scope.clone().with_config(&scalars);
+        self.scope = std::mem::take(&mut self.scope).with_config(&scalars);
         let mut ignored = IgnoredKeys::default();
         let keys: Vec<String> = self.map.keys().cloned().collect();
         for key in keys {
@@ -503,7 +509,7 @@ impl Reader<'_> {
             if PER_HOST_KEYS.contains(&key.as_str()) || !holds_jinja(&value) {
                 continue;
             }
-            match evaluate(&scope, &value) {
+            match evaluate(&self.scope, &value) {
                 Ok(v) => {
                     self.map.insert(key, v);
                 }
@@ -541,7 +547,7 @@ impl Reader<'_> {
     }
 
     /// Every key, typed, with the guide's production values as defaults.
-    fn read(&mut self, path: &Path) -> Config {
+    fn read(&mut self) -> Config {
         let r = self;
         let default_plugins = [
             "NodeRestriction",
@@ -560,7 +566,8 @@ impl Reader<'_> {
             ("ephemeral-storage", "5Gi"),
         ];
         Config {
-            path: path.to_path_buf(),
+            path: r.path.to_path_buf(),
+            scope: r.scope.clone(),
             cluster_name: r.string("CLUSTER_NAME", "prod-k8s"),
             k8s_ver: r.opt_string("K8S_VER"),
             container_runtime: r.string("CONTAINER_RUNTIME", "containerd"),

@@ -235,16 +235,16 @@ const KNOWN_GROUPS: &[&str] = &[
 
 struct Checker<'a> {
     inv: &'a Inventory,
-    /// The inventory's variables, for the Jinja kubeasz writes in values.
+    /// What Jinja in the inventory sees (see [`Config::scope`]).
     scope: Scope,
     problems: Vec<Problem>,
 }
 
 impl<'a> Checker<'a> {
-    fn new(inv: &'a Inventory) -> Checker<'a> {
+    fn new(inv: &'a Inventory, cfg: &Config) -> Checker<'a> {
         Checker {
             inv,
-            scope: Scope::from_inventory(inv),
+            scope: cfg.scope.clone(),
             problems: Vec::new(),
         }
     }
@@ -347,7 +347,7 @@ fn lower(s: &str) -> String {
 
 /// Check everything and build the cluster description, or list every problem.
 pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Result<Cluster> {
-    let mut c = Checker::new(inv);
+    let mut c = Checker::new(inv, cfg);
     warn_unknown_groups(inv);
     warn_unused_vars(inv, &c.scope);
     let shared = shared_settings(&mut c, cfg, bundle);

@@ -6,7 +6,7 @@
 use super::{HostFiles, HostScope, Renderer, SYSTEMD_DIR};
 use crate::plan::error::Result;
 use crate::plan::model::{Role, Step};
-use crate::plan::validate::{LbRole, NodeSpec};
+use crate::plan::validate::{Cluster, LbRole, NodeSpec};
 use serde_json::{json, Value as Json};
 use std::net::Ipv4Addr;
 
@@ -48,13 +48,8 @@ const LOCAL_LB_CONFIG: &str = "/etc/ferry/kube-lb/haproxy.cfg";
 /// The node's local apiserver balancer: haproxy, a unit of its own.
 pub(super) fn render_local(h: &mut HostFiles, r: &Renderer, s: &HostScope) -> Result<()> {
     let (_, port) = s.cluster.node_apiserver_host_port();
-    let masters: Vec<Json> = s
-        .cluster
-        .with_role(Role::Master)
-        .map(|m| json!({"name": m.name, "ip": m.ip.to_string()}))
-        .collect();
     let ctx = json!({"cluster": s.cluster_ctx, "host": s.host_ctx,
-        "lb": {"port": port, "masters": masters, "config": LOCAL_LB_CONFIG,
+        "lb": {"port": port, "masters": backends(s.cluster), "config": LOCAL_LB_CONFIG,
             "maxconn": LOCAL_LB_MAXCONN, "nofile": open_files_for(LOCAL_LB_MAXCONN)}});
     h.text(
         LOCAL_LB_CONFIG,
@@ -76,18 +71,21 @@ fn lb_ctx(input: &AccessInput) -> Json {
     let lbs: Vec<&NodeSpec> = c.with_role(Role::ExLb).collect();
     let idx = lbs.iter().position(|x| x.name == n.name).unwrap_or(0);
     let is_master = is_keepalived_master(n, &lbs, idx);
-    let masters: Vec<Json> = c
-        .with_role(Role::Master)
-        .map(|m| json!({"name": m.name, "ip": m.ip.to_string()}))
-        .collect();
     let maxconn = c.config.ex_lb_maxconn.value;
     json!({"cluster": s.cluster_ctx, "host": s.host_ctx, "lb": {
-        "vip": input.vip.to_string(), "port": c.lb_port, "masters": masters,
+        "vip": input.vip.to_string(), "port": c.lb_port, "masters": backends(c),
         "maxconn": maxconn, "nofile": open_files_for(maxconn),
         "state": if is_master {"MASTER"} else {"BACKUP"},
         "priority": if is_master {150} else {100usize.saturating_sub(idx)},
         "interface": c.config.vip_if.value, "router_id": router_id(&c.name),
         "peers": lbs.iter().filter(|x| x.name != n.name).map(|x| x.ip.to_string()).collect::<Vec<_>>()}})
+}
+
+/// Every master's apiserver, as both balancers' templates list them.
+fn backends(c: &Cluster) -> Vec<Json> {
+    c.with_role(Role::Master)
+        .map(|m| json!({"name": m.name, "ip": m.ip.to_string()}))
+        .collect()
 }
 
 /// The open files haproxy needs for `maxconn` connections: two sockets each

@@ -254,24 +254,22 @@ fn published(
     file: &str,
 ) -> Result<RenderedAddon> {
     let (c, text) = arts.manifest(input.bundle, component)?;
-    if !input.cluster.has_pool(Pool::System) {
-        return Ok(RenderedAddon::new(
-            file,
-            format!(
-                "# ferry: {component} {} as published ({}).\n---\n{text}",
-                c.version, c.path
-            ),
-        ));
-    }
-    let placed =
-        placement::deployments_onto_system_pool(&text).map_err(|reason| PlanError::Addon {
-            addon: component.into(),
-            reason: format!("{}: {reason}", c.path),
-        })?;
+    let (text, placed) = match input.cluster.has_pool(Pool::System) {
+        false => (text, ""),
+        true => {
+            let text = placement::deployments_onto_system_pool(&text).map_err(|reason| {
+                PlanError::Addon {
+                    addon: component.into(),
+                    reason: format!("{}: {reason}", c.path),
+                }
+            })?;
+            (text, ", its Deployments on the system pool")
+        }
+    };
     Ok(RenderedAddon::new(
         file,
         format!(
-            "# ferry: {component} {} as published ({}), its Deployments on the system pool.\n---\n{placed}",
+            "# ferry: {component} {} as published ({}){placed}.\n---\n{text}",
             c.version, c.path
         ),
     ))
