@@ -223,8 +223,7 @@ fn tampered_chart_fails_naming_it_url_and_both_digests() {
 fn pin_that_disagrees_with_the_release_api_fails() {
     let up = Upstream::start(UpstreamOptions::default());
     let work = tempfile::tempdir().expect("tmp");
-    let cat_dir = work.path().join("catalog");
-    std::fs::create_dir(&cat_dir).expect("mkdir");
+    let cat_dir = up.catalog_dir();
     let builtin =
         std::fs::read_to_string(common::upstream::repo_root().join("bundles/catalog/1.29.6.toml"))
             .expect("catalog");
@@ -240,13 +239,12 @@ fn pin_that_disagrees_with_the_release_api_fails() {
     let url = ARTIFACTS[1].3;
     let listed = sha256(&std::fs::read(up.file(&fixture_path(url))).expect("manifest"));
 
-    let mut cmd = build_cmd(
+    let cmd = build_cmd(
         &up,
         work.path(),
         "x.tar.zst",
         &["--platform", "linux/amd64"],
     );
-    cmd.arg("--catalog-dir").arg(&cat_dir);
     let err = failed(&run(cmd), &work.path().join("x.tar.zst"));
     assert!(
         err.contains("cert-manager.yaml")
@@ -339,8 +337,7 @@ fn asset_without_an_upstream_digest_needs_a_pin() {
 
     // With the digest pinned in the catalog the pin vouches for the file.
     let digest = sha256(&std::fs::read(up.file(&fixture_path(url))).expect("crds"));
-    let cat_dir = work.path().join("catalog");
-    std::fs::create_dir(&cat_dir).expect("mkdir");
+    let cat_dir = up.catalog_dir();
     let builtin =
         std::fs::read_to_string(common::upstream::repo_root().join("bundles/catalog/1.29.6.toml"))
             .expect("catalog");
@@ -352,8 +349,7 @@ fn asset_without_an_upstream_digest_needs_a_pin() {
     );
     assert_ne!(pinned, builtin);
     std::fs::write(cat_dir.join("1.29.6.toml"), pinned).expect("write");
-    let mut cmd = build_cmd(&up, work.path(), "x.tar.zst", &args);
-    cmd.arg("--catalog-dir").arg(&cat_dir);
+    let cmd = build_cmd(&up, work.path(), "x.tar.zst", &args);
     ok(&run(cmd), "pinned build");
     let manifest = bundle_json(&work.path().join("x.tar.zst"));
     let c = component(&manifest, path);

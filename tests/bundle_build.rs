@@ -483,8 +483,7 @@ fn tampered_upstream_binary_fails_naming_file_url_and_digests() {
 fn pinned_digest_that_disagrees_fails() {
     let up = Upstream::start(UpstreamOptions::default());
     let work = tempfile::tempdir().expect("tmp");
-    let cat_dir = work.path().join("catalog");
-    std::fs::create_dir(&cat_dir).expect("mkdir");
+    let cat_dir = up.catalog_dir();
     let builtin =
         std::fs::read_to_string(common::upstream::repo_root().join("bundles/catalog/1.29.6.toml"))
             .expect("catalog");
@@ -498,13 +497,12 @@ fn pinned_digest_that_disagrees_fails() {
     assert_ne!(pinned, builtin);
     std::fs::write(cat_dir.join("1.29.6.toml"), pinned).expect("write");
     let out = work.path().join("x.tar.zst");
-    let mut cmd = build_cmd(
+    let cmd = build_cmd(
         &up,
         &work.path().join("cache"),
         &out,
         &["--unsigned", "--platform", "linux/amd64"],
     );
-    cmd.arg("--catalog-dir").arg(&cat_dir);
     let res = run(cmd);
     assert_eq!(res.status.code(), Some(1));
     let err = stderr(&res);

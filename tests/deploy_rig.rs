@@ -129,6 +129,7 @@ fn context(data: &Path) -> DeployContext {
             in_base: false,
         }],
         base: None,
+        os_packages: Vec::new(),
     };
     DeployContext {
         store,

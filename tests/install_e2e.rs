@@ -16,6 +16,7 @@ mod common;
 use common::rig::Rig;
 use common::upstream::signed_amd64_bundle;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -147,7 +148,7 @@ impl Setup {
 
 fn setup() -> Setup {
     eprintln!("NOTE: kube-* binaries, kubectl, crictl and helm in this test are python stand-ins (tests/fixtures/standins), not Kubernetes");
-    let rig = Rig::up(7, "fe2e", OCTET);
+    let rig = Rig::up_bare(7, "fe2e", OCTET);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let bundle = signed_amd64_bundle(d, "e2e");
@@ -232,36 +233,30 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Where the CRI test client is copied on a test host.
-const CRI_DIR: &str = "/var/lib/ferry-test-cri";
-
-/// Copies the CRI test client (tests/fixtures/cri, not part of ferry) onto a host.
-fn copy_cri_client(rig: &Rig, host: &str) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cri");
-    for f in ["cri_client.py", "api.proto"] {
-        rig.put(
-            host,
-            &format!("{CRI_DIR}/{f}"),
-            &std::fs::read(src.join(f)).unwrap(),
-        );
-    }
-}
-
-/// The CRI test client run on a test host against ferry's containerd: one
-/// call, its JSON answer.
+/// The CRI test client, run on this machine (the bare hosts have none of its
+/// python modules) against a host's containerd socket through the host's
+/// root: one call, its JSON answer.
 fn cri(rig: &Rig, host: &str, call: &str) -> Value {
-    let python = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .expect("python3");
-    let python = String::from_utf8_lossy(&python.stdout).trim().to_owned();
-    let out = rig.sh(
-        host,
-        &format!(
-            "{python} {CRI_DIR}/cri_client.py --socket /run/containerd/containerd.sock --gen {CRI_DIR}/gen {call}"
-        ),
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cri/cri_client.py");
+    let gen = std::env::temp_dir().join(format!("ferry-e2e-cri-{}", std::process::id()));
+    let socket = format!(
+        "/proc/{}/root/run/containerd/containerd.sock",
+        rig.pid(host)
     );
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{host}: CRI {call}: {e}: {out}"))
+    let out = Command::new("python3")
+        .arg(&client)
+        .args(["--socket", &socket, "--gen"])
+        .arg(&gen)
+        .args(call.split_whitespace())
+        .output()
+        .expect("run cri_client.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{host}: CRI {call}: {e}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 /// A pod sandbox started through CRI on a host that has pulled nothing yet:
@@ -293,6 +288,156 @@ fn sandbox_comes_from_the_mirror(rig: &Rig, host: &str, images: &[(String, Strin
         "{host}: sandbox image {pulled}, expected {expected}"
     );
     cri(rig, host, &format!("remove-sandbox {id}"));
+}
+
+/// `(package, version)` of every installed package in a dpkg status file.
+fn dpkg_installed(status: &str) -> BTreeSet<(String, String)> {
+    status
+        .split("\n\n")
+        .filter(|p| p.lines().any(|l| l == "Status: install ok installed"))
+        .filter_map(|p| {
+            let field = |f: &str| p.lines().find_map(|l| l.strip_prefix(f)).map(str::to_owned);
+            Some((field("Package: ")?, field("Version: ")?))
+        })
+        .collect()
+}
+
+/// The hosts started from a minimal Debian 12 root: every package they hold
+/// is the root's or the bundle's debian-12 set's, installed from the copy of
+/// the set's repository ferry placed (apt named no other source), and the
+/// binaries ferry placed are the bundle's bytes.
+fn bare_hosts_hold_only_the_base_and_the_bundle(s: &Setup, manifest: &Value) {
+    let rig = &s.rig;
+    let root = std::env::var("FERRY_RIG_BARE_ROOT")
+        .unwrap_or("/var/cache/ferry-rig/debian-12-minimal".into());
+    let base =
+        dpkg_installed(&std::fs::read_to_string(format!("{root}/var/lib/dpkg/status")).unwrap());
+    let set = manifest["os_packages"]
+        .as_array()
+        .and_then(|sets| {
+            sets.iter()
+                .find(|x| x["name"] == "debian-12" && x["platform"] == "linux/amd64")
+        })
+        .expect("the bundle carries a debian-12 set for linux/amd64");
+    let carried: BTreeSet<(String, String)> = set["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().into(),
+                p["version"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let all: Vec<&str> = MASTERS
+        .iter()
+        .chain(NODES.iter())
+        .chain(LBS.iter())
+        .copied()
+        .collect();
+    for h in &all {
+        let listed = dpkg_installed(&rig.sh(h, "cat /var/lib/dpkg/status"));
+        for p in &listed {
+            assert!(
+                base.contains(p) || carried.contains(p),
+                "{h}: {p:?} is neither the minimal root's nor in the bundle's set"
+            );
+        }
+        for want in [
+            "chrony",
+            "conntrack",
+            "ipset",
+            "ipvsadm",
+            "socat",
+            "python3",
+        ] {
+            assert!(
+                listed
+                    .iter()
+                    .any(|(n, v)| n == want && carried.contains(&(n.clone(), v.clone()))),
+                "{h}: {want} not installed from the bundle"
+            );
+        }
+        let sources = rig.sh(h, "cat /var/lib/ferry/apt/sources.list");
+        assert_eq!(
+            sources.trim(),
+            "deb [trusted=yes] file:/var/lib/ferry/os/debian-12/amd64 ./",
+            "{h}"
+        );
+    }
+    for h in LBS {
+        let active = rig.exec(h, "systemctl is-active haproxy.service keepalived.service");
+        assert_eq!(
+            String::from_utf8_lossy(&active.stdout).trim(),
+            "active\nactive",
+            "{h}: haproxy and keepalived from the bundle run"
+        );
+    }
+    let store = ferry_installer::store::Store::open(s.dir.path().join("data"));
+    let bundle_file = |path: &str| store.file_path("e2e", path).unwrap();
+    let sha = |path: &str| {
+        manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == path)
+            .unwrap_or_else(|| panic!("{path} in bundle.json"))["sha256"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let member_sha = |archive: &str, member: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -xzOf {} {member} | sha256sum",
+                bundle_file(archive).display()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let archive = |prefix: &str| {
+        manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["path"].as_str())
+            .find(|p| p.starts_with(&format!("archives/linux-amd64/{prefix}")))
+            .unwrap()
+            .to_owned()
+    };
+    let (containerd, cni) = (archive("containerd-"), archive("cni-plugins-"));
+    let mut expected = vec![
+        ("/usr/bin/runc", sha("bin/linux-amd64/runc")),
+        (
+            "/usr/bin/containerd",
+            member_sha(&containerd, "bin/containerd"),
+        ),
+        ("/opt/cni/bin/bridge", member_sha(&cni, "./bridge")),
+    ];
+    for (path, want) in &expected {
+        assert_eq!(want.len(), 64, "{path}: no digest from the bundle");
+    }
+    for h in MASTERS.iter().chain(NODES.iter()) {
+        if MASTERS.contains(h) {
+            expected.push(("/opt/kube/bin/etcd", sha("bin/linux-amd64/etcd")));
+        }
+        for (path, want) in &expected {
+            let got = rig.sh(h, &format!("sha256sum {path}"));
+            assert_eq!(
+                got.split_whitespace().next(),
+                Some(want.as_str()),
+                "{h}: {path} is not the bundle's"
+            );
+        }
+        expected.truncate(3);
+    }
 }
 
 /// Standard base64 (etcdctl -w json prints keys and values so).
@@ -543,6 +688,7 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
     let repo_digest = |reference: &str, digest: &str| {
         format!("{}@{digest}", reference.rsplit_once(':').unwrap().0)
     };
+    bare_hosts_hold_only_the_base_and_the_bundle(&s, &manifest);
     for h in MASTERS.iter().chain(NODES.iter()) {
         let unit = rig.sh(h, "systemctl cat containerd.service | head -n 3");
         assert!(
@@ -554,7 +700,6 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
             "grep -E '^\\s*sandbox_image' /etc/containerd/config.toml",
         );
         assert!(sandbox.contains("pause"), "{h}: {sandbox}");
-        copy_cri_client(rig, h);
         if *h == NODES[0] {
             sandbox_comes_from_the_mirror(rig, h, &images);
         }

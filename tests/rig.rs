@@ -166,7 +166,7 @@ fn preflight_facts_name_a_port_holder_on_a_bare_host() {
         "h1",
         "systemd-run --unit=squatter /usr/sbin/sshd -D -p 2379 && sleep 1 && systemctl is-active squatter.service",
     );
-    let script = ferry_installer::deploy::preflight::facts_script(&[2379, 2380], &[]);
+    let script = ferry_installer::deploy::preflight::facts_script(&[2379, 2380], &[], &[]);
     let out = rig.sh("h1", &script);
     let ports: Vec<&str> = out.lines().filter(|l| l.starts_with("port=")).collect();
     assert_eq!(ports, ["port=2379 squatter.service"], "{out}");

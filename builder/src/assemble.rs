@@ -17,6 +17,7 @@ pub struct Inputs<'a> {
     pub components: Vec<Component>,
     pub images: &'a [PulledImage],
     pub files: &'a BTreeMap<String, ContentFile>,
+    pub os_packages: Vec<ferry_bundles::manifest::OsPackageSet>,
 }
 
 pub fn manifest(i: Inputs<'_>) -> Result<BundleManifest> {
@@ -68,6 +69,7 @@ pub fn manifest(i: Inputs<'_>) -> Result<BundleManifest> {
         images,
         files,
         base: None,
+        os_packages: i.os_packages,
     })
 }
 

@@ -64,6 +64,9 @@ pub enum Error {
         platform: String,
         digest: String,
     },
+    /// An OS package set cannot be built: metadata, signature or closure.
+    #[error("OS package set {set}: {reason}")]
+    OsPackages { set: String, reason: String },
     #[error("closure lint: {0}")]
     Closure(String),
     #[error("bundle: {0}")]

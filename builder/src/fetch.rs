@@ -100,6 +100,30 @@ impl Ctx {
         Ok(text)
     }
 
+    /// GET a small signed text (a repository's `InRelease`, `repomd.xml`)
+    /// fresh each build: it names the current packages. At most `limit` bytes.
+    pub async fn fresh_bytes(&self, upstream: &str, url: &str, limit: usize) -> Result<Vec<u8>> {
+        let _slot = self.slot().await;
+        let resp = self.get(upstream, url).await?;
+        let mut body = resp.bytes_stream();
+        let mut out = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| http_err(upstream, url, e.to_string()))?;
+            if out.len() + chunk.len() > limit {
+                return Err(http_err(
+                    upstream,
+                    url,
+                    format!("larger than {limit} bytes"),
+                ));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        self.stats
+            .downloaded_bytes
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        Ok(out)
+    }
+
     /// Like [`Ctx::checksum_text`], but bypasses (and replaces) the cached copy:
     /// for an index that gained entries since it was cached.
     pub async fn refetch_checksum_text(&self, upstream: &str, url: &str) -> Result<String> {

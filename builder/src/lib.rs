@@ -14,6 +14,7 @@ mod images;
 mod layout;
 mod lint;
 pub mod mirror;
+pub mod ospkg;
 mod pipeline;
 pub mod profile;
 mod progress;

@@ -30,6 +30,8 @@ pub struct BuildOptions {
     pub profile: String,
     /// Default: every platform of the catalog.
     pub platforms: Option<Vec<String>>,
+    /// OS sources to carry packages for (default: the profile's; `none`: none).
+    pub os: Option<Vec<String>>,
     pub mirrors: Vec<String>,
     pub sign_key: Option<PathBuf>,
     /// Explicit insecure choice: write an unsigned bundle.
@@ -60,6 +62,8 @@ pub struct BuildReport {
     pub files: usize,
     pub components: usize,
     pub images: usize,
+    /// Packages over every OS package set.
+    pub os_packages: usize,
     pub content_bytes: u64,
     pub compressed_bytes: u64,
     pub downloaded_bytes: u64,
@@ -109,6 +113,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         }
         selfbins.push(crate::selfbin::content(&p, &path, &opts.builder_version)?);
     }
+    let os_sources = os_sources(opts, &profile)?;
     let needed = profile.needed_images(&catalog)?;
     let sources = needed
         .iter()
@@ -134,13 +139,22 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         .worker_threads(4)
         .build()
         .map_err(|e| Error::io("(tokio runtime)", e))?;
-    let (bin_results, pulled) = rt.block_on(async {
+    let (bin_results, pulled, (os_files, os_sets)) = rt.block_on(async {
         let bins = futures::stream::iter(artifacts.iter())
             .map(|a| binaries::fetch_artifact(&ctx, &mirrors, &catalog.origin, a))
             .buffer_unordered(32)
             .try_collect::<Vec<_>>();
         let imgs = pull_images(&ctx, &sources, &platforms);
-        futures::try_join!(bins, imgs)
+        let os = crate::ospkg::carry(
+            &ctx,
+            &mirrors,
+            crate::ospkg::Request {
+                sources: &os_sources,
+                platforms: &platforms,
+                packages: &profile.os_packages,
+            },
+        );
+        futures::try_join!(bins, imgs, os)
     })?;
 
     let mut files: BTreeMap<String, ContentFile> = BTreeMap::new();
@@ -154,6 +168,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     for (f, c) in selfbins {
         insert(&mut files, f)?;
         components.push(c);
+    }
+    for f in os_files {
+        insert(&mut files, f)?;
     }
     for f in layout::layout_files(&cache, &pulled)?.into_values() {
         insert(&mut files, f)?;
@@ -179,6 +196,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         components,
         images: &pulled,
         files: &files,
+        os_packages: os_sets,
     })?;
     let manifest_bytes = manifest.to_bytes();
     let manifest_sha256 = hex::encode(Sha256::digest(&manifest_bytes));
@@ -259,6 +277,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         files: manifest.files.len(),
         components: manifest.components.len(),
         images: manifest.images.len(),
+        os_packages: manifest.os_packages.iter().map(|s| s.packages.len()).sum(),
         content_bytes: manifest.content_bytes(),
         compressed_bytes: written.compressed_bytes,
         downloaded_bytes: ctx.stats.downloaded_bytes.load(Ordering::Relaxed),
@@ -268,6 +287,34 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         signed: key.is_some(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The OS sources `--os` names (or the profile does); `none` names none.
+fn os_sources(
+    opts: &BuildOptions,
+    profile: &Profile,
+) -> Result<Vec<crate::ospkg::source::OsSource>> {
+    let names = opts.os.as_ref().unwrap_or(&profile.os);
+    if names.iter().any(|n| n == "none") {
+        if names.len() > 1 {
+            return Err(Error::Usage(format!(
+                "--os {}: `none` excludes other names",
+                names.join(",")
+            )));
+        }
+        return Ok(Vec::new());
+    }
+    if !names.is_empty() && profile.os_packages.is_empty() {
+        return Err(Error::data(
+            &profile.origin,
+            "os_packages",
+            "is empty, so the OS package sets would be empty",
+        ));
+    }
+    names
+        .iter()
+        .map(|n| crate::ospkg::source::OsSource::load(n, opts.catalog_dir.as_deref()))
+        .collect()
 }
 
 async fn pull_images(

@@ -23,6 +23,14 @@ pub struct Profile {
     pub components: Components,
     #[serde(default)]
     pub addons: Vec<Addon>,
+    /// OS sources (bundles/catalog/os/<name>.toml) to carry packages for;
+    /// `ferry bundle build --os` overrides the list.
+    #[serde(default)]
+    pub os: Vec<String>,
+    /// The OS packages the install steps use, by their Debian names (an OS
+    /// source maps names its distribution spells differently).
+    #[serde(default)]
+    pub os_packages: Vec<String>,
     #[serde(skip)]
     pub origin: String,
 }

@@ -74,6 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         images: vec![],
         files: contents.iter().map(|c| c.entry.clone()).collect(),
         base: None,
+        os_packages: Vec::new(),
     };
     let bytes = manifest.to_bytes();
     let sig = match &key {

@@ -30,6 +30,60 @@ pub struct BundleManifest {
     pub files: Vec<FileEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseRef>,
+    /// OS package sets, one per distribution and platform, sorted by name
+    /// then platform. Added within schema 1 as an optional field: bundles
+    /// without sets are unchanged; an older ferry refuses one with sets by
+    /// naming this field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub os_packages: Vec<OsPackageSet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OsFormat {
+    Deb,
+    Rpm,
+}
+
+/// A distribution's packages for one platform, with a repository index its
+/// own tool reads, under `dir` (`os/<name>/<arch>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsPackageSet {
+    /// The OS source's name (`debian-12`).
+    pub name: String,
+    pub format: OsFormat,
+    /// `/etc/os-release` ID and VERSION_ID (the major version for rpm
+    /// distributions) of the hosts this set serves.
+    pub os_id: String,
+    pub version_id: String,
+    pub platform: String,
+    /// The distribution's architecture name (`amd64`, `x86_64`).
+    pub arch: String,
+    pub dir: String,
+    /// What the profile asked for: its name and this distribution's.
+    pub requested: Vec<RequestedPackage>,
+    /// Every package carried, sorted by name.
+    pub packages: Vec<OsPackage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedPackage {
+    pub name: String,
+    pub package: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsPackage {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    /// Below the set's `dir`.
+    pub path: String,
+    /// Why the closure holds it (`requested`, `haproxy depends on ...`).
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

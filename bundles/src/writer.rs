@@ -399,6 +399,7 @@ mod tests {
             images: vec![],
             files: contents.iter().map(|c| c.entry.clone()).collect(),
             base: None,
+            os_packages: Vec::new(),
         };
         let bytes = manifest.to_bytes();
         let opts = WriteOptions {

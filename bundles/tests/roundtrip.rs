@@ -63,6 +63,7 @@ impl Fixture {
             images: vec![],
             files: entries.iter().map(|(e, _)| e.clone()).collect(),
             base: None,
+            os_packages: Vec::new(),
         };
         let contents = entries
             .into_iter()

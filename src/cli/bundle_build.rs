@@ -13,6 +13,11 @@ pub struct BuildArgs {
     /// Platforms to carry (default: every platform of the catalog).
     #[arg(long = "platform", value_delimiter = ',')]
     pub platforms: Vec<String>,
+    /// OS package sets to carry, by OS source name (bundles/catalog/os), e.g.
+    /// debian-12,ubuntu-22.04,rocky-9 (default: the profile's list; `none`
+    /// carries none). Each source's repositories are reached through --mirror.
+    #[arg(long = "os", value_delimiter = ',', value_name = "NAME,...")]
+    pub os: Vec<String>,
     /// Route an upstream to a mirror: FROM=TO. FROM is a URL prefix
     /// (https://dl.k8s.io=http://nexus.corp/dl) or a registry host
     /// (registry.k8s.io=harbor.corp/k8s; TO with http:// for a plain-HTTP registry).
@@ -64,6 +69,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         kubernetes: args.kubernetes,
         profile: args.profile,
         platforms: (!args.platforms.is_empty()).then_some(args.platforms),
+        os: (!args.os.is_empty()).then_some(args.os),
         mirrors: args.mirrors,
         sign_key: args.sign_key,
         unsigned: args.unsigned,

@@ -166,7 +166,38 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             println!("    signature: {} ({})", sig.reference, sig.digest);
         }
     }
+    print_os_sets(m);
     Ok(())
+}
+
+/// Each OS package set: distribution, platform, what was asked for, and size.
+fn print_os_sets(m: &ferry_bundles::BundleManifest) {
+    println!(
+        "
+OS package sets ({}):",
+        m.os_packages.len()
+    );
+    for s in &m.os_packages {
+        let prefix = format!("{}/", s.dir);
+        let bytes: u64 = m
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with(&prefix))
+            .map(|f| f.size)
+            .sum();
+        let requested: Vec<&str> = s.requested.iter().map(|r| r.package.as_str()).collect();
+        println!(
+            "  {:<14} {:<12} {:>3} packages {:>10}  {}  (for {} {}; requested: {})",
+            s.name,
+            s.platform,
+            s.packages.len(),
+            human(bytes),
+            s.dir,
+            s.os_id,
+            s.version_id,
+            requested.join(" ")
+        );
+    }
 }
 
 /// `3 platform not requested: linux/arm/v7, linux/ppc64le, linux/s390x; 3 foreign layers: windows/amd64 ...`

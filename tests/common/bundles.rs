@@ -48,6 +48,7 @@ pub fn manifest_for(files: Vec<FileEntry>) -> BundleManifest {
         images: vec![],
         files,
         base: None,
+        os_packages: Vec::new(),
     }
 }
 

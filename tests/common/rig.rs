@@ -101,6 +101,25 @@ impl Rig {
             .expect("run tests/rig/rig.sh exec")
     }
 
+    /// The pid of `host`'s init: `/proc/<pid>/root` is the host's root as
+    /// this machine sees it (a unix socket there is reachable from here).
+    pub fn pid(&self, host: &str) -> u32 {
+        let out = self
+            .cmd()
+            .args(["pid", host])
+            .output()
+            .expect("run tests/rig/rig.sh pid");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{host}: rig.sh pid: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    }
+
     /// Writes `bytes` to `path` inside `host` (parent directories made): test
     /// hosts have their own /tmp, so a checkout under /tmp is not theirs to read.
     pub fn put(&self, host: &str, path: &str, bytes: &[u8]) {

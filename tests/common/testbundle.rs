@@ -122,6 +122,7 @@ pub fn make_bundle(
         images,
         files: contents.iter().map(|c| c.entry.clone()).collect(),
         base: None,
+        os_packages: Vec::new(),
     };
     let bytes = manifest.to_bytes();
     let signature = key.map(|k| {

@@ -160,6 +160,7 @@ impl Upstream {
             .stdout(Stdio::null());
         let fileserver = fs_cmd.spawn().expect("start tests/fixtures/fileserver.py");
 
+        write_test_catalog(&dir.path().join("catalog"));
         let mut up = Upstream {
             images: dir.path().join("images"),
             files,
@@ -213,10 +214,13 @@ impl Upstream {
         );
     }
 
-    /// `--mirror` arguments that route every catalog upstream to this fixture.
+    /// `--mirror` arguments that route every catalog upstream to this
+    /// fixture, and `--catalog-dir` with the fixture's OS source.
     pub fn mirror_args(&self) -> Vec<String> {
         let (r, f) = (&self.registry_addr, &self.file_addr);
         vec![
+            format!("--catalog-dir={}", self.catalog_dir().display()),
+            format!("--mirror=https://deb.debian.org=http://{f}/deb.debian.org"),
             format!("--mirror=registry.k8s.io=http://{r}/registry.k8s.io"),
             format!("--mirror=quay.io=http://{r}/quay.io"),
             format!("--mirror=docker.io=http://{r}/docker.io"),
@@ -226,6 +230,13 @@ impl Upstream {
             format!("--mirror=https://helm.cilium.io=http://{f}/helm.cilium.io"),
             format!("--mirror=https://api.github.com=http://{f}/api.github.com"),
         ]
+    }
+
+    /// The catalog directory `mirror_args` names: the fixture mirror's Debian
+    /// source (signed by the test key) and the `prod` profile with the
+    /// python3 the kube-* test stand-ins run on. Tests may add catalogs to it.
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.dir.path().join("catalog")
     }
 
     /// The file path served at `url_path` (`/dl.k8s.io/release/...`).
@@ -307,6 +318,8 @@ pub fn shared_fixture_files() -> PathBuf {
         stamp.extend(
             std::fs::read(fixtures_dir().join("mkartifacts.py")).expect("read mkartifacts.py"),
         );
+        stamp
+            .extend(std::fs::read(fixtures_dir().join("mkdebrepo.sh")).expect("read mkdebrepo.sh"));
         let tag = short_hash(&stamp);
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let dir = base.join(format!("fixture-upstream-{tag}"));
@@ -326,6 +339,13 @@ pub fn shared_fixture_files() -> PathBuf {
             .status()
             .expect("run mkupstream.sh");
         assert!(st.success(), "tests/fixtures/mkupstream.sh failed");
+        let st = Command::new("bash")
+            .arg(fixtures_dir().join("mkdebrepo.sh"))
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run mkdebrepo.sh");
+        assert!(st.success(), "tests/fixtures/mkdebrepo.sh failed");
         std::fs::write(out.join(".done"), b"").expect("stamp");
         if std::fs::rename(&out, &dir).is_err() && !dir.join(".done").exists() {
             panic!("could not place fixture tree at {}", dir.display());
@@ -333,6 +353,34 @@ pub fn shared_fixture_files() -> PathBuf {
         dir
     })
     .clone()
+}
+
+/// The tests' catalog overrides: tests/fixtures/ospkg/catalog/os, and
+/// bundles/profiles/prod.toml whose OS packages gain python3 and python3-yaml,
+/// which the kube-* stand-ins (python scripts) run on.
+fn write_test_catalog(dir: &Path) {
+    let os = dir.join("os");
+    std::fs::create_dir_all(&os).expect("catalog dir");
+    std::fs::create_dir_all(dir.join("profiles")).expect("profiles dir");
+    let src = fixtures_dir().join("ospkg/catalog/os");
+    for e in std::fs::read_dir(&src)
+        .expect("read fixture OS sources")
+        .flatten()
+    {
+        std::fs::copy(e.path(), os.join(e.file_name())).expect("copy OS source");
+    }
+    let prod = std::fs::read_to_string(repo_root().join("bundles/profiles/prod.toml"))
+        .expect("prod profile");
+    let line = prod
+        .lines()
+        .find(|l| l.starts_with("os_packages = ["))
+        .expect("prod profile has os_packages");
+    let with_python = line.replacen('[', "[\"python3\", \"python3-yaml\", ", 1);
+    std::fs::write(
+        dir.join("profiles/prod.toml"),
+        prod.replace(line, &with_python),
+    )
+    .expect("write profile");
 }
 
 fn mkimages(layout: &Path, platforms: &str, refs: &[String]) {

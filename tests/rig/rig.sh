@@ -416,8 +416,9 @@ case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   exec) shift; cmd_exec "$@" ;;
+  pid) host_pid "${2:?usage: rig.sh pid HOST}" || die "host ${2} is not running (state: $STATE)" ;;
   status) cmd_status ;;
   ssh-config) echo "$RIG_DIR/ssh_config" ;;
   __init) shift; host_init "$@" ;;
-  *) die "usage: rig.sh up N | down | exec HOST CMD... | status | ssh-config" ;;
+  *) die "usage: rig.sh up N | down | exec HOST CMD... | pid HOST | status | ssh-config" ;;
 esac

@@ -10,6 +10,7 @@
 pub mod addons;
 mod apply;
 mod baseline;
+mod packages;
 pub mod preflight;
 mod registry_sync;
 pub mod report;
@@ -128,6 +129,8 @@ pub struct HostRun {
     pub step_changed: bool,
     /// The host is a container (a test host): the kernel is the machine's.
     pub container: bool,
+    /// OS packages preflight found missing, to install from the bundle.
+    pub packages: Option<packages::PackageWork>,
 }
 
 impl HostRun {
@@ -187,6 +190,7 @@ async fn connect(plan: &HostPlan, opts: &DeployOptions) -> HostRun {
         applied_objects: 0,
         step_changed: false,
         container: false,
+        packages: None,
     };
     if is_local(&plan.ssh.host) {
         run.exec = Some(Executor::Local(LocalExecutor::new(&plan.name, log)));
@@ -255,6 +259,7 @@ pub async fn deploy(
         return Err(DeployError::Preflight { findings, report });
     }
     let mut notes = warning_notes(&findings);
+    notes.extend(install_packages_everywhere(ctx, &mut runs, opts.forks).await);
     for step in STEPS {
         notes.extend(run_step_everywhere(step, plan, ctx, &mut runs, opts.forks).await);
     }
@@ -312,8 +317,7 @@ async fn preflight_host(
 ) -> (Vec<Finding>, (String, preflight::HostFacts)) {
     r.step = "preflight".into();
     let exec = r.exec.as_ref().expect("connected host has an executor");
-    let (findings, facts) =
-        preflight::check_host(plan, &r.plan, &ctx.manifest.platforms, exec).await;
+    let (findings, facts) = preflight::check_host(plan, &r.plan, &ctx.manifest, exec).await;
     for f in &findings {
         exec.log().line(&format!(
             "preflight {}: {}",
@@ -322,6 +326,7 @@ async fn preflight_host(
         ));
     }
     r.container = facts.container;
+    r.packages = facts.packages.clone();
     (findings, (r.plan.name.clone(), facts))
 }
 
@@ -374,6 +379,43 @@ async fn run_step_everywhere(
     })
     .await;
     notes.into_iter().flatten().collect()
+}
+
+/// Installs the OS packages preflight found missing, from the bundle's sets;
+/// a note lists what each host got.
+async fn install_packages_everywhere(
+    ctx: &DeployContext,
+    runs: &mut [HostRun],
+    forks: usize,
+) -> Vec<String> {
+    let todo: Vec<&mut HostRun> = runs
+        .iter_mut()
+        .filter(|r| r.ok() && r.packages.is_some())
+        .collect();
+    let installed = fan_out(todo, forks, |r: &mut HostRun| async move {
+        r.step = "packages".into();
+        let work = r.packages.clone().expect("filtered on packages");
+        if let Ok(e) = r.exec() {
+            e.log()
+                .line(&format!("--- step packages: {}", work.missing.join(" ")));
+        }
+        match packages::install(ctx, r, &work).await {
+            Ok(()) => Some(format!("{}: {}", r.plan.name, work.missing.join(" "))),
+            Err(e) => {
+                r.fail("packages", e);
+                None
+            }
+        }
+    })
+    .await;
+    let lines: Vec<String> = installed.into_iter().flatten().collect();
+    if lines.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "OS packages installed from the bundle: {}",
+        lines.join("; ")
+    )]
 }
 
 /// Marks the hosts that have work in `step` but cannot do it now, because

@@ -3,6 +3,7 @@
 
 use crate::exec::Executor;
 use crate::plan::{ClusterPlan, FileContent, HostPlan, Role, Step};
+use ferry_bundles::BundleManifest;
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,13 +25,16 @@ pub struct Finding {
 pub struct HostFacts {
     pub hostname: String,
     pub container: bool,
+    /// Packages to install from the bundle's OS package set.
+    pub packages: Option<super::packages::PackageWork>,
 }
 
 /// The shell script that reports a host's facts as `key=value` lines. It
 /// needs only what Debian's minimal base has (no `ss`: listening sockets are
 /// read from /proc/net and their process from /proc/*/fd).
-pub fn facts_script(ports: &[u16], modules: &[String]) -> String {
+pub fn facts_script(ports: &[u16], modules: &[String], packages: &[String]) -> String {
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let packages: Vec<String> = packages.iter().map(|p| crate::exec::sh_quote(p)).collect();
     format!(
         r#"echo "arch=$(uname -m)"
 if [ -r /etc/os-release ]; then . /etc/os-release; echo "os=$ID $VERSION_ID"; else echo "os=unknown"; fi
@@ -56,9 +60,18 @@ for p in {ports}; do
   unit=$(grep -o '[^/]*\.service' /proc/$pid/cgroup 2>/dev/null | head -n1)
   echo "port=$p ${{unit:-unknown}}"
 done
+for p in {packages}; do
+  if command -v dpkg-query >/dev/null 2>&1; then
+    [ "$(dpkg-query -W -f='${{db:Status-Status}}' "$p" 2>/dev/null)" = installed ] && echo "installed=$p"
+  elif command -v rpm >/dev/null 2>&1; then
+    rpm -q "$p" >/dev/null 2>&1 && echo "installed=$p"
+  fi
+done
+true
 "#,
         modules = modules.join(" "),
-        ports = ports.join(" ")
+        ports = ports.join(" "),
+        packages = packages.join(" ")
     )
 }
 
@@ -173,7 +186,7 @@ type Problems = Vec<(String, bool)>;
 pub async fn check_host(
     plan: &ClusterPlan,
     host: &HostPlan,
-    platforms: &[String],
+    bundle: &BundleManifest,
     exec: &Executor,
 ) -> (Vec<Finding>, HostFacts) {
     let finding = |(problem, warning): (String, bool)| Finding {
@@ -184,7 +197,8 @@ pub async fn check_host(
     let ports = ports_for(plan, host);
     let modules = modules_for(host);
     let before = now();
-    let text = match exec.check(&facts_script(&ports, &modules)).await {
+    let packages = super::packages::query_names(bundle);
+    let text = match exec.check(&facts_script(&ports, &modules, &packages)).await {
         Ok(t) => t,
         Err(e) => {
             let cannot = finding((format!("cannot collect facts: {e}"), false));
@@ -193,11 +207,20 @@ pub async fn check_host(
     };
     let local = (before + now()) / 2.0;
     let kv = Reported::parse(&text);
+    let (package_problems, package_work) = super::packages::check(
+        bundle,
+        &|r| host.has(r),
+        kv.one("os"),
+        deb_arch(kv.one("arch")),
+        &kv.all("installed"),
+    );
     let facts = HostFacts {
         hostname: kv.one("hostname").to_string(),
         container: !kv.one("container").is_empty() && kv.one("container") != "none",
+        packages: package_work,
     };
-    let mut problems = platform_problems(host, platforms, &kv);
+    let mut problems = platform_problems(host, &bundle.platforms, &kv);
+    problems.extend(package_problems.into_iter().map(|p| (p, false)));
     problems.extend(resource_problems(&kv, local));
     problems.extend(kernel_problems(plan, host, &kv, facts.container));
     problems.extend(os_version_problems(&plan.cni, &kv));
@@ -448,7 +471,7 @@ mod tests {
     fn duplicate_hostnames_are_reported_on_every_host_having_them() {
         let f = |n: &str| HostFacts {
             hostname: n.into(),
-            container: false,
+            ..HostFacts::default()
         };
         let facts = vec![
             ("a".into(), f("x")),

@@ -1,0 +1,184 @@
+//! A deb package set: each repository's `InRelease` (checked against the
+//! archive keys), its `Packages` indexes (checked against the signed
+//! hashes), the closure of the requested packages, and every `.deb` (checked
+//! against the index) plus the set's own flat repository index.
+
+mod control;
+mod index;
+mod packages;
+mod relation;
+mod release;
+mod resolve;
+
+use super::signed::Keyring;
+use super::source::OsSource;
+use super::{decompress, SetFiles, SetPackage};
+use crate::error::{Error, Result};
+use crate::fetch::{Ctx, Expect};
+use crate::mirror::Mirrors;
+use futures::{StreamExt, TryStreamExt};
+use packages::DebPackage;
+
+/// The packages to carry for one platform, fetched into the cache.
+pub async fn build_set(
+    ctx: &Ctx,
+    mirrors: &Mirrors,
+    src: &OsSource,
+    keys: &Keyring,
+    arch: &str,
+    wanted: &[String],
+) -> Result<SetFiles> {
+    let err = |reason: String| Error::OsPackages {
+        set: format!("{} ({arch})", src.name),
+        reason,
+    };
+    let mut pkgs = Vec::new();
+    for i in 0..src.repos.len() {
+        pkgs.extend(repo_packages(ctx, mirrors, src, keys, i, arch).await?);
+    }
+    let universe = resolve::Universe::new(pkgs);
+    let chosen = universe.closure(wanted, &src.base.packages).map_err(err)?;
+    let mut chosen: Vec<(&DebPackage, String)> = chosen
+        .into_iter()
+        .map(|c| (&universe.pkgs[c.index], c.reason))
+        .collect();
+    chosen.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    futures::stream::iter(chosen.iter())
+        .map(|(p, _)| {
+            let upstream = format!("{}/{}", src.repos[p.repo].url, p.filename);
+            async move {
+                let url = mirrors.map_url(&upstream);
+                let from = format!("the Packages index of {}", src.repos[p.repo].url);
+                let label = format!(
+                    "{} {}",
+                    src.name,
+                    p.filename.rsplit('/').next().unwrap_or_default()
+                );
+                ctx.file(
+                    &label,
+                    &upstream,
+                    &url,
+                    Expect {
+                        sha256: &p.sha256,
+                        from: &from,
+                    },
+                )
+                .await
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<u64>>()
+        .await?;
+    let refs: Vec<&DebPackage> = chosen.iter().map(|(p, _)| *p).collect();
+    let packages_text = index::packages(&refs);
+    let release_text = index::release(&src.name, arch, &packages_text);
+    Ok(SetFiles {
+        packages: chosen
+            .iter()
+            .map(|(p, reason)| SetPackage {
+                name: p.name.clone(),
+                version: p.version.to_string(),
+                arch: p.arch.clone(),
+                path: index::pool_path(&p.filename),
+                sha256: p.sha256.clone(),
+                size: p.size,
+                reason: reason.clone(),
+            })
+            .collect(),
+        index: vec![
+            ("Packages".into(), packages_text.into_bytes()),
+            ("Release".into(), release_text.into_bytes()),
+        ],
+    })
+}
+
+/// One repository's packages for `arch`, from its verified indexes.
+async fn repo_packages(
+    ctx: &Ctx,
+    mirrors: &Mirrors,
+    src: &OsSource,
+    keys: &Keyring,
+    repo_index: usize,
+    arch: &str,
+) -> Result<Vec<DebPackage>> {
+    let repo = &src.repos[repo_index];
+    let suite = repo.suite.as_deref().unwrap_or_default();
+    let dists = format!("{}/dists/{suite}", repo.url);
+    let inrelease = format!("{dists}/InRelease");
+    let err = |reason: String| Error::OsPackages {
+        set: src.name.clone(),
+        reason,
+    };
+    let bytes = ctx
+        .fresh_bytes(&inrelease, &mirrors.map_url(&inrelease), 16 << 20)
+        .await?;
+    let text = String::from_utf8(bytes).map_err(|_| err(format!("{inrelease}: not UTF-8 text")))?;
+    let signed = keys
+        .verify_clearsigned(&text)
+        .map_err(|e| err(format!("{inrelease}: {e}")))?;
+    let rel = release::Release::parse(&signed).map_err(|e| err(format!("{inrelease}: {e}")))?;
+    if !rel.is_suite(suite) {
+        return Err(err(format!(
+            "{inrelease} is signed for suite {:?} (codename {:?}), not {suite}; the mirror serves another suite",
+            rel.suite, rel.codename
+        )));
+    }
+    if let Some(until) = &rel.valid_until {
+        if expired(until)? {
+            return Err(err(format!("{inrelease} was valid until {until}: the mirror serves stale metadata; refresh the mirror")));
+        }
+    }
+    if !rel.architectures.iter().any(|a| a == arch) {
+        return Err(err(format!(
+            "{inrelease} lists no architecture {arch} (it has {})",
+            rel.architectures.join(" ")
+        )));
+    }
+    let mut out = Vec::new();
+    for component in &repo.components {
+        let (path, (hex, _)) = rel.packages_index(component, arch).ok_or_else(|| {
+            err(format!(
+                "{inrelease} lists no Packages index for {component}/binary-{arch}"
+            ))
+        })?;
+        let upstream = format!("{dists}/{path}");
+        let label = format!("{} {suite}/{path}", src.name);
+        let from = inrelease.clone();
+        ctx.file(
+            &label,
+            &upstream,
+            &mirrors.map_url(&upstream),
+            Expect {
+                sha256: hex,
+                from: &from,
+            },
+        )
+        .await?;
+        let text = decompress(&ctx.cache.blob_path(hex), &path)
+            .map_err(|e| err(format!("{upstream}: {e}")))?;
+        out.extend(
+            packages::parse(&text, arch, repo_index)
+                .map_err(|e| err(format!("{upstream}: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
+/// `Valid-Until` (RFC 2822, Debian writes `UTC` for the zone) is in the past.
+fn expired(until: &str) -> Result<bool> {
+    let normalized = until.trim().replace(" UTC", " +0000");
+    let t =
+        time::OffsetDateTime::parse(&normalized, &time::format_description::well_known::Rfc2822)
+            .map_err(|e| Error::Usage(format!("Valid-Until {until:?}: {e}")))?;
+    Ok(t < time::OffsetDateTime::now_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn valid_until_is_read_as_debian_writes_it() {
+        assert!(super::expired("Sat, 09 Dec 2023 08:21:32 UTC").unwrap());
+        assert!(!super::expired("Wed, 09 Dec 2099 08:21:32 UTC").unwrap());
+        assert!(super::expired("yesterday").is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! OS package sets (`--os`): for each distribution and platform, the closure
+//! of the profile's OS packages resolved against the distribution's signed
+//! repository metadata, minus its minimal base, fetched and verified, with
+//! a repository index the distribution's own tool reads, under
+//! `os/<name>/<arch>/`.
+
+mod deb;
+pub mod rpm;
+mod rpm_set;
+mod signed;
+pub mod source;
+
+use crate::binaries::ContentFile;
+use crate::cache::Cache;
+use crate::error::{Error, Result};
+use crate::fetch::Ctx;
+use crate::mirror::Mirrors;
+use ferry_bundles::manifest::{OsFormat, OsPackage, OsPackageSet, RequestedPackage};
+use source::{Format, OsSource};
+use std::io::Read;
+use std::path::Path;
+
+/// One set as fetched: its packages (in the cache) and its index files.
+pub struct SetFiles {
+    pub packages: Vec<SetPackage>,
+    /// (path below the set's dir, bytes).
+    pub index: Vec<(String, Vec<u8>)>,
+}
+
+pub struct SetPackage {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    /// Below the set's dir.
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    pub reason: String,
+}
+
+/// What a build carries: sources by name, the platforms, the profile's package names.
+pub struct Request<'a> {
+    pub sources: &'a [OsSource],
+    pub platforms: &'a [String],
+    pub packages: &'a [String],
+}
+
+/// Builds every set; returns the content files and the manifest records.
+pub async fn carry(
+    ctx: &Ctx,
+    mirrors: &Mirrors,
+    req: Request<'_>,
+) -> Result<(Vec<ContentFile>, Vec<OsPackageSet>)> {
+    let mut files = Vec::new();
+    let mut sets = Vec::new();
+    for src in req.sources {
+        let keys = signed::Keyring::parse(&src.keys, &src.key_texts)
+            .map_err(|e| Error::data(&src.origin, "keys", e))?;
+        let requested: Vec<RequestedPackage> = req
+            .packages
+            .iter()
+            .map(|n| RequestedPackage {
+                name: n.clone(),
+                package: src.package_name(n).to_string(),
+            })
+            .collect();
+        let wanted: Vec<String> = requested.iter().map(|r| r.package.clone()).collect();
+        for platform in req.platforms {
+            let arch = src.arch(platform)?;
+            let set = match src.format {
+                Format::Deb => deb::build_set(ctx, mirrors, src, &keys, arch, &wanted).await?,
+                Format::Rpm => rpm_set::build_set(ctx, mirrors, src, &keys, arch, &wanted).await?,
+            };
+            let dir = format!("os/{}/{arch}", src.name);
+            files.extend(content_files(&ctx.cache, &dir, &set)?);
+            ctx.progress.line(format!(
+                "{}: {} packages for {platform} ({})",
+                src.name,
+                set.packages.len(),
+                crate::fetch::human(set.packages.iter().map(|p| p.size).sum())
+            ));
+            sets.push(record(src, platform, arch, dir, requested.clone(), set));
+        }
+    }
+    sets.sort_by(|a, b| (&a.name, &a.platform).cmp(&(&b.name, &b.platform)));
+    Ok((files, sets))
+}
+
+fn content_files(cache: &Cache, dir: &str, set: &SetFiles) -> Result<Vec<ContentFile>> {
+    let mut out: Vec<ContentFile> = set
+        .packages
+        .iter()
+        .map(|p| ContentFile {
+            path: format!("{dir}/{}", p.path),
+            source: cache.blob_path(&p.sha256),
+            sha256: p.sha256.clone(),
+            size: p.size,
+            mode: 0o644,
+        })
+        .collect();
+    for (name, bytes) in &set.index {
+        let hex = cache.put_bytes(bytes)?;
+        out.push(ContentFile {
+            path: format!("{dir}/{name}"),
+            source: cache.blob_path(&hex),
+            sha256: hex,
+            size: bytes.len() as u64,
+            mode: 0o644,
+        });
+    }
+    Ok(out)
+}
+
+fn record(
+    src: &OsSource,
+    platform: &str,
+    arch: &str,
+    dir: String,
+    requested: Vec<RequestedPackage>,
+    set: SetFiles,
+) -> OsPackageSet {
+    OsPackageSet {
+        name: src.name.clone(),
+        format: match src.format {
+            Format::Deb => OsFormat::Deb,
+            Format::Rpm => OsFormat::Rpm,
+        },
+        os_id: src.os_release.id.clone(),
+        version_id: src.os_release.version_id.clone(),
+        platform: platform.to_string(),
+        arch: arch.to_string(),
+        dir,
+        requested,
+        packages: set
+            .packages
+            .into_iter()
+            .map(|p| OsPackage {
+                name: p.name,
+                version: p.version,
+                arch: p.arch,
+                path: p.path,
+                reason: p.reason,
+            })
+            .collect(),
+    }
+}
+
+/// The text of a (possibly `.xz`/`.gz`) index file, at most 1 GiB.
+pub fn decompress(path: &Path, name: &str) -> std::result::Result<String, String> {
+    const LIMIT: u64 = 1 << 30;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let reader: Box<dyn Read> = if name.ends_with(".xz") {
+        Box::new(liblzma::read::XzDecoder::new(f))
+    } else if name.ends_with(".gz") {
+        Box::new(flate2::read::GzDecoder::new(f))
+    } else {
+        Box::new(f)
+    };
+    let mut text = String::new();
+    let n = reader
+        .take(LIMIT + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot decompress: {e}"))?;
+    if n as u64 > LIMIT {
+        return Err(format!("larger than {LIMIT} bytes uncompressed"));
+    }
+    Ok(text)
+}
