@@ -17,6 +17,9 @@ FERRY=${3:-${CARGO_TARGET_DIR:-$ROOT/target}/release/ferry}
 DEMO=${FERRY_DEMO_DIR:-/var/tmp/ferry-demo}
 export FERRY_RIG_DIR=${FERRY_RIG_DIR:-/var/tmp/ferry-rig} FERRY_RIG_ID=${FERRY_RIG_ID:-fr} FERRY_RIG_NET=${FERRY_RIG_NET:-198.18.9}
 NET=$FERRY_RIG_NET
+# Bare hosts: a minimal Debian 12 root, nothing of this machine; what the
+# steps need comes from the bundle's debian-12 package set.
+export FERRY_RIG_BASE=${FERRY_RIG_BASE:-bare}
 
 mkdir -p "$DEMO"
 "$HERE/rig.sh" up 7
@@ -67,6 +70,18 @@ for i in 1 2 3 4 5; do
   got=$("$HERE/rig.sh" exec "h$i" bash -c "$reach" 2>&1 || true)
   [ "$got" = ok ] || { echo "FAIL: h$i: no apiserver through its local balancer: $got" >&2; exit 1; }
   echo "   h$i: ok"
+done
+echo "== OS packages came from the bundle's debian-12 set, through apt pointed only at it"
+for i in 1 2 3 4 5 6 7; do
+  got=$("$HERE/rig.sh" exec "h$i" bash -c 'cat /var/lib/ferry/apt/sources.list; dpkg-query -W -f="\${Package}=\${Version} " chrony conntrack ipset ipvsadm socat haproxy' 2>&1 || true)
+  case $got in
+    "deb [trusted=yes] file:/var/lib/ferry/os/debian-12/amd64 ./"$'\n'chrony=*haproxy=*) echo "   h$i: ${got#*$'\n'}" ;;
+    *) echo "FAIL: h$i: OS packages not installed from the bundle: $got" >&2; exit 1 ;;
+  esac
+done
+for i in 6 7; do
+  got=$("$HERE/rig.sh" exec "h$i" systemctl is-active haproxy.service keepalived.service | tr '\n' ' ')
+  [ "$got" = "active active " ] || { echo "FAIL: h$i: haproxy/keepalived from the bundle not running: $got" >&2; exit 1; }
 done
 echo "== ferry status"
 "$FERRY" status --inventory "$DEMO/hosts" --config "$DEMO/config.yml" --data-dir "$DEMO/data" \

@@ -145,7 +145,7 @@ fn record(
     }
 }
 
-/// The text of a (possibly `.xz`/`.gz`) index file, at most 1 GiB.
+/// The text of a (possibly `.xz`, `.gz` or `.zst`) index file, at most 1 GiB.
 pub fn decompress(path: &Path, name: &str) -> std::result::Result<String, String> {
     const LIMIT: u64 = 1 << 30;
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -153,6 +153,8 @@ pub fn decompress(path: &Path, name: &str) -> std::result::Result<String, String
         Box::new(liblzma::read::XzDecoder::new(f))
     } else if name.ends_with(".gz") {
         Box::new(flate2::read::GzDecoder::new(f))
+    } else if name.ends_with(".zst") {
+        Box::new(zstd::stream::read::Decoder::new(f).map_err(|e| format!("cannot decompress: {e}"))?)
     } else {
         Box::new(f)
     };
@@ -165,4 +167,37 @@ pub fn decompress(path: &Path, name: &str) -> std::result::Result<String, String
         return Err(format!("larger than {LIMIT} bytes uncompressed"));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn every_built_in_source_loads_with_its_keys() {
+        for (name, _) in crate::embedded::OS_SOURCES {
+            let src = OsSource::load(name, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let keys = signed::Keyring::parse(&src.keys, &src.key_texts).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(keys.fingerprints().len(), src.keys.len(), "{name}");
+            for platform in ["linux/amd64", "linux/arm64"] {
+                src.arch(platform).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn indexes_decompress_by_suffix() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "Package: a\n";
+        let gz = dir.path().join("gz");
+        let mut w = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+        w.write_all(text.as_bytes()).unwrap();
+        w.finish().unwrap();
+        let zst = dir.path().join("zst");
+        std::fs::write(&zst, zstd::encode_all(text.as_bytes(), 3).unwrap()).unwrap();
+        assert_eq!(decompress(&gz, "Packages.gz").unwrap(), text);
+        assert_eq!(decompress(&zst, "primary.xml.zst").unwrap(), text);
+        assert!(decompress(&gz, "Packages.xz").is_err());
+    }
 }
