@@ -47,6 +47,69 @@ fn replace(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).expect("write");
 }
 
+/// `dir/b.tar.zst` unpacked with stock zstd and tar into `dir/x`, and its bundle.json.
+fn unpack(dir: &Path) -> (std::path::PathBuf, Value) {
+    let unpacked = dir.join("x");
+    std::fs::create_dir(&unpacked).unwrap();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zstd -dc {} | tar -x -C {}",
+            dir.join("b.tar.zst").display(),
+            unpacked.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let manifest =
+        serde_json::from_slice(&std::fs::read(unpacked.join("bundle.json")).unwrap()).unwrap();
+    (unpacked, manifest)
+}
+
+/// Lays out the fixture Rocky-style repositories of ferry's own test packages
+/// (tests/fixtures/mkrpmrepo.sh) in the upstream's served tree, adds the
+/// tests' rpm source and profile to its catalog; returns the `--mirror` for them.
+fn serve_rpm_fixture(up: &Upstream) -> String {
+    let fixtures = common::upstream::fixtures_dir();
+    let st = Command::new("bash")
+        .arg(fixtures.join("mkrpmrepo.sh"))
+        .arg(&up.files)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "tests/fixtures/mkrpmrepo.sh failed");
+    for sub in ["os", "profiles"] {
+        let from = fixtures.join("ospkg/catalog-rpm").join(sub);
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            std::fs::copy(e.path(), up.catalog_dir().join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    format!(
+        "--mirror=https://dl.rockylinux.org=http://{}/dl.rockylinux.org",
+        up.file_addr
+    )
+}
+
+/// Real dnf installs `packages` into `root` from the one repository `repo`,
+/// checking package signatures with `key`.
+fn dnf_install(root: &Path, repo: &Path, key: &Path, packages: &[&str]) -> Output {
+    Command::new("dnf")
+        .arg(format!("--installroot={}", root.display()))
+        .args([
+            "--setopt=reposdir=/dev/null",
+            "--releasever=9",
+            "-y",
+            "-q",
+            "--setopt=gpgcheck=1",
+        ])
+        .arg(format!("--repofrompath=only,file://{}", repo.display()))
+        .arg(format!("--setopt=only.gpgkey=file://{}", key.display()))
+        .arg("install")
+        .args(packages)
+        .output()
+        .expect("dnf (make deps installs it)")
+}
+
 /// Paragraph fields of a Packages index: package name -> (version, sha256).
 fn index(text: &str) -> BTreeMap<String, (String, String)> {
     text.split("\n\n")
@@ -63,20 +126,7 @@ fn the_set_is_the_signed_closure_minus_the_minimal_base() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = build(&up, dir.path(), &[]);
     assert!(out.status.success(), "{}", text(&out));
-    let unpacked = dir.path().join("x");
-    std::fs::create_dir(&unpacked).unwrap();
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "zstd -dc {} | tar -x -C {}",
-            dir.path().join("b.tar.zst").display(),
-            unpacked.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(unpacked.join("bundle.json")).unwrap()).unwrap();
+    let (unpacked, manifest) = unpack(dir.path());
     let sets = manifest["os_packages"].as_array().expect("os_packages");
     assert_eq!(sets.len(), 1, "{sets:?}");
     let set = &sets[0];
@@ -255,72 +305,11 @@ fn a_package_no_repository_has_is_named() {
 fn an_rpm_set_installs_with_dnf_from_the_bundle_alone() {
     let up = Upstream::start(UpstreamOptions::default());
     let dir = tempfile::tempdir().expect("tmp");
-    let st = Command::new("bash")
-        .arg(common::upstream::fixtures_dir().join("mkrpmrepo.sh"))
-        .arg(dir.path().join("rpm"))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "tests/fixtures/mkrpmrepo.sh failed");
-    let cat = up.catalog_dir();
-    let src = common::upstream::fixtures_dir().join("ospkg/catalog-rpm");
-    for sub in ["os", "profiles"] {
-        for e in std::fs::read_dir(src.join(sub)).unwrap().flatten() {
-            std::fs::copy(e.path(), cat.join(sub).join(e.file_name())).unwrap();
-        }
-    }
-    let rpm_files = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            "0",
-            "--directory",
-        ])
-        .arg(dir.path().join("rpm"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-        }
-    }
-    let mut server = Kill(rpm_files);
-    let port = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(server.0.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        line.split("port ")
-            .nth(1)
-            .and_then(|p| p.split_whitespace().next())
-            .unwrap()
-            .to_owned()
-    };
-    let mirror =
-        format!("--mirror=https://dl.rockylinux.org=http://127.0.0.1:{port}/dl.rockylinux.org");
+    let mirror = serve_rpm_fixture(&up);
     let out = build(&up, dir.path(), &["--profile", "rpm-test", &mirror]);
     assert!(out.status.success(), "{}", text(&out));
 
-    let unpacked = dir.path().join("x");
-    std::fs::create_dir(&unpacked).unwrap();
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "zstd -dc {} | tar -x -C {}",
-            dir.path().join("b.tar.zst").display(),
-            unpacked.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(unpacked.join("bundle.json")).unwrap()).unwrap();
+    let (unpacked, manifest) = unpack(dir.path());
     let set = &manifest["os_packages"][0];
     assert_eq!(
         (set["name"].as_str(), set["arch"].as_str()),
@@ -353,46 +342,17 @@ fn an_rpm_set_installs_with_dnf_from_the_bundle_alone() {
     // The root first gets the minimal base the source declares, from the
     // distribution's repository (a host has it); then the set, from the bundle alone.
     let root = dir.path().join("root");
-    let base_repo = dir
-        .path()
-        .join("rpm/dl.rockylinux.org/pub/rocky/9/BaseOS/x86_64/os");
+    let base_repo = up.file("/dl.rockylinux.org/pub/rocky/9/BaseOS/x86_64/os");
     let key = common::upstream::fixtures_dir().join("ospkg/test-archive-key.asc");
-    let base = Command::new("dnf")
-        .arg(format!("--installroot={}", root.display()))
-        .args([
-            "--setopt=reposdir=/dev/null",
-            "--releasever=9",
-            "-y",
-            "-q",
-            "--setopt=gpgcheck=1",
-        ])
-        .arg(format!(
-            "--repofrompath=base,file://{}",
-            base_repo.display()
-        ))
-        .arg(format!("--setopt=base.gpgkey=file://{}", key.display()))
-        .args(["install", "ferry-test-base"])
-        .output()
-        .expect("dnf (make deps installs it)");
+    let base = dnf_install(&root, &base_repo, &key, &["ferry-test-base"]);
     assert!(base.status.success(), "dnf, the base: {}", text(&base));
     let repo = unpacked.join("os/rocky-9/x86_64");
-    let dnf = Command::new("dnf")
-        .arg(format!("--installroot={}", root.display()))
-        .args([
-            "--setopt=reposdir=/dev/null",
-            "--releasever=9",
-            "-y",
-            "-q",
-            "--setopt=gpgcheck=1",
-        ])
-        .arg(format!("--repofrompath=bundle,file://{}", repo.display()))
-        .arg(format!(
-            "--setopt=bundle.gpgkey=file://{}/keys/archive.asc",
-            repo.display()
-        ))
-        .args(["install", "ferry-test-haproxy", "ferry-test-keepalived"])
-        .output()
-        .expect("dnf (make deps installs it)");
+    let dnf = dnf_install(
+        &root,
+        &repo,
+        &repo.join("keys/archive.asc"),
+        &["ferry-test-haproxy", "ferry-test-keepalived"],
+    );
     assert!(
         dnf.status.success(),
         "dnf from the bundle's set: {}",

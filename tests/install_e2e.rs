@@ -374,6 +374,13 @@ fn bare_hosts_hold_only_the_base_and_the_bundle(s: &Setup, manifest: &Value) {
             "{h}: haproxy and keepalived from the bundle run"
         );
     }
+    bare_hosts_run_the_bundles_binaries(s, manifest);
+}
+
+/// containerd, runc, the CNI plugins and etcd on the hosts are the bundle's
+/// bytes (the bare root has none of them).
+fn bare_hosts_run_the_bundles_binaries(s: &Setup, manifest: &Value) {
+    let rig = &s.rig;
     let store = ferry_installer::store::Store::open(s.dir.path().join("data"));
     let bundle_file = |path: &str| store.file_path("e2e", path).unwrap();
     let sha = |path: &str| {
