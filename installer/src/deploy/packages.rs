@@ -6,15 +6,12 @@
 
 use super::{HostRun, REMOTE_DATA_DIR};
 use crate::exec::{sh_quote, Source, Upload};
-use crate::plan::Role;
 use ferry_bundles::manifest::{BundleManifest, OsFormat, OsPackageSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What the install steps run, by the profile's (Debian) names; a bundle set
-/// lists the names its distribution uses. haproxy balances the apiservers on
-/// every node and on `[ex_lb]`; keepalived holds the VIP on `[ex_lb]`;
-/// `ferry status` asks the registry mirrors with curl from masters and nodes.
+/// lists the names its distribution uses.
 const STEP_PACKAGES: [&str; 9] = [
     "chrony",
     "conntrack",
@@ -57,16 +54,29 @@ fn is_package_name(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+-._".contains(&b))
 }
 
-/// The profile's names this host's roles need.
-fn needed(has: &dyn Fn(Role) -> bool, requested: &[String]) -> Vec<String> {
+/// The units that run (or whose step runs) a package; a host needs the
+/// package when its plan has one of them. `None`: a package the profile asks
+/// for that no step names (the stand-ins' interpreter in tests): every host.
+fn used_by(package: &str) -> Option<&'static [&'static str]> {
+    Some(match package {
+        "chrony" => &["chrony.service"],
+        // haproxy balances the apiservers on [ex_lb] and on every node.
+        "haproxy" => &["haproxy.service", "ferry-kube-lb.service"],
+        "keepalived" => &["keepalived.service"],
+        // kubelet and kube-proxy: conntrack entries, port-forward, ipvs.
+        "conntrack" | "socat" | "ipset" | "ipvsadm" => &["kubelet.service", "kube-proxy.service"],
+        "iproute2" => &["kubelet.service", "keepalived.service"],
+        // `ferry status` asks the registry mirrors with curl.
+        "curl" => &["kubelet.service", "kube-apiserver.service"],
+        _ => return None,
+    })
+}
+
+/// The profile's names this host's planned units need.
+fn needed(has_unit: &dyn Fn(&str) -> bool, requested: &[String]) -> Vec<String> {
     requested
         .iter()
-        .filter(|n| match n.as_str() {
-            "keepalived" => has(Role::ExLb),
-            "haproxy" => has(Role::Node) || has(Role::ExLb),
-            "curl" => has(Role::Node) || has(Role::Master),
-            _ => true,
-        })
+        .filter(|n| used_by(n).is_none_or(|units| units.iter().any(|u| has_unit(u))))
         .cloned()
         .collect()
 }
@@ -92,17 +102,17 @@ pub fn set_for<'b>(
 /// Preflight: problems, and the work for the packages step.
 pub fn check(
     bundle: &BundleManifest,
-    has: &dyn Fn(Role) -> bool,
+    has_unit: &dyn Fn(&str) -> bool,
     os: &str,
     arch: &str,
     installed: &[&str],
 ) -> (Vec<String>, Option<PackageWork>) {
     let Some((index, set)) = set_for(bundle, os, arch) else {
-        return (no_set_problems(bundle, has, os, arch, installed), None);
+        return (no_set_problems(bundle, has_unit, os, arch, installed), None);
     };
     let requested: Vec<String> = set.requested.iter().map(|r| r.name.clone()).collect();
     let mut missing = Vec::new();
-    for name in needed(has, &requested) {
+    for name in needed(has_unit, &requested) {
         let package = set
             .requested
             .iter()
@@ -122,7 +132,7 @@ pub fn check(
 
 fn no_set_problems(
     bundle: &BundleManifest,
-    has: &dyn Fn(Role) -> bool,
+    has_unit: &dyn Fn(&str) -> bool,
     os: &str,
     arch: &str,
     installed: &[&str],
@@ -139,7 +149,7 @@ fn no_set_problems(
         )];
     }
     let steps: Vec<String> = STEP_PACKAGES.iter().map(|s| s.to_string()).collect();
-    let missing: Vec<String> = needed(has, &steps)
+    let missing: Vec<String> = needed(has_unit, &steps)
         .into_iter()
         .filter(|p| !installed.contains(&p.as_str()))
         .collect();
@@ -296,20 +306,38 @@ mod tests {
     }
 
     #[test]
-    fn missing_packages_follow_the_roles_and_the_set_names() {
+    fn missing_packages_follow_the_planned_units_and_the_set_names() {
         let b = bundle(vec![set("rocky-9", "rocky", "9", "linux/amd64")]);
-        let worker = |r: Role| r == Role::Node;
         let installed = ["chrony", "ipset", "haproxy", "iproute2"];
-        let (problems, work) = check(&b, &worker, "rocky 9.4", "amd64", &installed);
+        let (problems, work) = check(&b, &worker_units, "rocky 9.4", "amd64", &installed);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
             work.unwrap().missing,
             ["conntrack-tools", "ipvsadm", "socat", "curl"],
             "no keepalived off [ex_lb]"
         );
-        let lb = |r: Role| r == Role::ExLb;
+        let lb = |u: &str| ["haproxy.service", "keepalived.service"].contains(&u);
         let (_, work) = check(&b, &lb, "rocky 9.4", "amd64", &installed);
-        assert!(work.unwrap().missing.contains(&"keepalived".to_string()));
+        assert_eq!(
+            work.unwrap().missing,
+            ["keepalived"],
+            "an [ex_lb] host runs no kubelet"
+        );
+        let (_, work) = check(&b, &|_| false, "rocky 9.4", "amd64", &[]);
+        assert!(
+            work.is_none(),
+            "a host whose plan runs none of them needs none"
+        );
+    }
+
+    fn worker_units(u: &str) -> bool {
+        [
+            "chrony.service",
+            "kubelet.service",
+            "kube-proxy.service",
+            "ferry-kube-lb.service",
+        ]
+        .contains(&u)
     }
 
     #[test]
@@ -324,7 +352,7 @@ mod tests {
         let none = bundle(vec![]);
         let (problems, _) = check(
             &none,
-            &|r| r == Role::Node,
+            &worker_units,
             "debian 12",
             "amd64",
             &["chrony", "haproxy"],

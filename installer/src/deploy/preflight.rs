@@ -209,7 +209,7 @@ pub async fn check_host(
     let kv = Reported::parse(&text);
     let (package_problems, package_work) = super::packages::check(
         bundle,
-        &|r| host.has(r),
+        &|unit| host.services.iter().any(|s| s.unit == unit),
         kv.one("os"),
         deb_arch(kv.one("arch")),
         &kv.all("installed"),
