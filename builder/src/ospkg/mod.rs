@@ -68,8 +68,10 @@ pub async fn carry(
         for platform in req.platforms {
             let arch = src.arch(platform)?;
             let set = match src.format {
-                Format::Deb => deb::build_set(ctx, mirrors, src, &keys, arch, &wanted).await?,
-                Format::Rpm => rpm_set::build_set(ctx, mirrors, src, &keys, arch, &wanted).await?,
+                Format::Deb => deb::build_set(ctx, mirrors, src, &keys, platform, &wanted).await?,
+                Format::Rpm => {
+                    rpm_set::build_set(ctx, mirrors, src, &keys, platform, &wanted).await?
+                }
             };
             let dir = format!("os/{}/{arch}", src.name);
             files.extend(content_files(&ctx.cache, &dir, &set)?);
@@ -154,7 +156,9 @@ pub fn decompress(path: &Path, name: &str) -> std::result::Result<String, String
     } else if name.ends_with(".gz") {
         Box::new(flate2::read::GzDecoder::new(f))
     } else if name.ends_with(".zst") {
-        Box::new(zstd::stream::read::Decoder::new(f).map_err(|e| format!("cannot decompress: {e}"))?)
+        Box::new(
+            zstd::stream::read::Decoder::new(f).map_err(|e| format!("cannot decompress: {e}"))?,
+        )
     } else {
         Box::new(f)
     };
@@ -178,10 +182,15 @@ mod tests {
     fn every_built_in_source_loads_with_its_keys() {
         for (name, _) in crate::embedded::OS_SOURCES {
             let src = OsSource::load(name, None).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let keys = signed::Keyring::parse(&src.keys, &src.key_texts).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let keys = signed::Keyring::parse(&src.keys, &src.key_texts)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(keys.fingerprints().len(), src.keys.len(), "{name}");
             for platform in ["linux/amd64", "linux/arm64"] {
                 src.arch(platform).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(
+                    src.repos_for(platform).count() > 0,
+                    "{name}: no repository for {platform}"
+                );
             }
         }
     }
@@ -191,7 +200,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = "Package: a\n";
         let gz = dir.path().join("gz");
-        let mut w = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+        let mut w = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::fast(),
+        );
         w.write_all(text.as_bytes()).unwrap();
         w.finish().unwrap();
         let zst = dir.path().join("zst");

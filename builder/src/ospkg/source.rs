@@ -33,6 +33,16 @@ pub struct Repo {
     /// deb only.
     #[serde(default)]
     pub components: Vec<String>,
+    /// The platforms this repository serves (Ubuntu's ports archive holds
+    /// arm64); empty: every platform.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+}
+
+impl Repo {
+    pub fn serves(&self, platform: &str) -> bool {
+        self.platforms.is_empty() || self.platforms.iter().any(|p| p == platform)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -112,6 +122,17 @@ impl OsSource {
     /// The distribution's name for a profile package name.
     pub fn package_name<'a>(&'a self, name: &'a str) -> &'a str {
         self.names.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    /// The repositories that serve `platform`.
+    pub fn repos_for<'a>(
+        &'a self,
+        platform: &'a str,
+    ) -> impl Iterator<Item = (usize, &'a Repo)> + 'a {
+        self.repos
+            .iter()
+            .enumerate()
+            .filter(move |(_, r)| r.serves(platform))
     }
 
     /// The distribution's architecture name for a platform.
