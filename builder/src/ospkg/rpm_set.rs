@@ -18,15 +18,16 @@ pub async fn build_set(
     mirrors: &Mirrors,
     src: &OsSource,
     keys: &Keyring,
-    arch: &str,
+    platform: &str,
     wanted: &[String],
 ) -> Result<SetFiles> {
+    let arch = src.arch(platform)?;
     let err = |reason: String| Error::OsPackages {
         set: format!("{} ({arch})", src.name),
         reason,
     };
     let mut universe = Vec::new();
-    for repo in &src.repos {
+    for (_, repo) in src.repos_for(platform) {
         let url = repo.url.replace("{arch}", arch);
         universe.extend(repo_packages(ctx, mirrors, src, keys, &url).await?);
     }

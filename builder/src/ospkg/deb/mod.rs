@@ -25,15 +25,16 @@ pub async fn build_set(
     mirrors: &Mirrors,
     src: &OsSource,
     keys: &Keyring,
-    arch: &str,
+    platform: &str,
     wanted: &[String],
 ) -> Result<SetFiles> {
+    let arch = src.arch(platform)?;
     let err = |reason: String| Error::OsPackages {
         set: format!("{} ({arch})", src.name),
         reason,
     };
     let mut pkgs = Vec::new();
-    for i in 0..src.repos.len() {
+    for (i, _) in src.repos_for(platform) {
         pkgs.extend(repo_packages(ctx, mirrors, src, keys, i, arch).await?);
     }
     let universe = resolve::Universe::new(pkgs);
