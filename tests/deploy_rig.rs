@@ -79,6 +79,8 @@ fn host(name: &str, addr: &str, rig: &Rig, greeting: &str) -> HostPlan {
             step: Step::Nodes,
             enable: true,
         }],
+        kernel_modules: vec![],
+        sysctls: vec![],
     }
 }
 

@@ -160,6 +160,44 @@ fn invalid_inventory_fails_with_file_and_line() {
     );
 }
 
+/// The chain that ran a command as root during preflight began with a
+/// newline in CLUSTER_NAME: such a value is refused at load, naming the file,
+/// line and key, and nothing is written.
+#[test]
+fn a_value_with_a_control_character_is_refused_and_nothing_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::plan::guide_dir();
+    let text = std::fs::read_to_string(g.join("config.yml")).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("CLUSTER_NAME:"))
+        .expect("CLUSTER_NAME")
+        + 1;
+    let hostile: String = text
+        .lines()
+        .map(|l| match l.starts_with("CLUSTER_NAME:") {
+            true => "CLUSTER_NAME: \"prod\\n$(touch /tmp/ferry-pwned)\"".to_string(),
+            false => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = tmp.path().join("config.yml");
+    std::fs::write(&config, hostile).unwrap();
+    let cluster = tmp.path().join("c");
+    let out = plan_cmd(&g.join("hosts"), &config, &g.join("bundle.json"), &cluster)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}:{line}", config.display()))
+            && err.contains("CLUSTER_NAME")
+            && err.contains("U+000A"),
+        "{err}"
+    );
+    assert!(!cluster.exists(), "nothing is written for a refused value");
+}
+
 #[test]
 fn unknown_keys_and_unused_jinja_warn_with_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();

@@ -5,31 +5,10 @@
 
 use super::HostRun;
 use crate::exec::sh_quote;
-use crate::plan::{FileContent, Step};
 
-/// `key = value` pairs of the plan's sysctl.d files.
+/// The host's sysctls (the plan's data, never its text).
 pub fn sysctl_pairs(run: &HostRun) -> Vec<(String, String)> {
-    let mut pairs = Vec::new();
-    for f in run.plan.files_for(Step::Baseline) {
-        if !f.path.starts_with("/etc/sysctl.d") {
-            continue;
-        }
-        if let FileContent::Inline(b) = &f.content {
-            for line in String::from_utf8_lossy(b).lines() {
-                let l = line.trim();
-                if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
-                    continue;
-                }
-                if let Some((k, v)) = l.split_once('=') {
-                    pairs.push((
-                        k.trim().trim_start_matches('-').to_string(),
-                        v.trim().to_string(),
-                    ));
-                }
-            }
-        }
-    }
-    pairs
+    run.plan.sysctls.clone()
 }
 
 pub async fn apply(run: &mut HostRun) -> Result<(), String> {
@@ -69,8 +48,11 @@ pub async fn apply(run: &mut HostRun) -> Result<(), String> {
         any = true;
         let path = format!("/proc/sys/{}", k.replace('.', "/"));
         script.push_str(&format!(
-            "p={p}; if [ ! -e \"$p\" ]; then echo \"missing {k}\"; elif [ \"$(tr -s '[:space:]' ' ' < \"$p\" | sed 's/ $//')\" != {v} ]; then sysctl -q -w {kv} && echo \"set {k}\" || echo \"failed {k}\"; fi\n",
+            "p={p}; if [ ! -e \"$p\" ]; then echo {missing}; elif [ \"$(tr -s '[:space:]' ' ' < \"$p\" | sed 's/ $//')\" != {v} ]; then sysctl -q -w {kv} && echo {set} || echo {failed}; fi\n",
             p = sh_quote(&path),
+            missing = sh_quote(&format!("missing {k}")),
+            set = sh_quote(&format!("set {k}")),
+            failed = sh_quote(&format!("failed {k}")),
             v = sh_quote(&v.split_whitespace().collect::<Vec<_>>().join(" ")),
             kv = sh_quote(&format!("{k}={v}")),
         ));

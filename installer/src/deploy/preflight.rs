@@ -2,7 +2,7 @@
 //! before anything is changed.
 
 use crate::exec::Executor;
-use crate::plan::{ClusterPlan, FileContent, HostPlan, Role, Step};
+use crate::plan::{ClusterPlan, HostPlan, Role};
 use ferry_bundles::BundleManifest;
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,7 +34,10 @@ pub struct HostFacts {
 /// read from /proc/net and their process from /proc/*/fd).
 pub fn facts_script(ports: &[u16], modules: &[String], packages: &[String]) -> String {
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-    let packages: Vec<String> = packages.iter().map(|p| crate::exec::sh_quote(p)).collect();
+    let quote = |names: &[String]| -> Vec<String> {
+        names.iter().map(|n| crate::exec::sh_quote(n)).collect()
+    };
+    let (modules, packages) = (quote(modules), quote(packages));
     format!(
         r#"echo "arch=$(uname -m)"
 if [ -r /etc/os-release ]; then . /etc/os-release; echo "os=$ID $VERSION_ID"; else echo "os=unknown"; fi
@@ -135,23 +138,9 @@ fn endpoint_port(endpoint: &str) -> Option<u16> {
         .and_then(|(_, p)| p.trim_end_matches('/').parse::<u16>().ok())
 }
 
-/// Kernel modules the plan's modules-load.d files ask for.
+/// Kernel modules the host's baseline loads (the plan's data, never its text).
 pub fn modules_for(host: &HostPlan) -> Vec<String> {
-    let mut mods = Vec::new();
-    for f in host.files_for(Step::Baseline) {
-        if !f.path.starts_with("/etc/modules-load.d") {
-            continue;
-        }
-        if let FileContent::Inline(b) = &f.content {
-            for line in String::from_utf8_lossy(b).lines() {
-                let l = line.trim();
-                if !l.is_empty() && !l.starts_with('#') && !l.starts_with(';') {
-                    mods.push(l.to_string());
-                }
-            }
-        }
-    }
-    mods
+    host.kernel_modules.clone()
 }
 
 /// What the facts script printed: `key=value` lines, a key may repeat.

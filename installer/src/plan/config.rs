@@ -402,9 +402,11 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str, scope: &Scope) -> Result<Config> {
+        let map = top_level_map(path, text)?;
+        control_characters(path, text, &map)?;
         let mut r = Reader {
             path,
-            map: top_level_map(path, text)?,
+            map,
             lines: top_level_lines(text),
             problems: Vec::new(),
             scope: scope.clone(),
@@ -445,6 +447,30 @@ fn top_level_map(path: &Path, text: &str) -> Result<BTreeMap<String, Yaml>> {
             _ => None,
         })
         .collect())
+}
+
+/// The first control character in any value (nested ones included) is an
+/// error naming the key and its line.
+fn control_characters(path: &Path, text: &str, map: &BTreeMap<String, Yaml>) -> Result<()> {
+    fn find(v: &Yaml) -> Option<char> {
+        match v {
+            Yaml::String(s) => s.chars().find(|c| c.is_control()),
+            Yaml::Sequence(items) => items.iter().find_map(find),
+            Yaml::Mapping(m) => m.iter().find_map(|(k, v)| find(k).or_else(|| find(v))),
+            _ => None,
+        }
+    }
+    let lines = top_level_lines(text);
+    for (key, value) in map {
+        if let Some(c) = find(value) {
+            let line = lines.get(key).copied().unwrap_or(0);
+            return Err(PlanError::invalid(
+                Origin::new(path, line),
+                format!("{key}: {}", crate::plan::inventory::control_character(c)),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A scalar's text as a Jinja variable sees it.
@@ -701,6 +727,38 @@ mod tests {
                 && err.contains("FERRY_UPSTREAM_FALLBACK must be true or false"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn control_characters_are_refused_naming_key_and_line() {
+        for (text, key, line, code) in [
+            (
+                "A: 1\nCLUSTER_NAME: \"x\\n$(touch /tmp/pwned)\"\n",
+                "CLUSTER_NAME",
+                2,
+                "U+000A",
+            ),
+            (
+                "MASTER_CERT_HOSTS:\n  - \"a.example\"\n  - \"b\\rc\"\n",
+                "MASTER_CERT_HOSTS",
+                1,
+                "U+000D",
+            ),
+            (
+                "INSECURE_REG: [\"ok\", \"\\e[31m\"]\n",
+                "INSECURE_REG",
+                1,
+                "U+001B",
+            ),
+        ] {
+            let err = Config::parse(Path::new("c.yml"), text, &Scope::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("c.yml:{line}")) && err.contains(key) && err.contains(code),
+                "{text}: {err}"
+            );
+        }
     }
 
     #[test]

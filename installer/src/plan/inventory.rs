@@ -102,6 +102,9 @@ impl Inventory {
         for (idx, raw) in text.lines().enumerate() {
             let line_no = idx + 1;
             let origin = Origin::new(path, line_no);
+            if let Some(c) = raw.chars().find(|c| c.is_control() && *c != '\t') {
+                return Err(PlanError::invalid(origin, control_character(c)));
+            }
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
                 continue;
@@ -273,6 +276,15 @@ fn split_assignment(line: &str) -> Option<(&str, &str)> {
 }
 
 /// Remove one level of matching quotes from a `[*:vars]` value.
+/// Values reach unit files, configs and shell commands as root: no control
+/// character may ride along (a newline would start a new line there).
+pub fn control_character(c: char) -> String {
+    format!(
+        "control character U+{:04X} is not allowed; values reach unit files, configs and shell commands",
+        c as u32
+    )
+}
+
 fn unquote(v: &str) -> std::result::Result<String, String> {
     let toks = tokenize(v)?;
     if toks.len() == 1 && (v.starts_with('"') || v.starts_with('\'')) {
@@ -334,6 +346,25 @@ fn tokenize(line: &str) -> std::result::Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_refused_naming_the_line() {
+        for bad in [
+            "k8s_nodename=a\u{1b}[2Jb",
+            "ansible_user=root\rx",
+            "x=\u{0}",
+        ] {
+            let text = format!("[kube_master]\n192.168.1.1\n192.168.1.2 {bad}\n");
+            let err = Inventory::parse(Path::new("hosts"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("hosts:3") && err.contains("control character"),
+                "{err}"
+            );
+        }
+        assert!(Inventory::parse(Path::new("hosts"), "[all]\r\n1.2.3.4\tip=1.2.3.4\r\n").is_ok());
+    }
 
     #[test]
     fn tokenizes_quotes_and_comments() {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod ignored_keys;
 pub mod inventory;
 pub mod jinja;
+pub mod kernel;
 pub mod kinds;
 pub mod kubeasz;
 pub mod model;

@@ -66,6 +66,10 @@ pub struct HostPlan {
     pub archives: Vec<PlannedArchive>,
     /// Units to (re)start, in order within each step.
     pub services: Vec<PlannedService>,
+    /// Kernel modules to load (plan/kernel.rs), as data.
+    pub kernel_modules: Vec<String>,
+    /// sysctl keys and values to set (plan/kernel.rs), as data.
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// How to reach a host over SSH.

@@ -3,7 +3,8 @@
 
 use super::{HostFiles, HostScope, Renderer, SYSTEMD_DIR};
 use crate::plan::error::Result;
-use crate::plan::model::Step;
+use crate::plan::kernel;
+use crate::plan::model::{Role, Step};
 use crate::plan::validate::NodeSpec;
 use serde_json::json;
 
@@ -18,14 +19,23 @@ pub(super) struct BaselineInput<'a> {
 pub(super) fn render(h: &mut HostFiles, r: &Renderer, input: &BaselineInput) -> Result<()> {
     let s = input.scope;
     let base = json!({"cluster": s.cluster_ctx, "host": s.host_ctx});
+    let ipvs = s.cluster.proxy_mode == "ipvs";
+    let ex_lb = s.has(Role::ExLb);
+    let kernel_ctx = json!({"cluster": s.cluster_ctx, "kernel": {
+        "modules": kernel::MODULES,
+        "ipvs_modules": if ipvs { &kernel::IPVS_MODULES[..] } else { &[] },
+        "sysctls": kernel::SYSCTLS,
+        "ex_lb_sysctls": if ex_lb { &kernel::EX_LB_SYSCTLS[..] } else { &[] },
+    }});
+    h.kernel(kernel::modules(ipvs), kernel::sysctls(ex_lb));
     h.text(
         "/etc/modules-load.d/k8s.conf",
-        r.render("baseline/modules-load.conf", &base)?,
+        r.render("baseline/modules-load.conf", &kernel_ctx)?,
         Step::Baseline,
     )?;
     h.text(
         "/etc/sysctl.d/99-kubernetes-cri.conf",
-        r.render("baseline/sysctl.conf", &base)?,
+        r.render("baseline/sysctl.conf", &kernel_ctx)?,
         Step::Baseline,
     )?;
     h.text(

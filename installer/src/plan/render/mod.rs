@@ -164,6 +164,8 @@ pub(super) struct HostFiles {
     files: Vec<PlannedFile>,
     archives: Vec<PlannedArchive>,
     services: Vec<PlannedService>,
+    kernel_modules: Vec<String>,
+    sysctls: Vec<(String, String)>,
     missing: Missing,
 }
 
@@ -174,8 +176,16 @@ impl HostFiles {
             files: vec![],
             archives: vec![],
             services: vec![],
+            kernel_modules: vec![],
+            sysctls: vec![],
             missing: vec![],
         }
+    }
+
+    /// The kernel modules and sysctls the host's baseline sets, as data.
+    pub(super) fn kernel(&mut self, modules: Vec<String>, sysctls: Vec<(String, String)>) {
+        self.kernel_modules = modules;
+        self.sysctls = sysctls;
     }
 
     pub(super) fn add(
@@ -266,6 +276,8 @@ impl HostFiles {
             files: self.files,
             archives: self.archives,
             services: self.services,
+            kernel_modules: self.kernel_modules,
+            sysctls: self.sysctls,
         };
         (plan, self.missing)
     }
