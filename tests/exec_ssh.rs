@@ -123,6 +123,10 @@ async fn ssh_and_local_executors_run_and_place_files() {
         .expect("strict accepted an unknown host key")
         .to_string();
     assert!(err.contains("h2") && err.contains("known_hosts"), "{err}");
+    assert!(
+        err.contains("Host key verification failed"),
+        "ssh's own words: {err}"
+    );
     let accept = SshExecutor::connect(
         "h2",
         &dest(&rig, "h2", None),
@@ -138,6 +142,37 @@ async fn ssh_and_local_executors_run_and_place_files() {
     assert!(std::fs::read_to_string(&empty_kh)
         .unwrap()
         .contains(rig.addr("h2")));
+
+    // A key the host does not accept: ssh's own words name it.
+    let other_key = logdir.path().join("other_key");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other_key)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let mut wrong = dest(&rig, "h2", None);
+    wrong.identity_file = Some(other_key);
+    let only_that_key = logdir.path().join("only_that_key");
+    std::fs::write(
+        &only_that_key,
+        format!(
+            "Host *\n  UserKnownHostsFile {}\n  IdentitiesOnly yes\n",
+            rig.known_hosts().display()
+        ),
+    )
+    .unwrap();
+    let denied = SshExecutor::connect(
+        "h2",
+        &wrong,
+        &opts(&rig, KnownHostsPolicy::Strict, Some(only_that_key)),
+        HostLog::discard(),
+    )
+    .await
+    .err()
+    .expect("a key the host does not know was accepted")
+    .to_string();
+    assert!(denied.contains("Permission denied (publickey"), "{denied}");
 
     // ansible_port: a second sshd on 2222.
     rig.sh("h2", "/usr/sbin/sshd -p 2222");

@@ -198,6 +198,44 @@ fn a_value_with_a_control_character_is_refused_and_nothing_written() {
     assert!(!cluster.exists(), "nothing is written for a refused value");
 }
 
+/// An SSH destination or user that ssh would read as an option is refused,
+/// naming the inventory line.
+#[test]
+fn ssh_destinations_and_users_that_read_as_options_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::plan::guide_dir();
+    let hosts = std::fs::read_to_string(g.join("hosts")).unwrap();
+    for (from, to, what) in [
+        (
+            "ansible_host=10.10.0.12",
+            "ansible_host=-oProxyCommand=id",
+            "host address \"-oProxyCommand=id\"",
+        ),
+        (
+            "node_name=master-2",
+            "node_name=master-2 ansible_user='-oProxyCommand=id'",
+            "SSH user \"-oProxyCommand=id\"",
+        ),
+    ] {
+        let inv = tmp.path().join("hosts");
+        std::fs::write(&inv, hosts.replacen(from, to, 1)).unwrap();
+        let out = plan_cmd(
+            &inv,
+            &g.join("config.yml"),
+            &g.join("bundle.json"),
+            &tmp.path().join("c"),
+        )
+        .output()
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("{}:4", inv.display())) && err.contains(what),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn unknown_keys_and_unused_jinja_warn_with_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();

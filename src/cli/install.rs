@@ -88,6 +88,11 @@ pub struct StatusArgs {
 
 impl SshArgs {
     fn access(&self) -> HostAccess {
+        if self.ssh_known_hosts == KnownHostsPolicy::Off {
+            eprintln!(
+                "warning: --ssh-known-hosts off accepts any host key: a machine that answers at a host's address gets root's commands and the cluster's keys; use strict (with the hosts' keys in known_hosts) or accept-new"
+            );
+        }
         HostAccess {
             ssh: SshOptions {
                 config_file: self.ssh_config.clone(),

@@ -20,12 +20,13 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error("{host}: cannot connect over SSH to {destination}: {source}. Check that sshd runs there, the address/port/user/key in the inventory, and the known_hosts policy (--ssh-known-hosts)")]
+    /// `reason` carries ssh's own words ("Host key verification failed.",
+    /// "Permission denied (publickey)").
+    #[error("{host}: cannot connect over SSH to {destination}: {reason}. Check that sshd runs there, the address/port/user/key in the inventory, and the known_hosts policy (--ssh-known-hosts)")]
     Connect {
         host: String,
         destination: String,
-        #[source]
-        source: openssh::Error,
+        reason: String,
     },
     #[error("{host}: SSH session failed while running `{command}`: {reason}")]
     Session {

@@ -63,6 +63,21 @@ pub struct SshExecutor {
     log: HostLog,
 }
 
+/// The error with its causes: openssh's own message ("failed to connect to
+/// the remote host") says nothing, ssh's stderr is in its source.
+fn ssh_reason(e: &openssh::Error) -> String {
+    let mut reason = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !text.trim().is_empty() {
+            reason = format!("{reason}: {}", text.trim().replace('\n', "; "));
+        }
+        cur = c.source();
+    }
+    reason
+}
+
 impl SshExecutor {
     /// Opens the master connection to `dest` for the host named `host`.
     pub async fn connect(
@@ -95,12 +110,13 @@ impl SshExecutor {
         }
         let shown = describe(dest);
         log.line(&format!("connect {shown}"));
-        let session = b.connect_mux(&dest.host).await.map_err(|source| {
-            log.line(&format!("connect {shown} failed: {source}"));
+        let session = b.connect_mux(&dest.host).await.map_err(|e| {
+            let reason = ssh_reason(&e);
+            log.line(&format!("connect {shown} failed: {reason}"));
             ExecError::Connect {
                 host: host.to_string(),
                 destination: shown.clone(),
-                source,
+                reason,
             }
         })?;
         Ok(SshExecutor {

@@ -236,10 +236,24 @@ fn lb_role(c: &mut Checker, host: &str) -> Option<LbRole> {
 /// How ferry reaches a host: Ansible's connection variables (and their older
 /// names), else port 22 and `[all:vars]`' user or root.
 fn ssh_target(c: &mut Checker, host: &str, ssh_user: Option<&str>) -> SshTarget {
-    let ssh_host = c
-        .host_var(host, "ansible_host")
-        .map(|v| v.text)
-        .unwrap_or(host.to_string());
+    let host_origin = c
+        .inv
+        .hosts
+        .iter()
+        .find(|h| h.host == host)
+        .map(|h| h.origin.clone());
+    let (ssh_host, host_origin) = match c.host_var(host, "ansible_host") {
+        Some(v) => (v.text, Some(v.origin)),
+        None => (host.to_string(), host_origin),
+    };
+    if !is_ssh_host(&ssh_host) {
+        if let Some(origin) = &host_origin {
+            c.fail(
+                origin,
+                format!("host address {ssh_host:?} is neither an IP address nor a DNS name (letters, digits, '-', '.')"),
+            );
+        }
+    }
     let port = c
         .host_var(host, "ansible_port")
         .or_else(|| c.host_var(host, "ansible_ssh_port"));
@@ -247,9 +261,14 @@ fn ssh_target(c: &mut Checker, host: &str, ssh_user: Option<&str>) -> SshTarget 
         Some(p) => parse_port(c, &p.text, &p.origin, "SSH port"),
         None => 22,
     };
-    let user = c
+    let user_var = c
         .host_var(host, "ansible_user")
-        .or_else(|| c.host_var(host, "ansible_ssh_user"))
+        .or_else(|| c.host_var(host, "ansible_ssh_user"));
+    if let Some(v) = user_var.as_ref().filter(|v| !is_user_name(&v.text)) {
+        let (origin, text) = (v.origin.clone(), v.text.clone());
+        c.fail(&origin, format!("SSH user {text:?} is not a user name (letters, digits, '_', '.', '-'; not starting with '-')"));
+    }
+    let user = user_var
         .map(|v| v.text)
         .or(ssh_user.map(str::to_string))
         .unwrap_or("root".into());
@@ -263,6 +282,25 @@ fn ssh_target(c: &mut Checker, host: &str, ssh_user: Option<&str>) -> SshTarget 
         user,
         identity_file,
     }
+}
+
+/// An IP address or a DNS name: what may follow ssh's options.
+fn is_ssh_host(h: &str) -> bool {
+    h.parse::<std::net::IpAddr>().is_ok()
+        || (!h.is_empty()
+            && h.len() <= 253
+            && !h.starts_with(['-', '.'])
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)))
+}
+
+/// A login name as useradd accepts it.
+fn is_user_name(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 32
+        && !u.starts_with('-')
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// A host's `arch` (default amd64): the bundle must carry its platform.
