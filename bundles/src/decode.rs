@@ -7,7 +7,7 @@
 
 use crate::seektable::{self, FrameEntry};
 use crate::source::BundleSource;
-use crate::writer::MAX_FRAME_SIZE;
+use crate::writer::{max_compressed_frame_size, MAX_FRAME_SIZE};
 use crate::{Error, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io::Read;
@@ -276,8 +276,13 @@ impl Drop for DecodedStream {
     }
 }
 
+/// Said after any seek table that does not fit what the writer makes.
+const NOT_FERRY: &str = "the bundle is damaged or was not written by ferry; copy it again";
+
 /// Reads and checks the seek table at the end of the stream: None when the
-/// stream has none. A table that does not match the stream is damage.
+/// stream has none. A table that does not match the stream is damage. Its
+/// size, and every frame size in it, is checked against a cap before any
+/// buffer is sized from it: the table is read before the stream is trusted.
 fn find_seek_table(src: &BundleSource, what: &str) -> Result<Option<(Vec<FrameEntry>, Vec<u8>)>> {
     let len = src.len()?;
     let footer_len = seektable::FOOTER_LEN as u64;
@@ -289,6 +294,16 @@ fn find_seek_table(src: &BundleSource, what: &str) -> Result<Option<(Vec<FrameEn
         check_no_damaged_table(src, len, what)?;
         return Ok(None);
     };
+    if table_len > seektable::MAX_TABLE_LEN {
+        return Err(damaged(
+            what,
+            format!(
+                "seek table claims {table_len} bytes, more than the {} bytes ({} frames) ferry reads; {NOT_FERRY}",
+                seektable::MAX_TABLE_LEN,
+                seektable::MAX_FRAMES
+            ),
+        ));
+    }
     if table_len > len {
         return Err(damaged(
             what,
@@ -297,23 +312,44 @@ fn find_seek_table(src: &BundleSource, what: &str) -> Result<Option<(Vec<FrameEn
     }
     let table = src.read_range(len - table_len, table_len as usize)?;
     let frames = seektable::decode(&table).map_err(|e| damaged(what, e))?;
-    let sum: u64 = frames.iter().map(|f| u64::from(f.compressed)).sum();
-    if sum + table_len != len {
+    check_frame_sizes(&frames, what)?;
+    let sum = frames
+        .iter()
+        .try_fold(table_len, |sum, f| sum.checked_add(u64::from(f.compressed)));
+    if sum != Some(len) {
         return Err(damaged(
             what,
             "seek table frame sizes do not add up to the stream length (damaged or truncated)",
         ));
     }
-    if frames
-        .iter()
-        .any(|f| f.decompressed as usize > MAX_FRAME_SIZE)
-    {
-        return Err(damaged(
-            what,
-            format!("seek table lists a frame larger than {MAX_FRAME_SIZE} bytes"),
-        ));
-    }
     Ok(Some((frames, table)))
+}
+
+/// Every frame within what the writer makes (decoded and compressed buffers
+/// are sized from these numbers).
+fn check_frame_sizes(frames: &[FrameEntry], what: &str) -> Result<()> {
+    let max_compressed = max_compressed_frame_size();
+    for (index, f) in frames.iter().enumerate() {
+        if f.decompressed as usize > MAX_FRAME_SIZE {
+            return Err(damaged(
+                what,
+                format!(
+                    "seek table says frame {index} decodes to {} bytes, more than the {MAX_FRAME_SIZE} bytes ferry puts in a frame; {NOT_FERRY}",
+                    f.decompressed
+                ),
+            ));
+        }
+        if f.compressed as usize > max_compressed {
+            return Err(damaged(
+                what,
+                format!(
+                    "seek table says frame {index} is {} bytes compressed, more than zstd's bound of {max_compressed} bytes for a {MAX_FRAME_SIZE}-byte frame; {NOT_FERRY}",
+                    f.compressed
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Without a valid footer, the stream must not end in what is plainly a

@@ -4,6 +4,7 @@
 //! This crate is the contract between the builder (which writes bundles)
 //! and the installer (which reads them); neither side reaches into the other.
 
+pub mod bounded;
 mod compress;
 mod decode;
 pub mod error;

@@ -10,6 +10,12 @@ pub const MANIFEST_PATH: &str = "bundle.json";
 pub const SIGNATURE_PATH: &str = "bundle.json.minisig";
 /// Directory of the single OCI image layout inside a bundle.
 pub const IMAGES_DIR: &str = "images";
+/// Largest bundle.json ferry reads or writes. A manifest lists every file
+/// with its sha256 (about 200 bytes each), so this is room for some 300,000
+/// files, while a hostile one cannot make a reader allocate more.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+/// Largest bundle.json.minisig ferry reads (a real one is under 1 KiB).
+pub const MAX_SIGNATURE_BYTES: u64 = 64 << 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +220,19 @@ impl BundleManifest {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+
+    /// Reads and parses a bundle.json file (an unpacked bundle's), refusing
+    /// one over `MAX_MANIFEST_BYTES` before reading it whole. Does not check
+    /// any signature.
+    pub fn load(path: &std::path::Path) -> crate::Result<Self> {
+        let bytes = crate::bounded::read_file(path, MAX_MANIFEST_BYTES, MANIFEST_PATH)?;
+        Self::from_bytes(&bytes).map_err(|e| {
+            crate::Error::verification(
+                path.display().to_string(),
+                format!("not a valid bundle.json: {e}"),
+            )
+        })
     }
 
     pub fn file(&self, path: &str) -> Option<&FileEntry> {

@@ -3,17 +3,16 @@
 
 use crate::decode::DecodedStream;
 use crate::hasher::HashThread;
-use crate::manifest::{BundleManifest, FileEntry, MANIFEST_PATH, SCHEMA_VERSION, SIGNATURE_PATH};
+use crate::manifest::{
+    BundleManifest, FileEntry, MANIFEST_PATH, MAX_MANIFEST_BYTES as MAX_MANIFEST,
+    MAX_SIGNATURE_BYTES as MAX_SIGNATURE, SCHEMA_VERSION, SIGNATURE_PATH,
+};
 use crate::sign::TrustedKeys;
 use crate::source::BundleSource;
 use crate::tarfmt::{self, Parsed, BLOCK};
 use crate::{safepath, Error, Result};
 use sha2::{Digest, Sha256};
 use std::io::Read;
-
-/// Largest bundle.json and signature the reader accepts.
-const MAX_MANIFEST: u64 = 64 << 20;
-const MAX_SIGNATURE: u64 = 64 << 10;
 
 pub enum Trust {
     Keys(TrustedKeys),
@@ -134,27 +133,26 @@ fn verify_stream(
     trust: &Trust,
     sink: &mut dyn EntrySink,
 ) -> Result<VerifiedBundle> {
+    // Frame 0 alone first, its signature checked before the seek table is
+    // read or any decoder starts: nothing else of an untrusted bundle is
+    // looked at.
+    let first = read_manifest(src)?;
+    check_signature(src, trust, &first)?;
     let mut stream = DecodedStream::start(src)?;
     let head = read_head(&mut stream, false)?;
+    // The full stream is read again from the start: it must carry the very
+    // bytes just verified (the file may have changed in between).
+    if head.bytes != first.bytes || head.signature != first.signature {
+        return Err(Error::verification(
+            format!("bundle {}", src.display()),
+            "bundle.json changed while it was verified (is something writing the file?); copy the bundle again",
+        ));
+    }
     // Hashing runs beside the sink's writes; declared after the stream so
     // it stops first (it holds decode buffers).
     let hasher = sink
         .wants_content()
         .then(|| HashThread::start(stream.recycler()));
-    match trust {
-        Trust::Keys(keys) => {
-            let sig = head.signature.as_deref().ok_or_else(|| {
-                Error::verification(
-                    SIGNATURE_PATH,
-                    "bundle is not signed (no bundle.json.minisig entry); refusing it without --insecure-skip-signature",
-                )
-            })?;
-            keys.verify(&head.bytes, sig)?;
-        }
-        Trust::InsecureUnsigned => {
-            tracing::warn!("{}: signature not checked (insecure mode)", src.display());
-        }
-    }
     let manifest = head.manifest;
     let mut seen = vec![false; manifest.files.len()];
     let mut prev: Option<String> = None;
@@ -185,6 +183,25 @@ fn verify_stream(
         signature: head.signature,
         manifest_sha256,
     })
+}
+
+/// The signature over bundle.json, as `trust` asks.
+fn check_signature(src: &BundleSource, trust: &Trust, head: &ManifestRead) -> Result<()> {
+    match trust {
+        Trust::Keys(keys) => {
+            let sig = head.signature.as_deref().ok_or_else(|| {
+                Error::verification(
+                    SIGNATURE_PATH,
+                    "bundle is not signed (no bundle.json.minisig entry); refusing it without --insecure-skip-signature",
+                )
+            })?;
+            keys.verify(&head.bytes, sig)
+        }
+        Trust::InsecureUnsigned => {
+            tracing::warn!("{}: signature not checked (insecure mode)", src.display());
+            Ok(())
+        }
+    }
 }
 
 /// The entry rules that need no content: listed, not in the base, no
@@ -414,7 +431,7 @@ fn read_head(stream: &mut DecodedStream, first_frame_only: bool) -> Result<Head>
     if size > MAX_MANIFEST {
         return Err(Error::verification(
             MANIFEST_PATH,
-            format!("{size} bytes is too large for a manifest"),
+            format!("{size} bytes is more than the {MAX_MANIFEST} bytes a manifest may have; the bundle is damaged or was not written by ferry"),
         ));
     }
     let bytes = read_small(stream, size, MANIFEST_PATH)?;
@@ -434,7 +451,7 @@ fn read_head(stream: &mut DecodedStream, first_frame_only: bool) -> Result<Head>
             if *size > MAX_SIGNATURE {
                 return Err(Error::verification(
                     SIGNATURE_PATH,
-                    "too large for a minisign signature",
+                    format!("{size} bytes is more than the {MAX_SIGNATURE} bytes a minisign signature may have; the bundle is damaged or was not written by ferry"),
                 ));
             }
             let sig = read_small(stream, *size, SIGNATURE_PATH)?;

@@ -9,6 +9,14 @@ pub const FOOTER_LEN: usize = 9;
 const CHECKSUM_FLAG: u8 = 0x80;
 /// Bits other than the checksum flag must be zero (reserved or unused).
 const RESERVED_BITS: u8 = 0x7F;
+/// Most frames a seek table may list: the writer refuses to make more, and
+/// the reader refuses a table claiming more before reading it. 1 Mi frames
+/// are 32 TiB at the default 32 MiB frame size (64 GiB even at 64 KiB), and
+/// bound the table a reader holds to `MAX_TABLE_LEN` (12 MiB).
+pub const MAX_FRAMES: u64 = 1 << 20;
+/// Largest seek-table frame a reader accepts: `MAX_FRAMES` entries of 12
+/// bytes (with per-frame checksums), the frame header and the footer.
+pub const MAX_TABLE_LEN: u64 = 8 + MAX_FRAMES * 12 + FOOTER_LEN as u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameEntry {
@@ -54,6 +62,11 @@ pub fn table_len(footer: &[u8]) -> Option<u64> {
 /// Parses the whole skippable frame as returned by reading `table_len` bytes.
 pub fn decode(table: &[u8]) -> Result<Vec<FrameEntry>, String> {
     let len = table.len();
+    if len as u64 > MAX_TABLE_LEN {
+        return Err(format!(
+            "seek table of {len} bytes is larger than the {MAX_TABLE_LEN} bytes ({MAX_FRAMES} frames) ferry reads"
+        ));
+    }
     if len < 8 + FOOTER_LEN || table_len(&table[len - FOOTER_LEN..]) != Some(len as u64) {
         return Err("seek table footer does not match its length".into());
     }
@@ -115,6 +128,34 @@ mod tests {
         assert_eq!(&bytes[0..4], &[0x5E, 0x2A, 0x4D, 0x18]);
         assert_eq!(&bytes[4..8], &17u32.to_le_bytes());
         assert_eq!(&bytes[bytes.len() - 4..], &[0xB1, 0xEA, 0x92, 0x8F]);
+    }
+
+    #[test]
+    fn a_table_over_the_cap_is_refused() {
+        // The footer alone tells the claimed size: u32::MAX entries is ~48 GiB.
+        let mut footer = [0u8; FOOTER_LEN];
+        footer[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        footer[4] = CHECKSUM_FLAG;
+        footer[5..9].copy_from_slice(&SEEKABLE_MAGIC.to_le_bytes());
+        let claimed = table_len(&footer).unwrap();
+        assert_eq!(claimed, 8 + u64::from(u32::MAX) * 12 + FOOTER_LEN as u64);
+        assert!(claimed > MAX_TABLE_LEN);
+        // The largest allowed table is within the cap, one more frame is not.
+        let at_cap = vec![
+            FrameEntry {
+                compressed: 1,
+                decompressed: 1
+            };
+            MAX_FRAMES as usize
+        ];
+        let bytes = encode(&at_cap);
+        assert!(bytes.len() as u64 <= MAX_TABLE_LEN);
+        assert_eq!(decode(&bytes).unwrap().len(), MAX_FRAMES as usize);
+        let mut over = vec![0u8; MAX_TABLE_LEN as usize + 1];
+        let n = over.len();
+        over[n - FOOTER_LEN..].copy_from_slice(&footer);
+        let err = decode(&over).unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,10 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const PARTS_SCHEMA: u32 = 1;
+/// Largest parts.json ferry reads or writes: a part record is under 200
+/// bytes, so this is room for some 80,000 parts, while a hostile file cannot
+/// make a reader allocate more.
+pub const MAX_PARTS_JSON_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,36 +38,41 @@ pub struct PartRecord {
 }
 
 impl PartsManifest {
+    /// Reads and checks `path`: at most `MAX_PARTS_JSON_BYTES`, schema,
+    /// plain part names, and part sizes that add up (without overflow) to
+    /// the stream size.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let m: PartsManifest = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::verification(
-                path.display().to_string(),
-                format!("not a valid parts.json: {e}"),
-            )
-        })?;
+        let bytes = crate::bounded::read_file(path, MAX_PARTS_JSON_BYTES, "parts.json")?;
+        let bad = |why: String| Error::verification(path.display().to_string(), why);
+        let m: PartsManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(format!("not a valid parts.json: {e}")))?;
         if m.schema != PARTS_SCHEMA {
-            return Err(Error::verification(
-                path.display().to_string(),
-                format!(
-                    "parts.json schema {} is not supported (this ferry reads {PARTS_SCHEMA})",
-                    m.schema
-                ),
-            ));
+            return Err(bad(format!(
+                "parts.json schema {} is not supported (this ferry reads {PARTS_SCHEMA}); use a matching ferry",
+                m.schema
+            )));
         }
         for p in &m.parts {
             if p.file.is_empty() || p.file.contains('/') || p.file == ".." {
-                return Err(Error::verification(
-                    path.display().to_string(),
-                    format!("part name {:?} is not a plain file name", p.file),
-                ));
+                return Err(bad(format!(
+                    "part name {:?} is not a plain file name",
+                    p.file
+                )));
             }
         }
-        if m.parts.iter().map(|p| p.size).sum::<u64>() != m.size {
-            return Err(Error::verification(
-                path.display().to_string(),
-                "part sizes do not add up to the stream size",
-            ));
+        // Checked: sizes near u64::MAX must not wrap around to a match.
+        let sum = m
+            .parts
+            .iter()
+            .try_fold(0u64, |sum, p| sum.checked_add(p.size))
+            .ok_or_else(|| {
+                bad("part sizes overflow a 64-bit total (damaged or crafted parts.json; copy it again from the bundle's source)".into())
+            })?;
+        if sum != m.size {
+            return Err(bad(format!(
+                "part sizes add up to {sum} bytes, but the stream size is {} (damaged parts.json; copy it again)",
+                m.size
+            )));
         }
         Ok(m)
     }
@@ -150,12 +159,6 @@ impl SplitWriter {
             self.open_next().map_err(|e| Error::io(&self.out, e))?;
         }
         self.close_current().map_err(|e| Error::io(&self.out, e))?;
-        let mut outputs = Vec::new();
-        for i in 0..self.done.len() {
-            let path = part_path(&self.out, i);
-            std::fs::rename(partial_path(&path), &path).map_err(|e| Error::io(&path, e))?;
-            outputs.push(path);
-        }
         let manifest = PartsManifest {
             schema: PARTS_SCHEMA,
             bundle: self
@@ -165,12 +168,27 @@ impl SplitWriter {
                 .unwrap_or_default(),
             size: self.total,
             sha256: hex::encode(self.whole.clone().finalize()),
-            parts: std::mem::take(&mut self.done),
+            parts: self.done.clone(),
         };
         let json_path = parts_json_path(&self.out);
         let mut bytes =
             serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
         bytes.push(b'\n');
+        if bytes.len() as u64 > MAX_PARTS_JSON_BYTES {
+            // A reader would refuse it: say so before any part is in place.
+            self.abandon();
+            return Err(Error::Invalid(format!(
+                "{}: {} parts make a parts.json over {MAX_PARTS_JSON_BYTES} bytes; use a larger split size",
+                json_path.display(),
+                manifest.parts.len()
+            )));
+        }
+        let mut outputs = Vec::new();
+        for i in 0..self.done.len() {
+            let path = part_path(&self.out, i);
+            std::fs::rename(partial_path(&path), &path).map_err(|e| Error::io(&path, e))?;
+            outputs.push(path);
+        }
         std::fs::write(&json_path, bytes).map_err(|e| Error::io(&json_path, e))?;
         outputs.push(json_path);
         Ok(outputs)

@@ -4,7 +4,9 @@
 //! reader can inspect the manifest without decompressing the rest.
 
 use crate::compress::FrameCompressor;
-use crate::manifest::{BundleManifest, FileEntry, MANIFEST_PATH, SIGNATURE_PATH};
+use crate::manifest::{
+    BundleManifest, FileEntry, MANIFEST_PATH, MAX_MANIFEST_BYTES, SIGNATURE_PATH,
+};
 use crate::split::{partial_path, SplitWriter};
 use crate::{safepath, seektable, tarfmt, Error, Result};
 use sha2::{Digest, Sha256};
@@ -53,6 +55,13 @@ pub struct WriteReport {
 /// reader bounds its memory by the frame size).
 pub const MAX_FRAME_SIZE: usize = 64 << 20;
 
+/// Largest compressed frame the writer can make: zstd's worst case for a
+/// `MAX_FRAME_SIZE` input (the compressor's output buffer is that big).
+/// Readers refuse a seek table listing a larger frame.
+pub fn max_compressed_frame_size() -> usize {
+    zstd::zstd_safe::compress_bound(MAX_FRAME_SIZE)
+}
+
 /// Writes a bundle to `out` (or `out.000`... plus `<name>.parts.json` when split).
 /// `contents` must match the manifest's files (sorted by path, no `in_base`).
 pub fn write_bundle(
@@ -87,6 +96,12 @@ fn check_inputs(
     contents: &[ContentSource],
     opts: &WriteOptions,
 ) -> Result<()> {
+    if manifest_bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(Error::Invalid(format!(
+            "bundle.json to write is {} bytes, more than the {MAX_MANIFEST_BYTES} a reader accepts; carry fewer files",
+            manifest_bytes.len()
+        )));
+    }
     if opts.frame_size == 0 || opts.frame_size > MAX_FRAME_SIZE {
         return Err(Error::Invalid(format!(
             "frame size must be 1..={MAX_FRAME_SIZE} bytes, not {}",
@@ -188,6 +203,14 @@ fn write_stream(
     let (ins, outs) = comp.allocated_buffers();
     let pool = (ins, outs, comp.in_flight());
     let (_, frames) = comp.finish()?;
+    if frames.len() as u64 > seektable::MAX_FRAMES {
+        // Readers would refuse the seek table.
+        return Err(Error::Invalid(format!(
+            "{what}: {} frames are more than the {} a reader accepts; use a larger frame size",
+            frames.len(),
+            seektable::MAX_FRAMES
+        )));
+    }
     let table = seektable::encode(&frames);
     output
         .write_all(&table)
