@@ -118,7 +118,7 @@ pub fn install(
     let unpacked = unpack_bundle(&request.bundle, &request.trust, &request.data_dir)?;
     on_event(InstallEvent::Unpacked(&unpacked));
     let bundle = open_bundle(&request.data_dir, &unpacked.name)?;
-    let plan = plan_cluster(&request.cluster, &bundle)?;
+    let plan = plan_cluster(&request.cluster, &bundle, false)?;
     let options = deploy_options(&request.access, &plan, request.limit);
     on_event(InstallEvent::Deploying {
         plan: &plan,
@@ -132,7 +132,8 @@ pub fn install(
 }
 
 /// Per host of the cluster planned from an unpacked bundle: the plan's units
-/// and their state, etcd health, mirror reachability.
+/// and their state, etcd health, mirror reachability. Read-only: the cluster
+/// dir is read as the install left it, nothing is created.
 pub fn cluster_status(
     data_dir: &Path,
     bundle: &str,
@@ -140,7 +141,7 @@ pub fn cluster_status(
     access: &HostAccess,
 ) -> Result<Vec<HostStatus>, InstallError> {
     let bundle = open_bundle(data_dir, bundle)?;
-    let plan = plan_cluster(cluster, &bundle)?;
+    let plan = plan_cluster(cluster, &bundle, true)?;
     let options = deploy_options(access, &plan, None);
     block_on(deploy::status::status(&plan, &options))
 }
@@ -179,6 +180,7 @@ fn open_bundle(data_dir: &Path, name: &str) -> Result<DeployContext, InstallErro
 fn plan_cluster(
     cluster: &ClusterInputs,
     bundle: &DeployContext,
+    read_only: bool,
 ) -> Result<ClusterPlan, InstallError> {
     let artifacts =
         bundle
@@ -191,6 +193,7 @@ fn plan_cluster(
             })?;
     let options = PlanOptions {
         artifacts: Some(Artifacts::new(artifacts)),
+        read_only,
         ..PlanOptions::default()
     };
     build_plan(

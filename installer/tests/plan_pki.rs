@@ -358,3 +358,119 @@ fn a_new_master_reissues_the_apiserver_certificate() {
         std::fs::read(inputs.dir.path().join("cluster/pki/etcd/etcd1-server.pem")).unwrap()
     );
 }
+
+/// The PKI never changes silently: a half-present CA, a lost service-account
+/// key or encryption key of an existing cluster dir, and a private key others
+/// can read each stop the plan, naming the file and the fix; nothing is
+/// regenerated.
+#[test]
+fn a_damaged_pki_is_refused_not_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = tmp.path().join("cluster");
+    common::guide_plan(&cluster);
+    let pki = cluster.join("pki");
+    let before = snapshot(&pki);
+    let key = std::fs::read(pki.join("ca-key.pem")).unwrap();
+    let plan_err = || {
+        build_plan(
+            &common::fixtures().join("hosts"),
+            &common::fixtures().join("config.yml"),
+            &common::bundle(),
+            Some(&cluster),
+            &common::options(),
+        )
+        .expect_err("planned over a damaged PKI")
+        .to_string()
+    };
+
+    std::fs::remove_file(pki.join("ca-key.pem")).unwrap();
+    let err = plan_err();
+    assert!(
+        err.contains("ca.pem exists but") && err.contains("ca-key.pem does not"),
+        "{err}"
+    );
+    assert!(!pki.join("ca-key.pem").exists(), "no new CA key was made");
+    std::fs::write(pki.join("ca-key.pem"), &key).unwrap();
+    std::fs::set_permissions(
+        pki.join("ca-key.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let err = plan_err();
+    assert!(
+        err.contains("mode 0644") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(
+        pki.join("ca-key.pem"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+
+    let sa = std::fs::read(pki.join("sa.key")).unwrap();
+    std::fs::remove_file(pki.join("sa.key")).unwrap();
+    assert!(plan_err().contains("sa.key is missing"));
+    std::fs::write(pki.join("sa.key"), &sa).unwrap();
+    std::fs::set_permissions(pki.join("sa.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let enc = cluster.join("secrets/encryption-key");
+    std::fs::remove_file(&enc).unwrap();
+    let err = plan_err();
+    assert!(
+        err.contains("encryption-key is missing") && err.contains("unreadable"),
+        "{err}"
+    );
+    assert!(!enc.exists(), "no new encryption key was made");
+    assert_eq!(snapshot(&pki), before, "the PKI is unchanged");
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&cluster)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".ferry-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+/// `ferry status` plans read-only: a cluster dir without a PKI is an error
+/// and stays empty; an installed one is read and nothing in it changes.
+#[test]
+fn a_read_only_plan_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = tmp.path().join("cluster");
+    let read_only = |dir: &Path| {
+        build_plan(
+            &common::fixtures().join("hosts"),
+            &common::fixtures().join("config.yml"),
+            &common::bundle(),
+            Some(dir),
+            &PlanOptions {
+                read_only: true,
+                ..common::options()
+            },
+        )
+    };
+    let err = read_only(&cluster)
+        .expect_err("planned without a PKI")
+        .to_string();
+    assert!(
+        err.contains("no PKI in") && err.contains("ferry install"),
+        "{err}"
+    );
+    assert!(
+        !cluster.exists(),
+        "a read-only plan created {}",
+        cluster.display()
+    );
+    common::guide_plan(&cluster);
+    let before = snapshot(&cluster);
+    std::fs::remove_dir_all(cluster.join("kubeconfig")).unwrap();
+    read_only(&cluster).expect("read-only plan of an installed cluster dir");
+    assert!(
+        !cluster.join("kubeconfig").exists(),
+        "kubeconfigs were written"
+    );
+    let after = snapshot(&cluster);
+    assert!(
+        after.iter().all(|(k, v)| before.get(k) == Some(v)),
+        "files changed"
+    );
+}

@@ -143,6 +143,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         &PlanOptions {
             rotate: args.rotate,
             artifacts: Some(bundle.artifacts.clone()),
+            read_only: false,
         },
     )?;
     if let Some(out) = &args.out {

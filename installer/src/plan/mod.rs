@@ -36,6 +36,9 @@ pub struct PlanOptions {
     /// Where the bundle's files are (its unpacked directory): the addons are
     /// rendered from the release artifacts it carries.
     pub artifacts: Option<crate::plan::addon_artifacts::Artifacts>,
+    /// Write nothing: read the PKI and keys as an install left them
+    /// (`ferry status`); a cluster dir without them is an error.
+    pub read_only: bool,
 }
 
 /// Parse and validate `inventory` and `config`, create or reuse the PKI in
@@ -67,11 +70,18 @@ pub fn build_plan(
     let cluster_dir = cluster_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| default_cluster_dir(&cluster.name));
-    let pki = crate::plan::pki::ensure(&cluster, &cluster_dir, opts.rotate)?;
-    let encryption_key = crate::plan::pki::ensure_secret_key(&cluster_dir, "encryption-key")?;
+    let (pki, encryption_key) = if opts.read_only {
+        let pki = crate::plan::pki::load(&cluster_dir)?;
+        let key = crate::plan::pki::read_secret_key(&cluster_dir, "encryption-key")?;
+        (pki, key)
+    } else {
+        let pki = crate::plan::pki::ensure(&cluster, &cluster_dir, opts.rotate)?;
+        let key = crate::plan::pki::ensure_secret_key(&cluster_dir, "encryption-key", pki.fresh)?;
+        (pki, key)
+    };
     let renderer = crate::plan::render::Renderer::new(bundle)?;
     let kubeconfigs = crate::plan::render::render_kubeconfigs(&renderer, &cluster, &pki)?;
-    for (name, text) in &kubeconfigs {
+    for (name, text) in kubeconfigs.iter().filter(|_| !opts.read_only) {
         let path = cluster_dir
             .join("kubeconfig")
             .join(format!("{name}.kubeconfig"));

@@ -16,7 +16,7 @@ use rcgen::{
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
@@ -91,10 +91,23 @@ impl LeafSpec {
 }
 
 /// The PKI files by relative name (`ca.pem`, `etcd/etcd-1-server.pem`, `sa.key`...).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Pki {
     pub dir: PathBuf,
     pub files: BTreeMap<String, Vec<u8>>,
+    /// This run created the CAs: the cluster dir held no PKI before.
+    pub fresh: bool,
+}
+
+/// Names only: private keys never reach Debug output.
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki")
+            .field("dir", &self.dir)
+            .field("files", &self.files.keys().collect::<Vec<_>>())
+            .field("fresh", &self.fresh)
+            .finish()
+    }
 }
 
 impl Pki {
@@ -321,27 +334,44 @@ pub fn hubble_specs(cluster: &Cluster) -> Vec<LeafSpec> {
     ]
 }
 
-/// Write `bytes` to `path` unless it already holds them; private files get 0600.
+/// Write `bytes` to `path` unless it already holds them; private files get
+/// 0600. The temp file beside it has an exclusive, random name (O_EXCL) and
+/// its mode set on the open file before a byte is written.
 pub fn write_if_changed(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
     if std::fs::read(path).ok().as_deref() == Some(bytes) {
         return Ok(());
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| PlanError::io(parent, e))?;
-    }
-    let tmp = path.with_extension("tmp~");
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| PlanError::io(parent, e))?;
     let mode = if secret { 0o600 } else { 0o644 };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| PlanError::io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| PlanError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| PlanError::io(path, e))
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ferry-")
+        .tempfile_in(parent)
+        .map_err(|e| PlanError::io(parent, e))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|_| tmp.write_all(bytes))
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| PlanError::io(tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| PlanError::io(path, e.error))?;
+    Ok(())
+}
+
+/// A private key another user could read is refused, naming the fix.
+fn check_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| PlanError::io(path, e))?
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(pki_err(
+            &path.display().to_string(),
+            format!("private key has mode {mode:04o}, readable by others; run chmod 600 {} (and check who read it)", path.display()),
+        ));
+    }
+    Ok(())
 }
 
 fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
@@ -371,11 +401,29 @@ fn validity(params: &mut CertificateParams, days: i64) {
 fn ensure_ca(dir: &Path, ca: Ca, cn: &str, cluster: &Cluster) -> Result<(String, String)> {
     let cert_path = dir.join(format!("{}.pem", ca.name()));
     let key_path = dir.join(format!("{}-key.pem", ca.name()));
-    if let (Some(c), Some(k)) = (read_opt(&cert_path)?, read_opt(&key_path)?) {
-        return Ok((
-            String::from_utf8_lossy(&c).into_owned(),
-            String::from_utf8_lossy(&k).into_owned(),
-        ));
+    match (read_opt(&cert_path)?, read_opt(&key_path)?) {
+        (Some(c), Some(k)) => {
+            check_private(&key_path)?;
+            return Ok((
+                String::from_utf8_lossy(&c).into_owned(),
+                String::from_utf8_lossy(&k).into_owned(),
+            ));
+        }
+        (None, None) => {}
+        (c, _) => {
+            let (present, missing) = match c {
+                Some(_) => (&cert_path, &key_path),
+                None => (&key_path, &cert_path),
+            };
+            return Err(pki_err(
+                ca.name(),
+                format!(
+                    "{} exists but {} does not: a CA needs both; restore the missing file from a backup (a new CA would stop every certificate the cluster trusts)",
+                    present.display(),
+                    missing.display()
+                ),
+            ));
+        }
     }
     let key = KeyPair::generate().map_err(|e| pki_err(ca.name(), e))?;
     let mut params = CertificateParams::default();
@@ -405,6 +453,8 @@ pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki
     for sub in ["etcd", "hubble"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| PlanError::io(&dir, e))?;
     }
+    let fresh = !dir.join(format!("{}.pem", Ca::Cluster.name())).exists()
+        && !dir.join(format!("{}-key.pem", Ca::Cluster.name())).exists();
     let cas = ensure_cas(&dir, cluster)?;
     let issued_path = dir.join(ISSUED_FILE);
     let mut issued = read_issued(&issued_path)?;
@@ -412,10 +462,42 @@ pub fn ensure(cluster: &Cluster, cluster_dir: &Path, rotate: bool) -> Result<Pki
         ensure_leaf(&dir, &spec, &cas, &mut issued, rotate, cluster)?;
     }
     write_issued(&issued_path, &issued)?;
-    ensure_sa_key(&dir)?;
+    ensure_sa_key(&dir, fresh)?;
     // Read everything back: the tree on disk is the truth.
     let files = read_tree(&dir)?;
-    Ok(Pki { dir, files })
+    Ok(Pki { dir, files, fresh })
+}
+
+/// The PKI as an install left it, read without writing anything.
+pub fn load(cluster_dir: &Path) -> Result<Pki> {
+    let dir = cluster_dir.join("pki");
+    if !dir.join(format!("{}.pem", Ca::Cluster.name())).exists() {
+        return Err(pki_err(
+            "pki",
+            format!(
+                "no PKI in {}: this reads what `ferry install` made; run it first, or name the --cluster-dir it used",
+                dir.display()
+            ),
+        ));
+    }
+    let files = read_tree(&dir)?;
+    Ok(Pki {
+        dir,
+        files,
+        fresh: false,
+    })
+}
+
+/// A key of `<cluster_dir>/secrets`, read without ever making one.
+pub fn read_secret_key(cluster_dir: &Path, name: &str) -> Result<String> {
+    let path = cluster_dir.join("secrets").join(name);
+    match read_opt(&path)? {
+        Some(b) => Ok(String::from_utf8_lossy(&b).trim().to_string()),
+        None => Err(pki_err(
+            name,
+            format!("{} is missing; restore it from a backup", path.display()),
+        )),
+    }
 }
 
 /// The three CAs, each named after the cluster.
@@ -527,13 +609,26 @@ fn leaf_params(spec: &LeafSpec) -> Result<CertificateParams> {
     Ok(params)
 }
 
-/// The service-account signing key pair (`sa.key`, `sa.pub`); the key is kept once made.
-fn ensure_sa_key(dir: &Path) -> Result<()> {
+/// The service-account signing key pair (`sa.key`, `sa.pub`); the key is
+/// kept once made, and made only for a new PKI (a new one would invalidate
+/// every service account token of a running cluster).
+fn ensure_sa_key(dir: &Path, fresh: bool) -> Result<()> {
     let sa_key_path = dir.join("sa.key");
     let sa_pub_path = dir.join("sa.pub");
     let sa_key = match read_opt(&sa_key_path)? {
         Some(k) => {
+            check_private(&sa_key_path)?;
             KeyPair::from_pem(&String::from_utf8_lossy(&k)).map_err(|e| pki_err("sa.key", e))?
+        }
+        None if !fresh && sa_pub_path.exists() => {
+            return Err(pki_err(
+                "sa.key",
+                format!(
+                    "{} is missing but {} exists: restore the key from a backup (a new one would invalidate every service account token)",
+                    sa_key_path.display(),
+                    sa_pub_path.display()
+                ),
+            ))
         }
         None => {
             let k = KeyPair::generate().map_err(|e| pki_err("sa.key", e))?;
@@ -561,12 +656,26 @@ fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     Ok(files)
 }
 
-/// A random 32-byte key kept in `<cluster_dir>/secrets/<name>` (0600), base64.
-pub fn ensure_secret_key(cluster_dir: &Path, name: &str) -> Result<String> {
+/// A random 32-byte key kept in `<cluster_dir>/secrets/<name>` (0600),
+/// base64. It is made only with a new PKI (`fresh`): a cluster dir that
+/// already holds a PKI but lost the key must get it back, since a new one
+/// would leave every encrypted Secret unreadable.
+pub fn ensure_secret_key(cluster_dir: &Path, name: &str, fresh: bool) -> Result<String> {
     use base64::Engine;
     let path = cluster_dir.join("secrets").join(name);
     if let Some(b) = read_opt(&path)? {
+        check_private(&path)?;
         return Ok(String::from_utf8_lossy(&b).trim().to_string());
+    }
+    if !fresh {
+        return Err(pki_err(
+            name,
+            format!(
+                "{} is missing but {} holds the cluster's PKI: restore the key from a backup; a new one would leave every encrypted Secret unreadable",
+                path.display(),
+                cluster_dir.join("pki").display()
+            ),
+        ));
     }
     let mut key = [0u8; 32];
     let mut f =

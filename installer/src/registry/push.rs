@@ -25,7 +25,7 @@ use std::time::Duration;
 const ATTEMPTS: u32 = 5;
 const BLOB_CHUNK: usize = 1 << 20;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PushOptions {
     pub data_dir: PathBuf,
     /// `HOST[:PORT][/PREFIX]`
@@ -36,6 +36,26 @@ pub struct PushOptions {
     pub credentials: Option<(String, String)>,
     /// Blobs uploaded at the same time.
     pub concurrency: usize,
+}
+
+/// The password never reaches Debug output (logs, panics): only the user.
+impl std::fmt::Debug for PushOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushOptions")
+            .field("data_dir", &self.data_dir)
+            .field("target", &self.target)
+            .field("plain_http", &self.plain_http)
+            .field("ca", &self.ca)
+            .field(
+                "credentials",
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, "<password>")),
+            )
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -640,5 +660,27 @@ mod tests {
         );
         assert!(Target::parse("host/Bad Prefix").is_err());
         assert!(Target::parse("").is_err());
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::PushOptions;
+
+    #[test]
+    fn debug_output_never_carries_the_password() {
+        let opts = PushOptions {
+            data_dir: "/var/lib/ferry".into(),
+            target: "harbor.example:443/k8s".into(),
+            plain_http: false,
+            ca: None,
+            credentials: Some(("robot".into(), "s3cr3t-Pa55".into())),
+            concurrency: 4,
+        };
+        let shown = format!("{opts:?}");
+        assert!(
+            shown.contains("robot") && !shown.contains("s3cr3t-Pa55"),
+            "{shown}"
+        );
     }
 }
