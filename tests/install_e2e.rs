@@ -344,18 +344,34 @@ fn bare_hosts_hold_only_the_base_and_the_bundle(s: &Setup, manifest: &Value) {
                 "{h}: {p:?} is neither the minimal root's nor in the bundle's set"
             );
         }
-        for want in [
-            "chrony",
-            "conntrack",
-            "ipset",
-            "ipvsadm",
-            "socat",
-            "python3",
-        ] {
+        // What each host's planned units run: kubelet and kube-proxy on
+        // masters and nodes, haproxy and keepalived on [ex_lb], chrony and
+        // the stand-ins' python3 everywhere.
+        let wants: &[&str] = if LBS.contains(h) {
+            &["chrony", "haproxy", "keepalived", "python3"]
+        } else {
+            &[
+                "chrony",
+                "conntrack",
+                "ipset",
+                "ipvsadm",
+                "socat",
+                "haproxy",
+                "curl",
+                "python3",
+            ]
+        };
+        if LBS.contains(h) {
+            assert!(
+                !listed.iter().any(|(n, _)| n == "conntrack"),
+                "{h}: conntrack installed on an [ex_lb] host"
+            );
+        }
+        for want in wants {
             assert!(
                 listed
                     .iter()
-                    .any(|(n, v)| n == want && carried.contains(&(n.clone(), v.clone()))),
+                    .any(|(n, v)| n == *want && carried.contains(&(n.clone(), v.clone()))),
                 "{h}: {want} not installed from the bundle"
             );
         }

@@ -73,7 +73,9 @@ for i in 1 2 3 4 5; do
 done
 echo "== OS packages came from the bundle's debian-12 set, through apt pointed only at it"
 for i in 1 2 3 4 5 6 7; do
-  got=$("$HERE/rig.sh" exec "h$i" bash -c 'cat /var/lib/ferry/apt/sources.list; dpkg-query -W -f="\${Package}=\${Version} " chrony conntrack ipset ipvsadm socat haproxy' 2>&1 || true)
+  # Masters and nodes run kubelet and kube-proxy; h6 and h7 hold the VIP.
+  case $i in 6|7) want="chrony haproxy keepalived" ;; *) want="chrony conntrack ipset ipvsadm socat haproxy" ;; esac
+  got=$("$HERE/rig.sh" exec "h$i" bash -c "cat /var/lib/ferry/apt/sources.list; dpkg-query -W -f='\${Package}=\${Version} ' $want" 2>&1 || true)
   case $got in
     "deb [trusted=yes] file:/var/lib/ferry/os/debian-12/amd64 ./"$'\n'chrony=*haproxy=*) echo "   h$i: ${got#*$'\n'}" ;;
     *) echo "FAIL: h$i: OS packages not installed from the bundle: $got" >&2; exit 1 ;;

@@ -65,10 +65,13 @@ pub async fn carry(
             })
             .collect();
         let wanted: Vec<String> = requested.iter().map(|r| r.package.clone()).collect();
+        let releases = deb::Releases::default();
         for platform in req.platforms {
             let arch = src.arch(platform)?;
             let set = match src.format {
-                Format::Deb => deb::build_set(ctx, mirrors, src, &keys, platform, &wanted).await?,
+                Format::Deb => {
+                    deb::build_set(ctx, mirrors, src, &keys, platform, &wanted, &releases).await?
+                }
                 Format::Rpm => {
                     rpm_set::build_set(ctx, mirrors, src, &keys, platform, &wanted).await?
                 }

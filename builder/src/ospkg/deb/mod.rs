@@ -18,6 +18,8 @@ use crate::fetch::{Ctx, Expect};
 use crate::mirror::Mirrors;
 use futures::{StreamExt, TryStreamExt};
 use packages::DebPackage;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The packages to carry for one platform, fetched into the cache.
 pub async fn build_set(
@@ -27,6 +29,7 @@ pub async fn build_set(
     keys: &Keyring,
     platform: &str,
     wanted: &[String],
+    releases: &Releases,
 ) -> Result<SetFiles> {
     let arch = src.arch(platform)?;
     let err = |reason: String| Error::OsPackages {
@@ -35,7 +38,7 @@ pub async fn build_set(
     };
     let mut pkgs = Vec::new();
     for (i, _) in src.repos_for(platform) {
-        pkgs.extend(repo_packages(ctx, mirrors, src, keys, i, arch).await?);
+        pkgs.extend(repo_packages(ctx, mirrors, src, keys, i, arch, releases).await?);
     }
     let universe = resolve::Universe::new(pkgs);
     let chosen = universe.closure(wanted, &src.base.packages).map_err(err)?;
@@ -94,18 +97,28 @@ pub async fn build_set(
 }
 
 /// One repository's packages for `arch`, from its verified indexes.
-async fn repo_packages(
+/// Each repository's verified `Release`, fetched once per build however many
+/// platforms read it.
+#[derive(Default)]
+pub struct Releases(tokio::sync::Mutex<HashMap<usize, Arc<release::Release>>>);
+
+/// The repository's `InRelease`, its signature checked against the source's
+/// keys, and its suite and validity.
+async fn signed_release(
     ctx: &Ctx,
     mirrors: &Mirrors,
     src: &OsSource,
     keys: &Keyring,
     repo_index: usize,
-    arch: &str,
-) -> Result<Vec<DebPackage>> {
+    releases: &Releases,
+) -> Result<Arc<release::Release>> {
+    let mut known = releases.0.lock().await;
+    if let Some(rel) = known.get(&repo_index) {
+        return Ok(rel.clone());
+    }
     let repo = &src.repos[repo_index];
     let suite = repo.suite.as_deref().unwrap_or_default();
-    let dists = format!("{}/dists/{suite}", repo.url);
-    let inrelease = format!("{dists}/InRelease");
+    let inrelease = format!("{}/dists/{suite}/InRelease", repo.url);
     let err = |reason: String| Error::OsPackages {
         set: src.name.clone(),
         reason,
@@ -129,6 +142,30 @@ async fn repo_packages(
             return Err(err(format!("{inrelease} was valid until {until}: the mirror serves stale metadata; refresh the mirror")));
         }
     }
+    let rel = Arc::new(rel);
+    known.insert(repo_index, rel.clone());
+    Ok(rel)
+}
+
+/// One repository's packages for `arch`, from its verified indexes.
+async fn repo_packages(
+    ctx: &Ctx,
+    mirrors: &Mirrors,
+    src: &OsSource,
+    keys: &Keyring,
+    repo_index: usize,
+    arch: &str,
+    releases: &Releases,
+) -> Result<Vec<DebPackage>> {
+    let rel = signed_release(ctx, mirrors, src, keys, repo_index, releases).await?;
+    let repo = &src.repos[repo_index];
+    let suite = repo.suite.as_deref().unwrap_or_default();
+    let dists = format!("{}/dists/{suite}", repo.url);
+    let inrelease = format!("{dists}/InRelease");
+    let err = |reason: String| Error::OsPackages {
+        set: src.name.clone(),
+        reason,
+    };
     if !rel.architectures.iter().any(|a| a == arch) {
         return Err(err(format!(
             "{inrelease} lists no architecture {arch} (it has {})",
