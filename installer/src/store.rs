@@ -150,7 +150,13 @@ impl Store {
         let path = self
             .bundle_dir(bundle)?
             .join(ferry_bundles::manifest::MANIFEST_PATH);
-        std::fs::read(&path).map_err(|e| StoreError::io(&path, e))
+        // Bounded: the store is on disk where other hands may reach it.
+        ferry_bundles::bounded::read_file(
+            &path,
+            ferry_bundles::manifest::MAX_MANIFEST_BYTES,
+            ferry_bundles::manifest::MANIFEST_PATH,
+        )
+        .map_err(|e| StoreError::io(&path, std::io::Error::other(e.to_string())))
     }
 
     /// An unpacked bundle's bundle.json, parsed.

@@ -54,9 +54,7 @@ pub fn load_manifest(path: &Path) -> anyhow::Result<BundleManifest> {
         None
     };
     if let Some(json) = json {
-        let bytes = std::fs::read(&json).with_context(|| format!("reading {}", json.display()))?;
-        return BundleManifest::from_bytes(&bytes)
-            .with_context(|| format!("{}: not a bundle.json", json.display()));
+        return Ok(BundleManifest::load(&json)?);
     }
     let source = BundleSource::open(path)?;
     Ok(ferry_bundles::read_manifest(&source)?.manifest)
