@@ -371,3 +371,60 @@ fn every_kind_of_damage_exits_3_and_leaves_the_data_dir_unchanged() {
     report(&unpack(&control, &public, &data, &[]));
     check_unpacked(&data, &b);
 }
+
+/// The store records how a bundle's signature was trusted at unpack:
+/// `--insecure-skip-signature` is remembered (and `ferry status` warns of
+/// it) until the bundle is unpacked again with a trusted key.
+#[test]
+fn an_unpack_that_skipped_the_signature_is_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, secret) = keypair(dir.path(), "k");
+    let a = make_bundle(
+        dir.path(),
+        "prod-a",
+        REFS_A,
+        100_000,
+        300_000,
+        Some(&secret),
+    );
+    let data = dir.path().join("data");
+    let record = data
+        .join("bundles/prod-a")
+        .join(ferry_installer::store::TRUST_RECORD);
+    let skipped = ferry()
+        .args([
+            "bundle",
+            "unpack",
+            "--insecure-skip-signature",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .arg(&a.path)
+        .output()
+        .unwrap();
+    assert!(
+        skipped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&skipped.stderr)
+    );
+    let store = ferry_installer::store::Store::open(&data);
+    assert_eq!(store.signature_checked("prod-a"), Some(false));
+    assert!(std::fs::read_to_string(&record)
+        .unwrap()
+        .contains("NOT checked"));
+    let status = ferry()
+        .args(["status", "--inventory"])
+        .arg(dir.path().join("no-such-hosts"))
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        err.contains("prod-a") && err.contains("--insecure-skip-signature"),
+        "{err}"
+    );
+
+    report(&unpack(&a.path, &public, &data, &[]));
+    assert_eq!(store.signature_checked("prod-a"), Some(true));
+}

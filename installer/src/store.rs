@@ -20,6 +20,11 @@ pub const STAGING_DIR: &str = ".staging";
 /// Prefix of image blob entries inside a bundle.
 pub const IMAGE_BLOB_PREFIX: &str = "images/blobs/sha256/";
 
+/// Beside an unpacked bundle.json: how its signature was trusted at unpack.
+pub const TRUST_RECORD: &str = ".ferry-trust";
+const TRUST_VERIFIED: &str = "signature verified";
+const TRUST_SKIPPED: &str = "signature NOT checked (--insecure-skip-signature)";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
@@ -157,6 +162,34 @@ impl Store {
             ferry_bundles::manifest::MANIFEST_PATH,
         )
         .map_err(|e| StoreError::io(&path, std::io::Error::other(e.to_string())))
+    }
+
+    /// Whether the unpacked bundle's signature was checked when it was
+    /// unpacked: `Some(false)` after `--insecure-skip-signature`, `None` for a
+    /// bundle unpacked before the store kept this record.
+    pub fn signature_checked(&self, bundle: &str) -> Option<bool> {
+        let path = self.bundle_dir(bundle).ok()?.join(TRUST_RECORD);
+        match std::fs::read_to_string(path).ok()?.trim() {
+            TRUST_VERIFIED => Some(true),
+            _ => Some(false),
+        }
+    }
+
+    /// Records how the unpacked bundle `bundle_dir` was trusted.
+    pub fn record_trust(bundle_dir: &Path, verified: bool) -> Result<(), StoreError> {
+        let path = bundle_dir.join(TRUST_RECORD);
+        let text = format!(
+            "{}\n",
+            if verified {
+                TRUST_VERIFIED
+            } else {
+                TRUST_SKIPPED
+            }
+        );
+        if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+            return Ok(());
+        }
+        std::fs::write(&path, text).map_err(|e| StoreError::io(&path, e))
     }
 
     /// An unpacked bundle's bundle.json, parsed.

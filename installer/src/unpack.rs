@@ -118,6 +118,7 @@ pub fn unpack(
     if let Some(sig) = &verified.signature {
         write_file(&staged_bundle.join(SIGNATURE_PATH), sig.as_bytes())?;
     }
+    Store::record_trust(&staged_bundle, matches!(trust, Trust::Keys(_)))?;
     sync_filesystem(&staging.path)?;
     let blobs_dir = store.blobs_dir();
     for hex in &blobs_new {
@@ -169,6 +170,11 @@ fn already_unpacked(
             )
         })?;
         keys.verify(&head.bytes, sig)?;
+        // Checked now, even if an earlier unpack skipped it.
+        if let Ok(dir) = store.bundle_dir(name) {
+            Store::record_trust(&dir, true)
+                .map_err(|e| ferry_bundles::Error::Invalid(e.to_string()))?;
+        }
     }
     let mut files = 0;
     let mut bytes = 0;

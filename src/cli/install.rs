@@ -193,6 +193,13 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
         config,
         cluster_dir: args.cluster_dir,
     };
+    if ferry_installer::store::Store::open(&args.data_dir).signature_checked(&bundle) == Some(false)
+    {
+        eprintln!(
+            "warning: bundle {bundle} in {} was unpacked with --insecure-skip-signature: its signature was never checked; unpack it again with --trust KEY.pub",
+            args.data_dir.display()
+        );
+    }
     let hosts = install::cluster_status(&args.data_dir, &bundle, &cluster, &args.ssh.access())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&hosts)?);
