@@ -428,3 +428,53 @@ fn an_unpack_that_skipped_the_signature_is_remembered() {
     report(&unpack(&a.path, &public, &data, &[]));
     assert_eq!(store.signature_checked("prod-a"), Some(true));
 }
+
+/// One unpack at a time per data dir, and what a killed unpack left in
+/// `.staging` is swept by the next one.
+#[test]
+fn unpack_holds_a_lock_and_sweeps_what_a_killed_unpack_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, secret) = keypair(dir.path(), "k");
+    let a = make_bundle(
+        dir.path(),
+        "prod-a",
+        REFS_A,
+        100_000,
+        300_000,
+        Some(&secret),
+    );
+    let data = dir.path().join("data");
+    let stale = data.join(".staging/unpack-killed/blobs");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("half-written"), b"partial").unwrap();
+
+    // Another unpack holds the lock (util-linux flock on .staging itself).
+    use std::os::unix::process::CommandExt;
+    let mut holder = std::process::Command::new("flock")
+        .arg("-n")
+        .arg(data.join(".staging"))
+        .args(["sleep", "30"])
+        .process_group(0)
+        .spawn()
+        .expect("flock (util-linux)");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let busy = unpack(&a.path, &public, &data, &[]);
+    // flock's child holds the lock too: end the whole group.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", holder.id())])
+        .status();
+    let _ = holder.wait();
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert!(
+        !busy.status.success() && err.contains("another ferry unpack"),
+        "{err}"
+    );
+    assert!(stale.exists(), "a refused unpack touched .staging");
+
+    report(&unpack(&a.path, &public, &data, &[]));
+    assert!(
+        !data.join(".staging/unpack-killed").exists(),
+        "stale staging left"
+    );
+    check_unpacked(&data, &a);
+}

@@ -27,17 +27,17 @@ const TRUST_SKIPPED: &str = "signature NOT checked (--insecure-skip-signature)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
+    // The message carries the cause; it is not also a `source`, so a
+    // printed chain does not repeat it.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: invalid bundle.json: {source}")]
+    #[error("{path}: invalid bundle.json: {cause}")]
     Manifest {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex>")]
     Digest(String),
@@ -49,7 +49,7 @@ impl StoreError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StoreError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }
@@ -200,7 +200,7 @@ impl Store {
                 .bundles_dir()
                 .join(bundle)
                 .join(ferry_bundles::manifest::MANIFEST_PATH),
-            source,
+            cause: source,
         })
     }
 }

@@ -78,6 +78,10 @@ pub fn unpack(
     let created_data_dir = !data_dir.exists();
     let staging_root = store.staging_dir();
     std::fs::create_dir_all(&staging_root).map_err(|e| StoreError::io(&staging_root, e))?;
+    // Held until the bundle is in place; declared before the staging guard,
+    // so it is released after the guard cleaned up.
+    let _lock = lock_exclusive(&staging_root)?;
+    sweep_stale(&staging_root);
     let staging = Staging::new(&staging_root, created_data_dir.then(|| data_dir.to_owned()))?;
     let mut sink = StoreSink {
         store: &store,
@@ -332,6 +336,46 @@ fn replace_dir(new: &Path, target: &Path, previous: &Path) -> Result<(), StoreEr
     }
     // `new` now holds the old bundle; the staging guard removes it.
     Ok(())
+}
+
+/// One unpack at a time per data dir: an exclusive lock on `.staging`
+/// itself (no file is added to the data dir), refused at once when taken.
+fn lock_exclusive(staging_root: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(staging_root).map_err(|e| StoreError::io(staging_root, e))?;
+    // SAFETY: flock on a file descriptor this function owns.
+    if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let why = if e.kind() == std::io::ErrorKind::WouldBlock {
+            std::io::Error::other(
+                "another ferry unpack or install is unpacking into this data dir; wait for it to finish",
+            )
+        } else {
+            e
+        };
+        return Err(StoreError::io(staging_root, why));
+    }
+    Ok(dir)
+}
+
+/// What earlier unpacks left in `.staging` when they were killed: with the
+/// lock held, nothing there belongs to a live unpack.
+fn sweep_stale(staging_root: &Path) {
+    let Ok(entries) = std::fs::read_dir(staging_root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        tracing::info!(dir = %path.display(), "removing what an interrupted unpack left");
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if let Err(err) = removed {
+            tracing::warn!(dir = %path.display(), "could not remove: {err}");
+        }
+    }
 }
 
 /// `.staging/<random>`; removed on drop, whether the unpack succeeded or not.
