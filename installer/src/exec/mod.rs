@@ -58,6 +58,20 @@ pub enum ExecError {
 
 pub type Result<T, E = ExecError> = std::result::Result<T, E>;
 
+/// The limit for one remote command: FERRY_COMMAND_TIMEOUT seconds, default
+/// 900 (unpacking an image store or installing packages stays well below).
+fn command_timeout() -> std::time::Duration {
+    static LIMIT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let secs = std::env::var("FERRY_COMMAND_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .unwrap_or(900);
+        std::time::Duration::from_secs(secs)
+    })
+}
+
 /// What a command printed and how it ended.
 #[derive(Debug, Clone)]
 pub struct CmdOutput {
@@ -97,10 +111,33 @@ impl Executor {
     /// Runs `script` with `sh -c`, feeding `input` to its stdin; never fails on
     /// a non-zero exit (see [`Executor::check`] for that).
     pub async fn run_with(&self, script: &str, input: Option<&Source>) -> Result<CmdOutput> {
-        let out = match self {
-            Executor::Ssh(e) => e.run_with(script, input).await,
-            Executor::Local(e) => e.run_with(script, input).await,
+        self.run_within(script, input, command_timeout()).await
+    }
+
+    /// Like [`Executor::run_with`], bounded by `limit`: a hung host fails
+    /// the command (and so its step) instead of stalling the run.
+    pub async fn run_within(
+        &self,
+        script: &str,
+        input: Option<&Source>,
+        limit: std::time::Duration,
+    ) -> Result<CmdOutput> {
+        let run = async {
+            match self {
+                Executor::Ssh(e) => e.run_with(script, input).await,
+                Executor::Local(e) => e.run_with(script, input).await,
+            }
         };
+        let out = tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+            Err(ExecError::Session {
+                host: self.host().to_string(),
+                command: first_line(script),
+                reason: format!(
+                    "no answer within {}s (the host may hang or be unreachable; FERRY_COMMAND_TIMEOUT=SECONDS changes the limit)",
+                    limit.as_secs()
+                ),
+            })
+        });
         match &out {
             Ok(o) => self.log().command(script, o),
             Err(err) => self.log().line(&format!("$ {script}\n  error: {err}")),
@@ -139,4 +176,30 @@ fn first_line(cmd: &str) -> String {
 fn last_lines(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.trim_end().lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command that does not answer fails with the host and command
+    /// named, instead of holding the run.
+    #[tokio::test]
+    async fn a_command_past_its_limit_fails_naming_host_and_command() {
+        let exec = Executor::Local(LocalExecutor::new("h9", HostLog::discard()));
+        let err = exec
+            .run_within("sleep 30", None, std::time::Duration::from_secs(1))
+            .await
+            .expect_err("a hung command succeeded")
+            .to_string();
+        assert!(
+            err.contains("h9") && err.contains("sleep 30") && err.contains("within 1s"),
+            "{err}"
+        );
+        let ok = exec
+            .run_within("echo fine", None, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(ok.stdout.trim(), "fine");
+    }
 }
