@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::fetch::Ctx;
 use crate::mirror::Mirrors;
 use ferry_bundles::manifest::{OsFormat, OsPackage, OsPackageSet, RequestedPackage};
+use futures::{StreamExt, TryStreamExt};
 use source::{Format, OsSource};
 use std::io::Read;
 use std::path::Path;
@@ -36,6 +37,37 @@ pub struct SetPackage {
     pub sha256: String,
     pub size: u64,
     pub reason: String,
+}
+
+/// A package to fetch into the cache, checked against the digest its
+/// (signed) index gives.
+pub struct Download {
+    pub label: String,
+    pub upstream: String,
+    pub sha256: String,
+    /// The index the digest comes from, for errors.
+    pub from: String,
+}
+
+/// Fetches every download through the mirrors, 16 at a time.
+pub async fn fetch_all(
+    ctx: &Ctx,
+    mirrors: &Mirrors,
+    downloads: impl Iterator<Item = Download>,
+) -> Result<()> {
+    futures::stream::iter(downloads)
+        .map(|d| async move {
+            let expect = crate::fetch::Expect {
+                sha256: &d.sha256,
+                from: &d.from,
+            };
+            ctx.file(&d.label, &d.upstream, &mirrors.map_url(&d.upstream), expect)
+                .await
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<u64>>()
+        .await?;
+    Ok(())
 }
 
 /// What a build carries: sources by name, the platforms, the profile's package names.

@@ -7,11 +7,10 @@
 use super::rpm::{self, RpmPackage};
 use super::signed::Keyring;
 use super::source::OsSource;
-use super::{decompress, SetFiles, SetPackage};
+use super::{decompress, fetch_all, Download, SetFiles, SetPackage};
 use crate::error::{Error, Result};
 use crate::fetch::{Ctx, Expect};
 use crate::mirror::Mirrors;
-use futures::{StreamExt, TryStreamExt};
 
 pub async fn build_set(
     ctx: &Ctx,
@@ -35,33 +34,17 @@ pub async fn build_set(
     let base: Vec<&str> = src.base.packages.iter().map(String::as_str).collect();
     let closure = rpm::resolve::closure(&universe, &[arch, "noarch"], &wanted, &base)
         .map_err(|e| err(e.to_string()))?;
-    futures::stream::iter(closure.packages.iter())
-        .map(|pick| async move {
-            let p = pick.package;
-            let upstream = format!(
-                "{}/{}",
-                p.location_base.as_deref().unwrap_or_default(),
-                p.location_href
-            );
-            let label = format!("{} {}", src.name, p.file_name());
-            let from = format!(
-                "the primary.xml of {}",
-                p.location_base.as_deref().unwrap_or_default()
-            );
-            ctx.file(
-                &label,
-                &upstream,
-                &mirrors.map_url(&upstream),
-                Expect {
-                    sha256: &p.sha256,
-                    from: &from,
-                },
-            )
-            .await
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<u64>>()
-        .await?;
+    let downloads = closure.packages.iter().map(|pick| {
+        let p = pick.package;
+        let base = p.location_base.as_deref().unwrap_or_default();
+        Download {
+            label: format!("{} {}", src.name, p.file_name()),
+            upstream: format!("{base}/{}", p.location_href),
+            sha256: p.sha256.clone(),
+            from: format!("the primary.xml of {base}"),
+        }
+    });
+    fetch_all(ctx, mirrors, downloads).await?;
     let picked: Vec<&RpmPackage> = closure.packages.iter().map(|p| p.package).collect();
     let index = rpm::index::write(&picked, "Packages", 0).map_err(|e| err(e.to_string()))?;
     Ok(SetFiles {

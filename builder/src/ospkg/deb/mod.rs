@@ -12,11 +12,10 @@ mod resolve;
 
 use super::signed::Keyring;
 use super::source::OsSource;
-use super::{decompress, SetFiles, SetPackage};
+use super::{decompress, fetch_all, Download, SetFiles, SetPackage};
 use crate::error::{Error, Result};
 use crate::fetch::{Ctx, Expect};
 use crate::mirror::Mirrors;
-use futures::{StreamExt, TryStreamExt};
 use packages::DebPackage;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,32 +46,17 @@ pub async fn build_set(
         .map(|c| (&universe.pkgs[c.index], c.reason))
         .collect();
     chosen.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    futures::stream::iter(chosen.iter())
-        .map(|(p, _)| {
-            let upstream = format!("{}/{}", src.repos[p.repo].url, p.filename);
-            async move {
-                let url = mirrors.map_url(&upstream);
-                let from = format!("the Packages index of {}", src.repos[p.repo].url);
-                let label = format!(
-                    "{} {}",
-                    src.name,
-                    p.filename.rsplit('/').next().unwrap_or_default()
-                );
-                ctx.file(
-                    &label,
-                    &upstream,
-                    &url,
-                    Expect {
-                        sha256: &p.sha256,
-                        from: &from,
-                    },
-                )
-                .await
-            }
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<u64>>()
-        .await?;
+    let downloads = chosen.iter().map(|(p, _)| Download {
+        label: format!(
+            "{} {}",
+            src.name,
+            p.filename.rsplit('/').next().unwrap_or_default()
+        ),
+        upstream: format!("{}/{}", src.repos[p.repo].url, p.filename),
+        sha256: p.sha256.clone(),
+        from: format!("the Packages index of {}", src.repos[p.repo].url),
+    });
+    fetch_all(ctx, mirrors, downloads).await?;
     let refs: Vec<&DebPackage> = chosen.iter().map(|(p, _)| *p).collect();
     let packages_text = index::packages(&refs);
     let release_text = index::release(&src.name, arch, &packages_text);
