@@ -150,23 +150,23 @@ fn every_guide_value_is_rendered() {
         "containerLogMaxFiles: 5",
         "podPidsLimit: 4096",
         "readOnlyPort: 0",
-        "memory.available: \"500Mi\"",
-        "nodefs.available: \"10%\"",
-        "imagefs.available: \"15%\"",
+        "\"memory.available\": \"500Mi\"",
+        "\"nodefs.available\": \"10%\"",
+        "\"imagefs.available\": \"15%\"",
         "shutdownGracePeriod: 30s",
         "shutdownGracePeriodCriticalPods: 10s",
-        "clusterDomain: cluster.local",
+        "clusterDomain: \"cluster.local\"",
     ] {
         assert!(kubelet.contains(v), "kubelet config lacks {v}");
     }
     for block in [
-        "systemReserved:\n  cpu: \"500m\"\n  ephemeral-storage: \"5Gi\"\n  memory: \"1Gi\"",
-        "kubeReserved:\n  cpu: \"500m\"\n  ephemeral-storage: \"5Gi\"\n  memory: \"1Gi\"",
+        "systemReserved:\n  \"cpu\": \"500m\"\n  \"ephemeral-storage\": \"5Gi\"\n  \"memory\": \"1Gi\"",
+        "kubeReserved:\n  \"cpu\": \"500m\"\n  \"ephemeral-storage\": \"5Gi\"\n  \"memory\": \"1Gi\"",
     ] {
         assert!(kubelet.contains(block), "kubelet config lacks {block}");
     }
     let proxy = t("worker-a-1", "/var/lib/kube-proxy/config.yaml");
-    assert!(proxy.contains("mode: ipvs") && proxy.contains("clusterCIDR: 10.244.0.0/16"));
+    assert!(proxy.contains("mode: \"ipvs\"") && proxy.contains("clusterCIDR: \"10.244.0.0/16\""));
     let ctr = t("worker-a-1", "/etc/containerd/config.toml");
     for v in [
         "sandbox_image = \"registry.k8s.io/pause:3.9\"",
@@ -210,7 +210,7 @@ fn every_guide_value_is_rendered() {
     let addons = |f: &str| t("master-1", &format!("/etc/ferry/addons/{f}"));
     let coredns = addons("10-coredns.yaml");
     assert!(coredns.contains("replicas: 2") && coredns.contains("clusterIP: \"10.96.0.10\""));
-    assert!(coredns.contains("image: registry.k8s.io/coredns/coredns:v1.11.1@sha256:"));
+    assert!(coredns.contains("image: \"registry.k8s.io/coredns/coredns:v1.11.1@sha256:"));
     assert!(addons("20-nodelocaldns.yaml").contains("k8s-dns-node-cache:1.22.28@sha256:"));
     // Release manifests are applied as published: the artifact's text, whole.
     let root = common::artifacts().root().to_path_buf();
@@ -275,7 +275,7 @@ fn every_guide_value_is_rendered() {
         "kind: ResourceQuota",
         "kind: LimitRange",
         "name: default-deny-ingress",
-        "namespace: prod-business",
+        "namespace: \"prod-business\"",
     ] {
         assert!(tenants.contains(v), "tenant baseline lacks {v}");
     }

@@ -117,15 +117,17 @@ fn check_addon_values(c: &Cluster) -> Result<()> {
 /// Context of ferry's own addon templates.
 fn templates_ctx(c: &Cluster) -> Json {
     let cfg = &c.config;
-    let bind = if c.proxy_mode == "ipvs" {
-        cfg.local_dns_cache.value.clone()
-    } else {
-        format!("{} {}", cfg.local_dns_cache.value, c.dns_service_ip())
-    };
+    // The Corefile has no quoting: its addresses are written from parsed
+    // addresses (check_addon_values refuses LOCAL_DNS_CACHE when it is not one).
+    let local = cfg.local_dns_cache.value.parse::<std::net::Ipv4Addr>().ok();
+    let mut bind: Vec<String> = local.iter().map(|ip| ip.to_string()).collect();
+    if c.proxy_mode != "ipvs" {
+        bind.push(c.dns_service_ip().to_string());
+    }
     json!({
         "cluster": super::cluster_ctx(c),
         "dns": {"replicas": 2, "service_ip": c.dns_service_ip().to_string(),
-                "local_ip": cfg.local_dns_cache.value, "bind": bind},
+                "local_ip": local.map(|ip| ip.to_string()).unwrap_or_default(), "bind": bind},
         "tenants": cfg.tenant_namespaces.value,
         "pools": {"system": c.has_pool(Pool::System), "batch": c.has_pool(Pool::Batch)},
         "placement": {"toleration": placement::system_toleration(), "affinity": placement::system_affinity()},

@@ -12,6 +12,7 @@ mod baseline;
 mod binaries;
 mod containerd;
 mod control_plane;
+mod escape;
 mod etcd;
 mod node;
 mod registry;
@@ -89,6 +90,8 @@ impl Renderer {
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         // Configs, not HTML: values go in as written (the templates quote where needed).
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        // Escaping is per output format instead: `tojson` and the filters of escape.rs.
+        escape::register(&mut env);
         env.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
                 .trim_blocks(true)
