@@ -140,7 +140,7 @@ fn kubeasz_keys_reach_certificates_kubeconfigs_and_containerd() {
     )
     .expect("admin kubeconfig");
     assert!(
-        admin.contains("current-context: context-cluster1"),
+        admin.contains("current-context: \"context-cluster1\""),
         "{admin}"
     );
     // INSECURE_REG: the plain-HTTP registry, and HARBOR_REGISTRY's Jinja evaluated.
@@ -187,7 +187,7 @@ fn kubeasz_3_7_0_plans_with_its_node_names_and_nftables() {
     );
     let proxy = common::text(&plan, "worker-01", "/var/lib/kube-proxy/config.yaml");
     assert!(
-        proxy.contains("mode: nftables") && proxy.contains("NFTablesProxyMode: true"),
+        proxy.contains("mode: \"nftables\"") && proxy.contains("NFTablesProxyMode: true"),
         "{proxy}"
     );
     let hosts_toml = common::text(

@@ -188,7 +188,7 @@ fn inventory_value_is_used_when_config_is_silent() {
     let inputs = Inputs::new(&hosts, SMALL_CONFIG);
     let plan = inputs.plan().expect("valid");
     let proxy = common::text(&plan, "worker-01", "/var/lib/kube-proxy/config.yaml");
-    assert!(proxy.contains("mode: iptables"), "{proxy}");
+    assert!(proxy.contains("mode: \"iptables\""), "{proxy}");
 }
 
 #[test]
