@@ -209,12 +209,12 @@ fn ssh_destinations_and_users_that_read_as_options_are_refused() {
         (
             "ansible_host=10.10.0.12",
             "ansible_host=-oProxyCommand=id",
-            "host address \"-oProxyCommand=id\"",
+            "ansible_host (or the inventory host) \"-oProxyCommand=id\"",
         ),
         (
             "node_name=master-2",
             "node_name=master-2 ansible_user='-oProxyCommand=id'",
-            "SSH user \"-oProxyCommand=id\"",
+            "ansible_user: \"-oProxyCommand=id\" is not a user name",
         ),
     ] {
         let inv = tmp.path().join("hosts");
@@ -446,4 +446,100 @@ fn plan_prints_pools_and_the_local_balancer() {
         )),
         "{err}"
     );
+}
+
+/// Every inventory variable ferry reads refuses a value outside its kind,
+/// naming the inventory line and the variable, and nothing is written.
+#[test]
+fn every_inventory_variable_refuses_a_value_outside_its_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::plan::guide_dir();
+    let hosts = std::fs::read_to_string(g.join("hosts")).unwrap();
+    let master2 = "10.10.0.12 ";
+    let lb1 = "\n10.10.0.21\n";
+    // Per-host variables go on master-2's line (4) or the first [ex_lb] line;
+    // cluster-wide ones at the end of [all:vars].
+    let per_host = [
+        "ansible_host",
+        "ip",
+        "node_name",
+        "k8s_nodename",
+        "NODE_NAME",
+        "etcd_name",
+        "arch",
+        "ansible_user",
+        "ansible_port",
+        "ansible_ssh_port",
+        "ansible_ssh_private_key_file",
+        "ansible_ssh_user",
+        "ansible_private_key_file",
+    ];
+    let on_lb = ["LB_ROLE", "EX_APISERVER_VIP", "EX_APISERVER_PORT"];
+    let all_vars = [
+        "SECURE_PORT",
+        "CONTAINER_RUNTIME",
+        "CLUSTER_NETWORK",
+        "PROXY_MODE",
+        "SERVICE_CIDR",
+        "CLUSTER_CIDR",
+        "NODE_PORT_RANGE",
+        "CLUSTER_DNS_DOMAIN",
+        "bin_dir",
+        "ca_dir",
+    ];
+    let lb_line = hosts.lines().position(|l| l == "10.10.0.21").unwrap() + 1;
+    let last_line = hosts.lines().count() + 1;
+    let mut failures = Vec::new();
+    for value in ["v$(id)", "../../etc/x", "'a b'"] {
+        let mut cases: Vec<(String, &str, usize)> = Vec::new();
+        for key in per_host {
+            let text = hosts
+                .lines()
+                .map(|l| match l.starts_with(master2) {
+                    true => with_var(l, key, value),
+                    false => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            cases.push((text, key, 4));
+        }
+        for key in on_lb {
+            let text = hosts.replacen(lb1, &format!("\n10.10.0.21 {key}={value}\n"), 1);
+            cases.push((text, key, lb_line));
+        }
+        for key in all_vars {
+            cases.push((format!("{hosts}{key}={value}\n"), key, last_line));
+        }
+        for (text, key, line) in cases {
+            let inv = tmp.path().join("hosts");
+            std::fs::write(&inv, text).unwrap();
+            let cluster = tmp.path().join("c");
+            let out = plan_cmd(
+                &inv,
+                &g.join("config.yml"),
+                &g.join("bundle.json"),
+                &cluster,
+            )
+            .output()
+            .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            let named = err.contains(&format!("{}:{line}", inv.display())) && err.contains(key);
+            if out.status.code() != Some(1) || !named || cluster.exists() {
+                failures.push(format!("{key}={value}: {err}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// An inventory host line with `key` set to `value` (replaced, else added).
+fn with_var(line: &str, key: &str, value: &str) -> String {
+    let prefix = format!("{key}=");
+    let mut words: Vec<String> = line
+        .split(' ')
+        .filter(|w| !w.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    words.push(format!("{key}={value}"));
+    words.join(" ")
 }

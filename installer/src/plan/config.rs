@@ -121,6 +121,10 @@ pub struct Config {
     /// What Jinja in the inventory and config.yml sees: the inventory's
     /// variables and config.yml's scalars (as extra vars).
     pub scope: Scope,
+    /// Values outside their key's kind (see [`crate::plan::config_types`]),
+    /// kept only by [`Config::load_for_plan`], whose validation reports them
+    /// with every other problem.
+    pub kind_problems: Vec<Problem>,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -401,7 +405,23 @@ impl Config {
         Config::parse(path, &text, scope)
     }
 
+    /// Like [`Config::load`], but values outside their kind are kept in
+    /// `kind_problems` for validation to report with the rest.
+    pub fn load_for_plan(path: &Path, scope: &Scope) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| PlanError::io(path, e))?;
+        Config::parse_keeping_kind_problems(path, &text, scope)
+    }
+
+    /// config.yml's text, every value checked.
     pub fn parse(path: &Path, text: &str, scope: &Scope) -> Result<Config> {
+        let mut cfg = Config::parse_keeping_kind_problems(path, text, scope)?;
+        match std::mem::take(&mut cfg.kind_problems) {
+            p if p.is_empty() => Ok(cfg),
+            p => Err(PlanError::Invalid(Problems(p))),
+        }
+    }
+
+    fn parse_keeping_kind_problems(path: &Path, text: &str, scope: &Scope) -> Result<Config> {
         let map = top_level_map(path, text)?;
         control_characters(path, text, &map)?;
         let mut r = Reader {
@@ -415,7 +435,11 @@ impl Config {
         r.alias("CALICO_ENABLE_OVERLAY", "CALICO_IPV4POOL_IPIP");
         r.alias("CONTAINERD_ROOT_DIR", "CONTAINERD_STORAGE_DIR");
         r.alias("METRICS_SERVER_ENABLED", "metricsserver_install");
-        let cfg = r.read();
+        let mut kind_problems = crate::plan::config_types::check(path, &r.map, &r.lines);
+        let mut cfg = r.read();
+        // A list given as a scalar is reported by the reader too: once is enough.
+        kind_problems.retain(|p| !r.problems.contains(p));
+        cfg.kind_problems = kind_problems;
         if r.problems.is_empty() {
             Ok(cfg)
         } else {
@@ -681,6 +705,7 @@ impl Reader<'_> {
             enable_setting_hostname: r.bool("ENABLE_SETTING_HOSTNAME", false),
             local_lb_port: r.number("LOCAL_LB_PORT", 6444u16),
             ex_lb_maxconn: r.number("EX_LB_MAXCONN", 50_000u32),
+            kind_problems: Vec::new(),
         }
     }
 }
@@ -759,6 +784,73 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    /// Keys read under another key's name (see `Reader::alias`).
+    const ALIASES: &[(&str, &str)] = &[
+        ("CALICO_IPV4POOL_IPIP", "CALICO_ENABLE_OVERLAY"),
+        ("CONTAINERD_STORAGE_DIR", "CONTAINERD_ROOT_DIR"),
+        ("metricsserver_install", "METRICS_SERVER_ENABLED"),
+    ];
+
+    /// Every key ferry reads refuses values that would close a quoted string,
+    /// add a flag, run a command or climb out of a directory, naming the
+    /// file, line and key.
+    #[test]
+    fn every_key_refuses_a_value_outside_its_kind() {
+        let hostile = [
+            "x\" --y=\"z",
+            "a b",
+            "/etc/../x",
+            "$(touch /tmp/x)",
+            "a'];x=['",
+        ];
+        for key in KNOWN_KEYS {
+            if crate::plan::config_types::CHECKED_WHERE_USED.contains(key) {
+                continue;
+            }
+            let named = ALIASES
+                .iter()
+                .find(|(alias, _)| alias == key)
+                .map_or(*key, |(_, k)| *k);
+            for value in hostile {
+                let text = format!("A: 1\n{key}: {}\n", serde_json::to_string(value).unwrap());
+                let err = Config::parse(Path::new("c.yml"), &text, &Scope::default())
+                    .expect_err(&format!("{key}: {value:?} was accepted"))
+                    .to_string();
+                assert!(
+                    err.contains("c.yml:2") && err.contains(named),
+                    "{key}: {value:?}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_say_what_is_allowed_and_list_items_are_named() {
+        let err = Config::parse(
+            Path::new("c.yml"),
+            "VIP_IF: \"eth0;reboot\"\nTENANT_NAMESPACES: [ok, \"Bad_ns\"]\nKUBE_RESERVED:\n  cpu: \"1 --x\"\n  gpu: 1\n",
+            &Scope::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "c.yml:1: VIP_IF: \"eth0;reboot\" is not an interface name",
+            "c.yml:2: TENANT_NAMESPACES[1]: \"Bad_ns\" is not a DNS label",
+            "c.yml:3: KUBE_RESERVED.cpu: \"1 --x\" is not a Kubernetes quantity",
+            "KUBE_RESERVED: \"gpu\" is not one of cpu, memory, ephemeral-storage, pid",
+        ] {
+            assert!(err.contains(part), "{part}\n{err}");
+        }
+    }
+
+    #[test]
+    fn the_guides_and_kubeaszs_values_are_of_their_kinds() {
+        let text = "VIP: \"\"\nETCD_WAL_DIR: \"\"\nDNS_DOMAIN: cluster.local.\nSANDBOX_IMAGE: \"harbor.company.local/google_containers/pause:3.9\"\nREGISTRY_MIRRORS: [\"https://harbor.company.local\"]\nEVICTION_HARD: {memory.available: 500Mi, nodefs.available: 10%}\nCA_EXPIRY: \"876000h\"\nETCD_AUTO_COMPACTION_RETENTION: 8\n";
+        let c = Config::parse(Path::new("c.yml"), text, &Scope::default()).unwrap();
+        assert!(c.vip.is_none());
+        assert_eq!(c.etcd_wal_dir.value, "");
     }
 
     #[test]

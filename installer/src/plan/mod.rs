@@ -5,6 +5,7 @@ pub mod addon_artifacts;
 pub mod calico;
 pub mod closure;
 pub mod config;
+pub mod config_types;
 pub mod error;
 pub mod ignored_keys;
 pub mod inventory;
@@ -18,6 +19,7 @@ pub mod placement;
 pub mod pools;
 pub mod render;
 pub mod validate;
+pub mod value_kind;
 
 pub use error::{Origin, PlanError, Problem, Problems, Result};
 pub use model::{
@@ -57,7 +59,7 @@ pub fn build_plan(
         Ok(inv) => crate::plan::jinja::Scope::from_inventory(inv),
         Err(_) => crate::plan::jinja::Scope::default(),
     };
-    let cfg = crate::plan::config::Config::load(config, &scope);
+    let cfg = crate::plan::config::Config::load_for_plan(config, &scope);
     let (inv, cfg) = match (inv, cfg) {
         (Ok(i), Ok(c)) => (i, c),
         (Err(PlanError::Invalid(mut a)), Err(PlanError::Invalid(b))) => {

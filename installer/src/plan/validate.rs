@@ -9,6 +9,7 @@ use crate::plan::inventory::{Inventory, Value};
 use crate::plan::jinja::Scope;
 use crate::plan::model::{Role, SshTarget};
 use crate::plan::pools::Pool;
+use crate::plan::value_kind::Kind;
 use ferry_bundles::BundleManifest;
 use hosts::Groups;
 use ipnet::Ipv4Net;
@@ -209,6 +210,35 @@ const USED_VARS: &[&str] = &[
     "ansible_private_key_file",
 ];
 
+/// The kind of inventory values, checked as they are read (values that
+/// must also agree with config.yml are checked before they are compared).
+/// The others are parsed where they are used: `ansible_host` and `ip` (an
+/// IPv4 address or DNS name), `K8S_NODENAME`'s result and the inventory
+/// host as a node name (DNS subdomains), `LB_ROLE` and `node_pool`
+/// (enumerations), and SSH ports.
+const INVENTORY_KINDS: &[(&str, Kind)] = &[
+    ("SECURE_PORT", Kind::Port),
+    ("EX_APISERVER_VIP", Kind::Ip),
+    ("CONTAINER_RUNTIME", Kind::Word),
+    ("CLUSTER_NETWORK", Kind::Word),
+    ("PROXY_MODE", Kind::Word),
+    ("SERVICE_CIDR", Kind::Cidr),
+    ("CLUSTER_CIDR", Kind::Cidr),
+    ("NODE_PORT_RANGE", Kind::PortRange),
+    ("arch", Kind::Word),
+    ("node_name", Kind::DnsSubdomain),
+    ("k8s_nodename", Kind::DnsSubdomain),
+    ("ansible_user", Kind::UserName),
+    ("ansible_ssh_user", Kind::UserName),
+    ("bin_dir", Kind::AbsPath),
+    ("ca_dir", Kind::AbsPath),
+    ("etcd_name", Kind::Name),
+    ("NODE_NAME", Kind::Name),
+    ("CLUSTER_DNS_DOMAIN", Kind::DnsDomain),
+    ("ansible_ssh_private_key_file", Kind::KeyFile),
+    ("ansible_private_key_file", Kind::KeyFile),
+];
+
 /// Inventory keys that kubeasz uses and ferry has no use for (no warning).
 const IGNORED_VARS: &[&str] = &[
     "base_dir",
@@ -275,19 +305,55 @@ impl<'a> Checker<'a> {
     fn evaluated(&mut self, v: Option<&Value>, key: &str, scope: &Scope) -> Option<Value> {
         let v = v?;
         if !v.is_jinja() {
+            self.check_kind(key, v);
             return Some(v.clone());
         }
         match scope.eval(&v.text) {
-            Ok(text) => Some(Value {
-                text,
-                origin: v.origin.clone(),
-            }),
+            Ok(text) => {
+                let v = Value {
+                    text,
+                    origin: v.origin.clone(),
+                };
+                self.check_kind(key, &v);
+                Some(v)
+            }
             Err(e) => {
                 self.fail(
                     &v.origin,
                     format!("{key}={} holds Jinja that ferry cannot evaluate ({e}); write the value itself", v.text),
                 );
                 None
+            }
+        }
+    }
+
+    /// Every value written in the inventory for a key of [`INVENTORY_KINDS`],
+    /// used or shadowed: Jinja is checked once evaluated, and an empty value
+    /// (kubeasz's "not set", as in `k8s_nodename=''`) where it is read.
+    fn check_written_kinds(&mut self) {
+        let inv = self.inv;
+        let host_vars = inv.hosts.iter().flat_map(|h| &h.vars);
+        let group_vars = inv.group_vars.values().flatten();
+        for (key, v) in host_vars.chain(group_vars) {
+            if !v.is_jinja() && !v.text.is_empty() {
+                self.check_kind(key, v);
+            }
+        }
+    }
+
+    /// An inventory value outside its key's kind (see [`INVENTORY_KINDS`]) is
+    /// an error at its line; one value read twice is reported once.
+    fn check_kind(&mut self, key: &str, v: &Value) {
+        let Some((_, kind)) = INVENTORY_KINDS.iter().find(|(k, _)| *k == key) else {
+            return;
+        };
+        if let Some(m) = kind.check(&v.text) {
+            let problem = Problem {
+                origin: v.origin.clone(),
+                message: format!("{key}: {m}"),
+            };
+            if !self.problems.contains(&problem) {
+                self.problems.push(problem);
             }
         }
     }
@@ -348,6 +414,8 @@ fn lower(s: &str) -> String {
 /// Check everything and build the cluster description, or list every problem.
 pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Result<Cluster> {
     let mut c = Checker::new(inv, cfg);
+    c.problems.extend(cfg.kind_problems.iter().cloned());
+    c.check_written_kinds();
     warn_unknown_groups(inv);
     warn_unused_vars(inv, &c.scope);
     let shared = shared_settings(&mut c, cfg, bundle);

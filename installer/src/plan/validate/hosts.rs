@@ -129,12 +129,13 @@ fn node_spec(c: &mut Checker, input: &HostInputs, host: &str) -> NodeSpec {
         .unwrap_or(c.file_origin());
     let roles = input.groups.roles(host);
     let ip = host_ip(c, host, &origin);
-    let name = node_name(c, input.cfg, host);
-    if !valid_dns_name(&name) {
+    let (name, from_var) = node_name(c, input.cfg, host);
+    // A name from node_name or k8s_nodename was checked as it was read.
+    if !from_var && !valid_dns_name(&name) {
         c.fail(
             &origin,
             format!(
-                "host {host}: node name \"{name}\" must be lower-case letters, digits, '-' or '.'"
+                "host {host}: node name {name:?} (node_name, k8s_nodename, K8S_NODENAME or the host itself) must be lower-case letters, digits, '-' or '.'"
             ),
         );
     }
@@ -187,26 +188,32 @@ fn host_ip(c: &mut Checker, host: &str, origin: &Origin) -> Ipv4Addr {
 }
 
 /// A host's node name: ferry's `node_name`, else kubeasz's `K8S_NODENAME`
-/// template evaluated for the host, else `k8s_nodename`, else the inventory host.
-fn node_name(c: &mut Checker, cfg: &Config, host: &str) -> String {
+/// template evaluated for the host, else `k8s_nodename`, else the inventory
+/// host; and whether it came from a variable (checked as it was read).
+fn node_name(c: &mut Checker, cfg: &Config, host: &str) -> (String, bool) {
     if let Some(v) = c.host_var(host, "node_name") {
-        return v.text;
+        return (v.text, true);
     }
     if let Some(t) = &cfg.k8s_nodename {
         let scope = c.scope.for_host(c.inv, host);
         match scope.eval(&t.value) {
-            Ok(name) if !name.is_empty() => return name,
+            Ok(name) if !name.is_empty() => return (name, false),
             Ok(_) => c.fail(&t.origin, format!("K8S_NODENAME is empty for host {host}")),
             Err(e) => c.fail(
                 &t.origin,
                 format!("K8S_NODENAME cannot be evaluated for host {host} ({e}); write a plain template or set k8s_nodename on the host's line"),
             ),
         }
-        return host.to_string();
+        return (host.to_string(), false);
     }
-    c.host_var(host, "k8s_nodename")
-        .map(|v| v.text)
-        .unwrap_or_else(|| host.to_string())
+    // kubeasz's examples write `k8s_nodename=''` for "not set".
+    match c
+        .host_var(host, "k8s_nodename")
+        .filter(|v| !v.text.is_empty())
+    {
+        Some(v) => (v.text, true),
+        None => (host.to_string(), false),
+    }
 }
 
 /// An etcd member's name: `etcd_name`, else `NODE_NAME`, else the node name.
@@ -250,7 +257,7 @@ fn ssh_target(c: &mut Checker, host: &str, ssh_user: Option<&str>) -> SshTarget 
         if let Some(origin) = &host_origin {
             c.fail(
                 origin,
-                format!("host address {ssh_host:?} is neither an IP address nor a DNS name (letters, digits, '-', '.')"),
+                format!("ansible_host (or the inventory host) {ssh_host:?} is neither an IP address nor a DNS name (letters, digits, '-', '.')"),
             );
         }
     }
@@ -258,16 +265,18 @@ fn ssh_target(c: &mut Checker, host: &str, ssh_user: Option<&str>) -> SshTarget 
         .host_var(host, "ansible_port")
         .or_else(|| c.host_var(host, "ansible_ssh_port"));
     let ssh_port = match port {
-        Some(p) => parse_port(c, &p.text, &p.origin, "SSH port"),
+        Some(p) => parse_port(
+            c,
+            &p.text,
+            &p.origin,
+            "SSH port (ansible_port or ansible_ssh_port)",
+        ),
         None => 22,
     };
     let user_var = c
         .host_var(host, "ansible_user")
         .or_else(|| c.host_var(host, "ansible_ssh_user"));
-    if let Some(v) = user_var.as_ref().filter(|v| !is_user_name(&v.text)) {
-        let (origin, text) = (v.origin.clone(), v.text.clone());
-        c.fail(&origin, format!("SSH user {text:?} is not a user name (letters, digits, '_', '.', '-'; not starting with '-')"));
-    }
+    // The user name's kind is checked as it is read (INVENTORY_KINDS).
     let user = user_var
         .map(|v| v.text)
         .or(ssh_user.map(str::to_string))
@@ -292,15 +301,6 @@ fn is_ssh_host(h: &str) -> bool {
             && !h.starts_with(['-', '.'])
             && h.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)))
-}
-
-/// A login name as useradd accepts it.
-fn is_user_name(u: &str) -> bool {
-    !u.is_empty()
-        && u.len() <= 32
-        && !u.starts_with('-')
-        && u.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// A host's `arch` (default amd64): the bundle must carry its platform.
