@@ -14,6 +14,7 @@ mod packages;
 pub mod preflight;
 mod registry_sync;
 pub mod report;
+pub mod rules;
 pub mod status;
 
 pub use preflight::Finding;
@@ -215,34 +216,6 @@ async fn connect(plan: &HostPlan, opts: &DeployOptions) -> HostRun {
     run
 }
 
-/// Why `step` cannot run now on `host`, given how the other hosts did.
-fn blocked(
-    step: Step,
-    host: &HostPlan,
-    runs: &[HostRun],
-    etcd_ok: usize,
-    etcd_total: usize,
-) -> Option<String> {
-    let masters_ok = runs
-        .iter()
-        .filter(|r| r.plan.has(Role::Master) && r.ok())
-        .count();
-    let masters_total = runs.iter().filter(|r| r.plan.has(Role::Master)).count();
-    match step {
-        Step::ControlPlane
-            if host.has(Role::Master) && etcd_total > 0 && etcd_ok <= etcd_total / 2 =>
-        {
-            Some(format!(
-                "etcd has no quorum ({etcd_ok} of {etcd_total} members deployed)"
-            ))
-        }
-        Step::Nodes | Step::Addons if masters_total > 0 && masters_ok == 0 => {
-            Some("no control plane host succeeded".into())
-        }
-        _ => None,
-    }
-}
-
 /// Runs the whole deploy. Preflight problems stop it before any change.
 pub async fn deploy(
     plan: &ClusterPlan,
@@ -421,16 +394,12 @@ async fn install_packages_everywhere(
 /// Marks the hosts that have work in `step` but cannot do it now, because
 /// hosts they depend on failed, as skipped.
 fn skip_blocked(step: Step, runs: &mut [HostRun]) {
-    let etcd_total = runs.iter().filter(|r| r.plan.has(Role::Etcd)).count();
-    let etcd_ok = runs
-        .iter()
-        .filter(|r| r.plan.has(Role::Etcd) && r.ok())
-        .count();
+    let standing = rules::Standing::of(runs.iter().map(|r| (&r.plan.roles, r.ok())));
     let skip: Vec<(usize, String)> = runs
         .iter()
         .enumerate()
         .filter(|(_, r)| r.ok() && apply::has_work(&r.plan, step))
-        .filter_map(|(i, r)| blocked(step, &r.plan, runs, etcd_ok, etcd_total).map(|why| (i, why)))
+        .filter_map(|(i, r)| rules::blocked(step, &r.plan.roles, &standing).map(|why| (i, why)))
         .collect();
     for (i, why) in skip {
         let r = &mut runs[i];
@@ -555,6 +524,126 @@ mod tests {
             host: host.into(),
             problem: problem.into(),
             warning,
+        }
+    }
+
+    /// A host with `roles` and one unit in every step from the control plane on.
+    fn run(name: &str, roles: &[Role]) -> HostRun {
+        let service = |unit: &str, step| PlannedService {
+            unit: unit.into(),
+            step,
+            enable: true,
+        };
+        let plan = HostPlan {
+            name: name.into(),
+            inventory_host: name.into(),
+            address: name.into(),
+            ssh: crate::plan::SshTarget {
+                host: name.into(),
+                port: 22,
+                user: "root".into(),
+                identity_file: None,
+            },
+            arch: "amd64".into(),
+            roles: roles.iter().copied().collect(),
+            pool: None,
+            files: Vec::new(),
+            archives: Vec::new(),
+            services: vec![
+                service("kube-apiserver.service", Step::ControlPlane),
+                service("kubelet.service", Step::Nodes),
+                service("addons.service", Step::Addons),
+            ],
+            kernel_modules: Vec::new(),
+            sysctls: Vec::new(),
+        };
+        HostRun {
+            plan,
+            exec: None,
+            step: "etcd".into(),
+            status: Status::Ok,
+            error: None,
+            log: PathBuf::from(format!("/logs/{name}.log")),
+            changed: Vec::new(),
+            restarted: Vec::new(),
+            applied_objects: 0,
+            step_changed: false,
+            container: false,
+            packages: None,
+        }
+    }
+
+    fn three_masters() -> Vec<HostRun> {
+        vec![
+            run("h1", &[Role::Etcd, Role::Master]),
+            run("h2", &[Role::Etcd, Role::Master]),
+            run("h3", &[Role::Etcd, Role::Master, Role::Node]),
+        ]
+    }
+
+    fn states(runs: &[HostRun]) -> Vec<(&str, &str, Status, Option<&str>)> {
+        runs.iter()
+            .map(|r| {
+                (
+                    r.plan.name.as_str(),
+                    r.step.as_str(),
+                    r.status.clone(),
+                    r.error.as_deref(),
+                )
+            })
+            .collect()
+    }
+
+    /// Two of three etcd members failed: the one master left is skipped at
+    /// the control plane, naming the quorum; then nodes and addons are
+    /// skipped because no control plane host succeeded.
+    #[test]
+    fn without_etcd_quorum_the_control_plane_then_nodes_are_skipped() {
+        let mut runs = three_masters();
+        runs[0].fail("etcd", "h1: connection lost".into());
+        runs[1].fail("etcd", "h2: connection lost".into());
+        skip_blocked(Step::ControlPlane, &mut runs);
+        let why = "skipped: etcd has no quorum (1 of 3 members deployed)";
+        assert_eq!(
+            states(&runs)[2],
+            ("h3", "control_plane", Status::Skipped, Some(why))
+        );
+        assert_eq!(
+            states(&runs)[0].2,
+            Status::Failed,
+            "a failure stays a failure"
+        );
+        assert_eq!(states(&runs)[0].1, "etcd");
+
+        let mut runs = three_masters();
+        runs[0].fail("control-plane", "h1: kube-apiserver failed".into());
+        runs[1].fail("control-plane", "h2: kube-apiserver failed".into());
+        runs[2].status = Status::Skipped;
+        runs.push(run("h4", &[Role::Node]));
+        for step in [Step::Nodes, Step::Addons] {
+            runs[3].status = Status::Ok;
+            skip_blocked(step, &mut runs);
+            let why = "skipped: no control plane host succeeded";
+            assert_eq!(
+                states(&runs)[3],
+                ("h4", step.as_str(), Status::Skipped, Some(why))
+            );
+        }
+    }
+
+    /// One etcd member lost of three: the other two masters run the control plane.
+    #[test]
+    fn with_an_etcd_quorum_the_other_masters_go_on() {
+        let mut runs = three_masters();
+        runs[2].fail("etcd", "h3: connection lost".into());
+        for step in [Step::ControlPlane, Step::Nodes, Step::Addons] {
+            skip_blocked(step, &mut runs);
+            assert!(
+                runs[0].ok() && runs[1].ok(),
+                "{step:?}: {:?}",
+                states(&runs)
+            );
+            assert_eq!(runs[2].status, Status::Failed);
         }
     }
 
