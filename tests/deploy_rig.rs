@@ -45,6 +45,7 @@ fn host(name: &str, addr: &str, rig: &Rig, greeting: &str) -> HostPlan {
             port: 22,
             user: "root".into(),
             identity_file: Some(rig.key()),
+            become_root: false,
         },
         arch: "amd64".into(),
         roles: BTreeSet::from([Role::Node]),

@@ -17,6 +17,7 @@ fn dest(rig: &Rig, host: &str, port: Option<u16>) -> SshDestination {
         port,
         user: Some("root".into()),
         identity_file: Some(rig.key()),
+        become_root: false,
     }
 }
 
@@ -208,6 +209,7 @@ async fn ssh_and_local_executors_run_and_place_files() {
         port: None,
         user: None,
         identity_file: None,
+        become_root: false,
     };
     let j = SshExecutor::connect(
         "h2",
@@ -238,4 +240,106 @@ async fn ssh_and_local_executors_run_and_place_files() {
     assert_eq!(local.put_files(&up).await.unwrap(), vec![target.clone()]);
     assert!(local.put_files(&up).await.unwrap().is_empty());
     assert_eq!(std::fs::read(&target).unwrap(), b"x");
+}
+
+fn bytes(path: &str, mode: u32, content: &[u8]) -> Upload {
+    Upload {
+        path: path.into(),
+        mode,
+        source: Source::Bytes(Arc::from(content)),
+        sha256: None,
+    }
+}
+
+/// Remote writes are whole or absent: a batch that stops midway (a target
+/// below a file, a full file system) keeps what it wrote before, leaves its
+/// later targets and the failing one as they were, and no temporary file;
+/// a written file has all its bytes and its mode.
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_writes_are_whole_or_absent() {
+    let rig = Rig::up(1, "fdur", 49);
+    let h1 = Executor::Ssh(
+        SshExecutor::connect(
+            "h1",
+            &dest(&rig, "h1", None),
+            &opts(&rig, KnownHostsPolicy::Strict, None),
+            HostLog::discard(),
+        )
+        .await
+        .expect("connect h1"),
+    );
+    rig.sh(
+        "h1",
+        "mkdir -p /srv/dur /mnt/full && echo file > /srv/dur/blocker && echo old > /srv/dur/old.conf \
+         && mount -t tmpfs -o size=64k tmpfs /mnt/full && echo old > /mnt/full/keep.conf",
+    );
+    let leftovers = || rig.sh("h1", "find /srv/dur /mnt/full -name '.ferry-tmp*'");
+
+    // Stopped at its second file: the first is in place, the third untouched.
+    let ups = [
+        bytes("/srv/dur/a.conf", 0o644, b"first\n"),
+        bytes("/srv/dur/blocker/b.conf", 0o600, b"second\n"),
+        bytes("/srv/dur/old.conf", 0o600, b"third\n"),
+    ];
+    let err = h1.put_files(&ups).await.expect_err("wrote below a file");
+    let err = err.to_string();
+    assert!(
+        err.starts_with("h1: /srv/dur/blocker/b.conf:") && err.contains("cannot create directory"),
+        "{err}"
+    );
+    assert_eq!(
+        rig.sh(
+            "h1",
+            "cat /srv/dur/a.conf /srv/dur/old.conf; stat -c %a /srv/dur/a.conf"
+        ),
+        "first\nold\n644\n"
+    );
+    assert_eq!(leftovers(), "");
+
+    // A full file system: neither an in-memory file nor a streamed one
+    // replaces the old content, and their partial temporaries are gone.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let err = h1
+        .put_files(&[bytes("/mnt/full/keep.conf", 0o600, &big)])
+        .await
+        .expect_err("200 kB fit in 64 kB")
+        .to_string();
+    assert!(err.contains("/mnt/full/keep.conf"), "{err}");
+    let streamed = Upload {
+        path: "/mnt/full/keep.conf".into(),
+        mode: 0o755,
+        source: Source::File(PathBuf::from("/usr/bin/etcd")),
+        sha256: None,
+    };
+    let err = h1
+        .put_files(&[streamed])
+        .await
+        .expect_err("etcd fit in 64 kB")
+        .to_string();
+    assert!(
+        err.contains("/mnt/full/keep.conf") && err.contains("No space left"),
+        "{err}"
+    );
+    assert_eq!(rig.sh("h1", "cat /mnt/full/keep.conf"), "old\n");
+    assert_eq!(leftovers(), "");
+
+    // A written file is complete after the rename: every byte, its mode, root's.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let changed = h1
+        .put_files(&[bytes("/srv/dur/big.bin", 0o640, &big)])
+        .await
+        .unwrap();
+    assert_eq!(changed, vec![PathBuf::from("/srv/dur/big.bin")]);
+    let want = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&big))
+    };
+    assert_eq!(
+        rig.sh(
+            "h1",
+            "stat -c '%s %a %U' /srv/dur/big.bin; sha256sum < /srv/dur/big.bin"
+        ),
+        format!("3000000 640 root\n{want}  -\n")
+    );
+    assert_eq!(leftovers(), "");
 }

@@ -272,10 +272,49 @@ fn ansible_connection_variables_are_followed_or_refused_with_the_reason() {
         (ssh.user.as_str(), ssh.port, ssh.identity_file.as_deref()),
         ("admin", 2222, Some(std::path::Path::new("/root/.ssh/kz")))
     );
-    // A password or sudo is refused, at its line.
+    // sudo to root without a password is followed; for other hosts the
+    // default (no become) holds.
+    let with_sudo = hosts.replace(
+        "192.168.1.4 k8s_nodename='worker-01'",
+        "192.168.1.4 k8s_nodename='worker-01' ansible_user=deploy ansible_become=yes ansible_become_user=root ansible_become_method=sudo",
+    );
+    std::fs::write(inputs.hosts(), &with_sudo).unwrap();
+    let plan = inputs.plan().expect("plans with become");
+    let ssh = &plan.host("worker-01").unwrap().ssh;
+    assert_eq!((ssh.user.as_str(), ssh.become_root), ("deploy", true));
+    assert!(plan.hosts.iter().filter(|h| h.ssh.become_root).count() == 1);
+    // Another user, another method or a value that is no boolean is refused, at its line.
+    for (var, says) in [
+        (
+            "ansible_become_user=postgres",
+            "ansible_become_user=\"postgres\" is not supported: ferry becomes root only",
+        ),
+        (
+            "ansible_become_method=su",
+            "ansible_become_method=\"su\" is not supported: ferry becomes root with sudo only",
+        ),
+        (
+            "ansible_become=maybe",
+            "ansible_become=\"maybe\" is neither true nor false",
+        ),
+    ] {
+        let bad = hosts.replace(
+            "192.168.1.4 k8s_nodename='worker-01'",
+            &format!("192.168.1.4 k8s_nodename='worker-01' ansible_become=true {var}"),
+        );
+        std::fs::write(inputs.hosts(), &bad).unwrap();
+        let err = inputs.plan().expect_err(var).to_string();
+        let line = 1 + bad.lines().position(|l| l.contains(var)).unwrap();
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("hosts:{line}")) && l.contains(says)),
+            "{says}\n{err}"
+        );
+    }
+    // A password, also sudo's, is refused, at its line.
     let hosts = hosts.replace(
         "192.168.1.4 k8s_nodename='worker-01'",
-        "192.168.1.4 k8s_nodename='worker-01' ansible_password=secret ansible_become=true",
+        "192.168.1.4 k8s_nodename='worker-01' ansible_password=secret ansible_become=true ansible_become_password=secret",
     );
     std::fs::write(inputs.hosts(), &hosts).unwrap();
     let err = inputs.plan().expect_err("refused").to_string();
@@ -285,7 +324,7 @@ fn ansible_connection_variables_are_followed_or_refused_with_the_reason() {
         .unwrap();
     for says in [
         "ansible_password is not supported: ferry authenticates with SSH keys",
-        "ansible_become is not supported: ferry does not use sudo",
+        "ansible_become_password is not supported: ferry carries no passwords: with ansible_become the SSH user needs passwordless sudo (NOPASSWD)",
     ] {
         assert!(
             err.lines()

@@ -202,6 +202,7 @@ async fn connect(plan: &HostPlan, opts: &DeployOptions) -> HostRun {
         port: (plan.ssh.port != 22).then_some(plan.ssh.port),
         user: Some(plan.ssh.user.clone()),
         identity_file: plan.ssh.identity_file.clone(),
+        become_root: plan.ssh.become_root,
     };
     match SshExecutor::connect(&plan.name, &dest, &opts.ssh, log).await {
         Ok(e) => run.exec = Some(Executor::Ssh(e)),

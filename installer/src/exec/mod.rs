@@ -7,7 +7,9 @@
 mod fanout;
 mod local;
 mod log;
+mod master;
 mod ssh;
+mod sudo;
 mod upload;
 
 pub use fanout::fan_out;
@@ -41,6 +43,9 @@ pub enum ExecError {
         code: i32,
         stderr: String,
     },
+    /// `ansible_become` and the host's sudo do not agree (a password asked, no sudo).
+    #[error("{host}: {problem}")]
+    Sudo { host: String, problem: String },
     #[error("{host}: cannot read {path} on the deploy host: {source}")]
     LocalFile {
         host: String,

@@ -4,8 +4,9 @@
 //! they do for `ssh` itself.
 
 use super::local::to_output;
-use super::{CmdOutput, ExecError, HostLog, Result, Source};
-use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use super::master::Master;
+use super::{sudo, CmdOutput, ExecError, HostLog, Result, Source};
+use openssh::{Session, Stdio};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -54,64 +55,33 @@ pub struct SshDestination {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub identity_file: Option<PathBuf>,
+    /// `ansible_become`: every command runs as root through `sudo -n`.
+    pub become_root: bool,
 }
 
 pub struct SshExecutor {
     host: String,
     destination: String,
     session: Session,
+    /// Declared after `session`: the master exits once the session is gone.
+    _master: Master,
+    /// The SSH user whose commands go through sudo (`ansible_become`).
+    sudo_user: Option<String>,
     log: HostLog,
 }
 
-/// The error with its causes: openssh's own message ("failed to connect to
-/// the remote host") says nothing, ssh's stderr is in its source.
-fn ssh_reason(e: &openssh::Error) -> String {
-    let mut reason = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !text.trim().is_empty() {
-            reason = format!("{reason}: {}", text.trim().replace('\n', "; "));
-        }
-        cur = c.source();
-    }
-    reason
-}
-
 impl SshExecutor {
-    /// Opens the master connection to `dest` for the host named `host`.
+    /// Opens the master connection to `dest` for the host named `host`; with
+    /// `become_root`, checks that sudo runs commands without a password.
     pub async fn connect(
         host: &str,
         dest: &SshDestination,
         opts: &SshOptions,
         log: HostLog,
     ) -> Result<Self> {
-        let mut b = SessionBuilder::default();
-        b.known_hosts_check(match opts.known_hosts {
-            KnownHostsPolicy::Strict => KnownHosts::Strict,
-            KnownHostsPolicy::AcceptNew => KnownHosts::Add,
-            KnownHostsPolicy::Off => KnownHosts::Accept,
-        });
-        b.connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)));
-        b.server_alive_interval(Duration::from_secs(5));
-        let control_dir = opts.control_dir.clone().unwrap_or_else(std::env::temp_dir);
-        b.control_directory(&control_dir);
-        if let Some(f) = &opts.config_file {
-            b.config_file(f);
-        }
-        if let Some(p) = dest.port {
-            b.port(p);
-        }
-        if let Some(u) = &dest.user {
-            b.user(u.clone());
-        }
-        if let Some(k) = &dest.identity_file {
-            b.keyfile(k);
-        }
         let shown = describe(dest);
         log.line(&format!("connect {shown}"));
-        let session = b.connect_mux(&dest.host).await.map_err(|e| {
-            let reason = ssh_reason(&e);
+        let master = Master::start(dest, opts).await.map_err(|reason| {
             log.line(&format!("connect {shown} failed: {reason}"));
             ExecError::Connect {
                 host: host.to_string(),
@@ -119,12 +89,38 @@ impl SshExecutor {
                 reason,
             }
         })?;
-        Ok(SshExecutor {
+        let session = Session::resume_mux(master.control_socket().into_boxed_path(), None);
+        let sudo_user = dest.become_root.then(|| {
+            dest.user
+                .clone()
+                .unwrap_or_else(|| "the SSH user".to_string())
+        });
+        let exec = SshExecutor {
             host: host.to_string(),
             destination: shown,
             session,
+            _master: master,
+            sudo_user,
             log,
-        })
+        };
+        if exec.sudo_user.is_some() {
+            exec.check_sudo().await?;
+        }
+        Ok(exec)
+    }
+
+    /// One `sudo -n` round trip: a sudo that wants a password, or none at
+    /// all, fails the connection naming the host and the user.
+    async fn check_sudo(&self) -> Result<()> {
+        let out = self.run_with("id -u", None).await?;
+        if out.success() && out.stdout.trim() == "0" {
+            self.log.line("sudo: commands run as root (ansible_become)");
+            return Ok(());
+        }
+        let user = self.sudo_user.as_deref().unwrap_or_default();
+        let err = sudo::refused(&self.host, user, out.code, &out.stderr);
+        self.log.line(&err.to_string());
+        Err(err)
     }
 
     pub fn host(&self) -> &str {
@@ -149,7 +145,15 @@ impl SshExecutor {
             command: script.to_string(),
             reason,
         };
-        let mut cmd = self.session.shell(script);
+        let wrapped;
+        let remote = match &self.sudo_user {
+            Some(_) => {
+                wrapped = sudo::as_root(script);
+                wrapped.as_str()
+            }
+            None => script,
+        };
+        let mut cmd = self.session.shell(remote);
         cmd.stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -185,7 +189,13 @@ impl SshExecutor {
                 });
             }
         }
-        Ok(to_output(out))
+        let out = to_output(out);
+        if let Some(user) = &self.sudo_user {
+            if out.code == 1 && sudo::wants_password(&out.stderr) {
+                return Err(sudo::refused(&self.host, user, out.code, &out.stderr));
+            }
+        }
+        Ok(out)
     }
 }
 

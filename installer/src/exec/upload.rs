@@ -1,6 +1,8 @@
 //! Atomic, hash-checked file placement: a file is sent only when the host's
 //! copy differs (sha256), streamed (never whole in memory), written to a
-//! temporary name next to the target, checked, chmod-ed and renamed.
+//! temporary name next to the target, checked, chmod-ed, fsync'ed and
+//! renamed, and the directory fsync'ed: after a crash a target holds its old
+//! or its new content, never part of it.
 
 use super::{ExecError, Executor, Result};
 use sha2::{Digest, Sha256};
@@ -102,6 +104,15 @@ impl Upload {
     }
 }
 
+/// The start of every batch script. A file is written to a temporary name
+/// beside its target (`$t`), fsync'ed, renamed, then its directory fsync'ed;
+/// whatever stops the script (an error, a signal) removes the temporary file
+/// in flight, so a target is either its old or its new content, whole.
+const BATCH_HEAD: &str = "set -e\numask 077\nt=\n\
+     trap '[ -z \"$t\" ] || rm -f -- \"$t\"' EXIT\n\
+     trap 'exit 1' HUP INT TERM PIPE\n\
+     fail() { echo \"writing $1 failed (the file is unchanged)\" >&2; exit 1; }\n";
+
 /// Files from disk up to this size are read into the batch script instead of streamed.
 const SMALL_FILE: u64 = 256 * 1024;
 /// Size at which a batch script is sent.
@@ -146,7 +157,7 @@ impl Executor {
         let paths: Vec<&Path> = uploads.iter().map(|u| u.path.as_path()).collect();
         let remote = self.file_states(&paths).await?;
         let mut changed = Vec::new();
-        let mut batch = String::from("set -e\numask 077\n");
+        let mut batch = String::from(BATCH_HEAD);
         let mut batched = Vec::new();
         for up in uploads {
             let want = up.local_sha256(self.host()).await?;
@@ -195,7 +206,7 @@ impl Executor {
         if batched.is_empty() {
             return Ok(());
         }
-        let script = std::mem::replace(batch, String::from("set -e\numask 077\n"));
+        let script = std::mem::replace(batch, String::from(BATCH_HEAD));
         let out = self
             .run_with(
                 "sh -s",
@@ -203,11 +214,21 @@ impl Executor {
             )
             .await?;
         if !out.success() {
+            // The script names the file it stopped at; the ones before it are in place.
+            let path = batched
+                .iter()
+                .map(|(up, _)| &up.path)
+                .find(|p| {
+                    let named = format!("writing {} ", p.display());
+                    out.stderr.lines().any(|l| l.starts_with(&named))
+                })
+                .unwrap_or(&batched[0].0.path)
+                .clone();
             return Err(ExecError::Io {
                 host: self.host().to_string(),
-                path: batched[0].0.path.clone(),
+                path,
                 reason: format!(
-                    "writing {} files failed: {}",
+                    "writing a batch of {} files stopped: {}",
                     batched.len(),
                     out.stderr.trim()
                 ),
@@ -224,9 +245,10 @@ impl Executor {
     async fn send(&self, up: &Upload, sha256: &str) -> Result<()> {
         let dest = path_str(&up.path);
         let script = format!(
-            "set -e; d=$(dirname {dest}); mkdir -p \"$d\"; t=\"$d/.ferry-tmp.$$\"; trap 'rm -f \"$t\"' EXIT; \
+            "set -e; d=$(dirname {dest}); mkdir -p \"$d\"; t=\"$d/.ferry-tmp.$$\"; \
+             trap 'rm -f -- \"$t\"' EXIT; trap 'exit 1' HUP INT TERM PIPE; \
              umask 077; cat > \"$t\"; echo '{sha256}  '\"$t\" | sha256sum -c --status || {{ echo \"sha256 mismatch after transfer\" >&2; exit 1; }}; \
-             chmod {mode:o} \"$t\"; mv -f \"$t\" {dest}; trap - EXIT",
+             chmod {mode:o} \"$t\"; sync \"$t\"; mv -f -T \"$t\" {dest}; trap - EXIT; sync \"$d\"",
             mode = up.mode
         );
         let out = self.run_with(&script, Some(&up.source)).await?;
@@ -271,7 +293,8 @@ fn push_inline<'a>(
     ));
 }
 
-/// Shell lines writing `bytes` to `path` atomically (temp name, hash check, chmod, rename).
+/// Shell lines writing `bytes` to `path` atomically and durably (temp name,
+/// hash check, chmod, fsync, rename, fsync of the directory).
 fn inline_script(path: &Path, mode: u32, sha256: &str, bytes: &[u8], n: usize) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
@@ -282,16 +305,80 @@ fn inline_script(path: &Path, mode: u32, sha256: &str, bytes: &[u8], n: usize) -
     }
     let dest = path_str(path);
     format!(
-        "f={dest}; d=$(dirname \"$f\"); mkdir -p \"$d\"; t=\"$d/.ferry-tmp.$$\"\n\
-         base64 -d > \"$t\" <<'FERRY_EOF_{n}'\n{wrapped}FERRY_EOF_{n}\n\
-         if ! echo '{sha256}  '\"$t\" | sha256sum -c --status; then rm -f \"$t\"; echo \"sha256 mismatch writing $f\" >&2; exit 1; fi\n\
-         chmod {mode:o} \"$t\"; mv -f \"$t\" \"$f\"\n"
+        "f={dest}; d=$(dirname \"$f\"); t=\"$d/.ferry-tmp.$$\"\n\
+         mkdir -p \"$d\" || fail \"$f\"\n\
+         base64 -d > \"$t\" <<'FERRY_EOF_{n}' || fail \"$f\"\n{wrapped}FERRY_EOF_{n}\n\
+         echo '{sha256}  '\"$t\" | sha256sum -c --status || {{ echo \"sha256 mismatch writing $f\" >&2; exit 1; }}\n\
+         chmod {mode:o} \"$t\" && sync \"$t\" && mv -f -T \"$t\" \"$f\" || fail \"$f\"\n\
+         t=; sync \"$d\"\n"
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bytes(path: &Path, mode: u32, content: &[u8]) -> Upload {
+        Upload {
+            path: path.to_path_buf(),
+            mode,
+            source: Source::Bytes(Arc::from(content)),
+            sha256: None,
+        }
+    }
+
+    /// Names under `dir`, recursively, that are ferry's temporary files.
+    fn temporaries(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                found.extend(temporaries(&p));
+            } else if p
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".ferry-tmp")
+            {
+                found.push(p);
+            }
+        }
+        found
+    }
+
+    /// A batch that stops at a file (its directory is a file; its target is a
+    /// directory, found only at the rename) keeps the files before it, leaves
+    /// the ones after as they were, and leaves no temporary file.
+    #[tokio::test]
+    async fn a_batch_stopped_midway_leaves_whole_files_and_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("blocker"), "a file, not a directory").unwrap();
+        std::fs::create_dir_all(root.join("taken/inside")).unwrap();
+        std::fs::write(root.join("old.conf"), "old\n").unwrap();
+        let exec = Executor::Local(super::super::LocalExecutor::new(
+            "deploy",
+            super::super::HostLog::discard(),
+        ));
+        for stopper in [root.join("blocker/b.conf"), root.join("taken")] {
+            let ups = [
+                bytes(&root.join("a.conf"), 0o640, b"first\n"),
+                bytes(&stopper, 0o600, b"second\n"),
+                bytes(&root.join("old.conf"), 0o600, b"third\n"),
+            ];
+            let err = exec.put_files(&ups).await.expect_err("wrote it anyway");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("{}: writing a batch", stopper.display())),
+                "{text}"
+            );
+            assert_eq!(std::fs::read(root.join("a.conf")).unwrap(), b"first\n");
+            assert_eq!(std::fs::read(root.join("old.conf")).unwrap(), b"old\n");
+            assert!(root.join("taken/inside").is_dir());
+            let left = temporaries(root);
+            assert!(left.is_empty(), "temporary files left: {left:?}");
+        }
+    }
 
     #[test]
     fn quoting_survives_the_shell() {

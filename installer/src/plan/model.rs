@@ -83,6 +83,9 @@ pub struct SshTarget {
     pub user: String,
     /// `ansible_ssh_private_key_file`.
     pub identity_file: Option<PathBuf>,
+    /// `ansible_become`: commands run as root through passwordless sudo.
+    #[serde(rename = "become")]
+    pub become_root: bool,
 }
 
 /// What a host is for. Order is only for stable output.

@@ -290,6 +290,36 @@ fn ssh_target(c: &mut Checker, host: &str, ssh_user: Option<&str>) -> SshTarget 
         port: ssh_port,
         user,
         identity_file,
+        become_root: become_root(c, host),
+    }
+}
+
+/// `ansible_become` (sudo to root, without a password), with the only
+/// `ansible_become_user` (root) and `ansible_become_method` (sudo) ferry follows.
+fn become_root(c: &mut Checker, host: &str) -> bool {
+    if let Some(v) = c.host_var(host, "ansible_become_user") {
+        if v.text != "root" {
+            c.fail(&v.origin, format!("ansible_become_user={:?} is not supported: ferry becomes root only; set root or remove it", v.text));
+        }
+    }
+    if let Some(v) = c.host_var(host, "ansible_become_method") {
+        if v.text != "sudo" {
+            c.fail(&v.origin, format!("ansible_become_method={:?} is not supported: ferry becomes root with sudo only (passwordless, NOPASSWD)", v.text));
+        }
+    }
+    let Some(v) = c.host_var(host, "ansible_become") else {
+        return false;
+    };
+    match v.text.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => true,
+        "false" | "no" | "off" | "0" | "" => false,
+        _ => {
+            c.fail(
+                &v.origin,
+                format!("ansible_become={:?} is neither true nor false", v.text),
+            );
+            false
+        }
     }
 }
 
@@ -325,14 +355,12 @@ fn host_arch(c: &mut Checker, bundle: &BundleManifest, host: &str, origin: &Orig
     arch
 }
 /// Ansible connection settings ferry does not follow, each with the reason
-/// (it connects with its own SSH client, as root, with keys).
+/// (it connects with its own SSH client and keys, as root or through
+/// passwordless sudo).
 const REFUSED_ANSIBLE_VARS: &[(&str, &str)] = &[
     ("ansible_password", "ferry authenticates with SSH keys (ansible_ssh_private_key_file or the agent), never a password"),
     ("ansible_ssh_pass", "ferry authenticates with SSH keys (ansible_ssh_private_key_file or the agent), never a password"),
-    ("ansible_become", "ferry does not use sudo: it connects as root (ansible_user=root)"),
-    ("ansible_become_user", "ferry does not use sudo: it connects as root (ansible_user=root)"),
-    ("ansible_become_method", "ferry does not use sudo: it connects as root (ansible_user=root)"),
-    ("ansible_become_password", "ferry does not use sudo: it connects as root (ansible_user=root)"),
+    ("ansible_become_password", "ferry carries no passwords: with ansible_become the SSH user needs passwordless sudo (NOPASSWD)"),
     ("ansible_connection", "ferry always connects over SSH, also to the deploy host itself"),
     ("ansible_ssh_common_args", "put SSH options in an ssh_config and pass it with --ssh-config"),
     ("ansible_ssh_extra_args", "put SSH options in an ssh_config and pass it with --ssh-config"),
