@@ -148,12 +148,16 @@ fn check_unit(s: &Site, filter: &str, in_exec: bool) -> Result<(), String> {
 }
 
 fn check_data(s: &Site, filter: &str, in_block: bool) -> Result<(), String> {
+    // `[host."..."]`: a quoted part of a TOML dotted key; YAML has no such thing.
+    let key_part = s.template.ends_with(".toml") && s.before.ends_with('.');
     let ok = match filter {
         "comment" => s.before.trim_start().starts_with('#'),
         "conf_token" => in_block,
         "tojson" => {
             s.before.trim_start().starts_with('#')
-                || (s.before.trim().is_empty() || s.before.ends_with([' ', '[', '{', '.', ',']))
+                || (s.before.trim().is_empty()
+                    || key_part
+                    || s.before.ends_with([' ', '[', '{', ',']))
                     && (s.after.is_empty() || s.after.starts_with([',', ']', '}', ':']))
         }
         _ => false,
@@ -259,6 +263,7 @@ fn the_lint_refuses_what_it_should() {
         ("kubernetes/x.yaml", "path: {{ v | tojson }}/ca.pem"),
         ("kubernetes/x.yaml", "name: {{ v }}"),
         ("kubernetes/x.yaml", "name: {{ v | comment }}"),
+        ("kubernetes/x.yaml", "name: a.{{ v | tojson }}"),
         ("lb/x.cfg", "server {{ v }} check"),
         ("lb/x.cfg", "server {{ v | tojson }} check"),
     ];
@@ -274,6 +279,7 @@ fn the_lint_refuses_what_it_should() {
             "kubernetes/x.yaml",
             "path: {{ (v ~ \"/ca.pem\") | tojson }}",
         ),
+        ("containerd/x.toml", "[host.{{ v | tojson }}]"),
         (
             "kubernetes/x.yaml",
             "data:\n  f: |\n    bind {{ v | conf_token }}",
