@@ -23,10 +23,12 @@ pub fn renderer() -> Renderer {
     Renderer::new(&common::bundle()).expect("renderer")
 }
 
-/// A string with every character that could end a value early: quotes, a
-/// newline starting a shell substitution, a systemd specifier, a backslash,
-/// a TOML table header and a YAML key.
-pub const HOSTILE: &str = "q\"'x $(touch /tmp/x) %n ${HOME} \\ \"]\n[x]\nkey: v\n- --flag";
+/// A string with every character that could end a value early: YAML 1.1
+/// line breaks (U+2028, NEL), quotes, a newline starting a shell
+/// substitution, a systemd specifier, a backslash, a TOML table header and a
+/// YAML key.
+pub const HOSTILE: &str =
+    "\u{2028}\u{85}q\"'x $(touch /tmp/x) %n ${HOME} \\ \"]\n[x]\nkey: v\n- --flag";
 
 /// The same without control characters, for values that must stay on one
 /// line (comments, unit arguments): quotes, `$`, `%`, a space, a backslash.

@@ -1,10 +1,12 @@
 //! Template filters that write a value safely for the format it lands in, so
 //! that no value (a quote, newline, `$`, `%`, backslash or space) can close a
-//! string or add an argument, key or line. YAML, JSON and TOML strings use
-//! minijinja's `tojson`; the formats below have filters of their own:
+//! string or add an argument, key or line. The formats have a filter each:
 //!
 //! | filter          | where                                                          |
 //! |-----------------|----------------------------------------------------------------|
+//! | `tojson`        | a YAML, JSON or TOML value: a JSON string is a YAML and TOML   |
+//! |                 | string; every control character and YAML 1.1 line break in it  |
+//! |                 | (NEL, U+2028, U+2029) is a `\uXXXX` escape                     |
 //! | `systemd_arg`   | one word of an `Exec*=` command line (quoted, `%%`, `$$`)      |
 //! | `systemd_exec`  | the command of an `Exec*=` line: an absolute path without `$`, |
 //! |                 | quotes or backslashes, quoted                                  |
@@ -30,6 +32,7 @@ fn is_safe(c: char) -> bool {
 
 /// Registers every filter of this module on `env`.
 pub(super) fn register(env: &mut Environment<'static>) {
+    env.add_filter("tojson", tojson);
     env.add_filter("systemd_arg", |v: Value| {
         systemd_word(&v, "systemd_arg", true)
     });
@@ -62,8 +65,14 @@ fn text(v: &Value, filter: &str) -> Result<String, Error> {
     Err(refused(filter, &v.to_string(), "is not a string or number"))
 }
 
+/// Control characters, and what YAML 1.1 parsers (libyaml, go-yaml) also
+/// take for line breaks.
+fn breaks_lines(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
 fn refuse_control(filter: &str, s: &str) -> Result<(), Error> {
-    if s.chars().any(char::is_control) {
+    if s.chars().any(breaks_lines) {
         return Err(refused(
             filter,
             s,
@@ -71,6 +80,28 @@ fn refuse_control(filter: &str, s: &str) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// The value as JSON, every control character and line break escaped
+/// (serde_json leaves DEL, C1 characters, U+2028 and U+2029 as they are:
+/// YAML parsers refuse the first two and break lines at NEL and the last two).
+fn tojson(v: Value) -> Result<String, Error> {
+    let json = serde_json::to_string(&v).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("tojson: {v:?} cannot be written as JSON: {e}"),
+        )
+    })?;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            c if breaks_lines(c) || matches!(c, '\u{feff}' | '\u{fffe}' | '\u{ffff}') => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 /// One systemd word: bare when made of safe characters only, else in double
@@ -190,6 +221,14 @@ mod tests {
     }
 
     #[test]
+    fn json_escapes_every_line_break() {
+        let s = tojson(Value::from("a\u{85}b\u{2028}c\u{7f}\n\"")).expect("json");
+        assert_eq!(s, r#""a\u0085b\u2028c\u007f\n\"""#);
+        let back: String = serde_json::from_str(&s).expect("JSON");
+        assert_eq!(back, "a\u{85}b\u{2028}c\u{7f}\n\"");
+    }
+
+    #[test]
     fn control_characters_and_bad_tokens_are_refused() {
         let e = systemd_word(&Value::from("a\nb"), "systemd_arg", true).unwrap_err();
         assert!(e.to_string().contains("\"a\\nb\""), "{e}");
@@ -206,6 +245,7 @@ mod tests {
             "10.0.0.0/24"
         );
         assert!(comment(Value::from("x\\")).is_err());
+        assert!(comment(Value::from("x\u{2028}y")).is_err());
         assert_eq!(systemd_text(Value::from("a %n")).expect("ok"), "a %%n");
     }
 }
