@@ -544,6 +544,7 @@ mod tests {
                 port: 22,
                 user: "root".into(),
                 identity_file: None,
+                become_root: false,
             },
             arch: "amd64".into(),
             roles: roles.iter().copied().collect(),
