@@ -99,6 +99,7 @@ fn plan(rig: &Rig, greetings: &[&str]) -> ClusterPlan {
         etcd_endpoints: vec![],
         bin_dir: PathBuf::from("/opt/ferry-test/bin"),
         restrict_oom_score_adj: false,
+        new_cluster: false,
         admin_kubeconfig: PathBuf::from("/nonexistent"),
         hosts: rig
             .hosts

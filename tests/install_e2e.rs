@@ -113,6 +113,10 @@ struct Setup {
 
 impl Setup {
     fn install(&self) -> Output {
+        self.install_with(&self.cluster_dir(), &[])
+    }
+
+    fn install_with(&self, cluster_dir: &Path, extra: &[&str]) -> Output {
         let d = self.dir.path();
         ferry()
             .args([
@@ -134,9 +138,10 @@ impl Setup {
             .arg("--data-dir")
             .arg(d.join("data"))
             .arg("--cluster-dir")
-            .arg(d.join("cluster"))
+            .arg(cluster_dir)
             .arg("--ssh-config")
             .arg(self.rig.ssh_config())
+            .args(extra)
             .output()
             .expect("run ferry install")
     }
@@ -885,4 +890,32 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
             .all(|h| h["status"] == "ok"),
         "{r4}"
     );
+
+    another_cluster_dir_is_refused_by_preflight(&s);
+}
+
+/// An empty cluster dir would mint a new CA, service-account key and
+/// encryption key: preflight sees that the hosts hold this cluster's, stops
+/// naming each file, and changes nothing.
+fn another_cluster_dir_is_refused_by_preflight(s: &Setup) {
+    let ca = "/etc/kubernetes/ssl/ca.pem";
+    let before = s.rig.sh(MASTERS[0], &format!("sha256sum {ca}"));
+    let other = s.dir.path().join("other-cluster");
+    let out = s.install_with(&other, &[]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "a new CA was accepted: {stdout}");
+    for says in [
+        &format!("{ca} holds another cluster CA"),
+        "encryption-config.yaml holds an encryption key the cluster dir does not have",
+        "sa.pub holds another service-account key",
+        "--new-cluster",
+        "nothing was changed",
+    ] {
+        assert!(stderr.contains(says), "{says}: {stderr}");
+    }
+    let after = s.rig.sh(MASTERS[0], &format!("sha256sum {ca}"));
+    assert_eq!(before, after, "the hosts' CA was replaced");
 }

@@ -23,6 +23,8 @@ pub struct ClusterInputs {
     pub config: PathBuf,
     /// PKI, kubeconfigs and logs (None: /etc/ferry/clusters/CLUSTER_NAME).
     pub cluster_dir: Option<PathBuf>,
+    /// `--new-cluster`: replace the CA and keys hosts already hold.
+    pub new_cluster: bool,
 }
 
 /// How the hosts are reached.
@@ -194,6 +196,7 @@ fn plan_cluster(
     let options = PlanOptions {
         artifacts: Some(Artifacts::new(artifacts)),
         read_only,
+        new_cluster: cluster.new_cluster,
         ..PlanOptions::default()
     };
     build_plan(

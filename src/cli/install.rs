@@ -58,6 +58,12 @@ pub struct InstallArgs {
     /// Only these hosts (comma separated names or inventory hosts).
     #[arg(long, value_delimiter = ',')]
     pub limit: Vec<String>,
+    /// Replace the cluster CA, service-account key and encryption keys the
+    /// hosts already hold with the cluster dir's. Without it, preflight stops
+    /// when a host holds another cluster's (existing Secrets would become
+    /// unreadable and every certificate and token would stop verifying).
+    #[arg(long)]
+    pub new_cluster: bool,
     #[command(flatten)]
     pub ssh: SshArgs,
     /// Print the report as JSON on stdout.
@@ -116,6 +122,7 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
             inventory: args.inventory,
             config: args.config,
             cluster_dir: args.cluster_dir,
+            new_cluster: args.new_cluster,
         },
         access: args.ssh.access(),
         limit: (!args.limit.is_empty()).then(|| args.limit.into_iter().collect::<BTreeSet<_>>()),
@@ -192,6 +199,7 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
         inventory: args.inventory,
         config,
         cluster_dir: args.cluster_dir,
+        new_cluster: false,
     };
     if ferry_installer::store::Store::open(&args.data_dir).signature_checked(&bundle) == Some(false)
     {

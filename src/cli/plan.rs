@@ -142,6 +142,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             rotate: args.rotate,
             artifacts: Some(bundle.artifacts.clone()),
             read_only: false,
+            new_cluster: false,
         },
     )?;
     if let Some(out) = &args.out {

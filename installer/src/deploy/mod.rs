@@ -10,6 +10,7 @@
 pub mod addons;
 mod apply;
 mod baseline;
+mod identity;
 mod packages;
 pub mod preflight;
 mod registry_sync;

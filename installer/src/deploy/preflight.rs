@@ -187,7 +187,9 @@ pub async fn check_host(
     let modules = modules_for(host);
     let before = now();
     let packages = super::packages::query_names(bundle);
-    let text = match exec.check(&facts_script(&ports, &modules, &packages)).await {
+    let identity = super::identity::planned(host);
+    let script = facts_script(&ports, &modules, &packages) + &super::identity::script(&identity);
+    let text = match exec.check(&script).await {
         Ok(t) => t,
         Err(e) => {
             let cannot = finding((format!("cannot collect facts: {e}"), false));
@@ -214,6 +216,10 @@ pub async fn check_host(
     problems.extend(kernel_problems(plan, host, &kv, facts.container));
     problems.extend(os_version_problems(&plan.cni, &kv));
     problems.extend(port_problems(host, &kv));
+    if !plan.new_cluster {
+        let found = super::identity::problems(&plan.cluster_dir, &identity, &kv.all("identity"));
+        problems.extend(found.into_iter().map(|p| (p, false)));
+    }
     (problems.into_iter().map(finding).collect(), facts)
 }
 

@@ -41,6 +41,8 @@ pub struct PlanOptions {
     /// Write nothing: read the PKI and keys as an install left them
     /// (`ferry status`); a cluster dir without them is an error.
     pub read_only: bool,
+    /// `--new-cluster`: see [`ClusterPlan::new_cluster`].
+    pub new_cluster: bool,
 }
 
 /// Parse and validate `inventory` and `config`, create or reuse the PKI in
@@ -119,6 +121,7 @@ pub fn build_plan(
         bin_dir: PathBuf::from(&cluster.bin_dir),
         restrict_oom_score_adj: cluster.config.containerd_restrict_oom_score_adj.value,
         hosts,
+        new_cluster: opts.new_cluster,
     })
 }
 

@@ -43,6 +43,9 @@ pub struct ClusterPlan {
     pub admin_kubeconfig: PathBuf,
     /// Hosts in inventory order (each host once, whatever its roles).
     pub hosts: Vec<HostPlan>,
+    /// `--new-cluster`: the plan may replace the CA, service-account key and
+    /// encryption keys hosts already hold (preflight refuses it otherwise).
+    pub new_cluster: bool,
 }
 
 /// One machine: its connection, roles, files and services.
