@@ -112,7 +112,14 @@ impl SshExecutor {
     /// One `sudo -n` round trip: a sudo that wants a password, or none at
     /// all, fails the connection naming the host and the user.
     async fn check_sudo(&self) -> Result<()> {
-        let out = self.run_with("id -u", None).await?;
+        let limit = super::command_timeout();
+        let out = tokio::time::timeout(limit, self.run_with("id -u", None))
+            .await
+            .map_err(|_| ExecError::Session {
+                host: self.host.clone(),
+                command: "sudo -n -- sh -c 'id -u'".into(),
+                reason: format!("no answer within {}s", limit.as_secs()),
+            })??;
         if out.success() && out.stdout.trim() == "0" {
             self.log.line("sudo: commands run as root (ansible_become)");
             return Ok(());
