@@ -311,6 +311,12 @@ fn ansible_connection_variables_are_followed_or_refused_with_the_reason() {
             "{says}\n{err}"
         );
     }
+    // Set for all hosts, a wrong method is reported once, at its line.
+    let bad = hosts.clone() + "ansible_become_method=su\n";
+    std::fs::write(inputs.hosts(), &bad).unwrap();
+    let err = inputs.plan().expect_err("su for all").to_string();
+    let says = "ansible_become_method=\"su\" is not supported";
+    assert_eq!(err.lines().filter(|l| l.contains(says)).count(), 1, "{err}");
     // A password, also sudo's, is refused, at its line.
     let hosts = hosts.replace(
         "192.168.1.4 k8s_nodename='worker-01'",

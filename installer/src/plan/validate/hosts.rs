@@ -299,12 +299,12 @@ fn ssh_target(c: &mut Checker, host: &str, ssh_user: Option<&str>) -> SshTarget 
 fn become_root(c: &mut Checker, host: &str) -> bool {
     if let Some(v) = c.host_var(host, "ansible_become_user") {
         if v.text != "root" {
-            c.fail(&v.origin, format!("ansible_become_user={:?} is not supported: ferry becomes root only; set root or remove it", v.text));
+            fail_once(c, &v.origin, format!("ansible_become_user={:?} is not supported: ferry becomes root only; set root or remove it", v.text));
         }
     }
     if let Some(v) = c.host_var(host, "ansible_become_method") {
         if v.text != "sudo" {
-            c.fail(&v.origin, format!("ansible_become_method={:?} is not supported: ferry becomes root with sudo only (passwordless, NOPASSWD)", v.text));
+            fail_once(c, &v.origin, format!("ansible_become_method={:?} is not supported: ferry becomes root with sudo only (passwordless, NOPASSWD)", v.text));
         }
     }
     let Some(v) = c.host_var(host, "ansible_become") else {
@@ -314,12 +314,24 @@ fn become_root(c: &mut Checker, host: &str) -> bool {
         "true" | "yes" | "on" | "1" => true,
         "false" | "no" | "off" | "0" | "" => false,
         _ => {
-            c.fail(
+            fail_once(
+                c,
                 &v.origin,
                 format!("ansible_become={:?} is neither true nor false", v.text),
             );
             false
         }
+    }
+}
+
+/// `msg` at `origin`, once however many hosts read the value (group vars).
+fn fail_once(c: &mut Checker, origin: &Origin, msg: String) {
+    if !c
+        .problems
+        .iter()
+        .any(|p| p.origin == *origin && p.message == msg)
+    {
+        c.fail(origin, msg);
     }
 }
 
