@@ -342,4 +342,33 @@ async fn remote_writes_are_whole_or_absent() {
         format!("3000000 640 root\n{want}  -\n")
     );
     assert_eq!(leftovers(), "");
+
+    // Closing an executor ends its master connection and removes its socket.
+    let control = tempfile::tempdir().unwrap();
+    let mut o = opts(&rig, KnownHostsPolicy::Strict, None);
+    o.control_dir = Some(control.path().to_path_buf());
+    let ssh = SshExecutor::connect("h1", &dest(&rig, "h1", None), &o, HostLog::discard())
+        .await
+        .expect("connect h1");
+    let masters = || {
+        let mark = control.path().to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|c| String::from_utf8_lossy(c).contains(&mark))
+            .count()
+    };
+    assert_eq!(masters(), 1, "no master runs for the connection");
+    ssh.close().await;
+    assert_eq!(std::fs::read_dir(control.path()).unwrap().count(), 0);
+    // The master acknowledges the exit request, then exits.
+    let mut left = masters();
+    for _ in 0..100 {
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        left = masters();
+    }
+    assert_eq!(left, 0, "the master outlived close()");
 }

@@ -142,8 +142,10 @@ impl SshExecutor {
         &self.log
     }
 
+    /// Ends the master connection (`ssh -O exit`, as dropping does).
     pub async fn close(self) {
-        let _ = self.session.close().await;
+        let Self { _master, .. } = self;
+        let _ = tokio::task::spawn_blocking(move || drop(_master)).await;
     }
 
     pub async fn run_with(&self, script: &str, input: Option<&Source>) -> Result<CmdOutput> {
