@@ -343,6 +343,20 @@ async fn remote_writes_are_whole_or_absent() {
     );
     assert_eq!(leftovers(), "");
 
+    // ansible_become with root itself needs no sudo (these hosts have none).
+    let mut as_root = dest(&rig, "h1", None);
+    as_root.become_root = true;
+    let root = SshExecutor::connect(
+        "h1",
+        &as_root,
+        &opts(&rig, KnownHostsPolicy::Strict, None),
+        HostLog::discard(),
+    )
+    .await
+    .expect("become as root");
+    assert_eq!(rig.sh("h1", "command -v sudo || echo none"), "none\n");
+    assert_eq!(Executor::Ssh(root).check("id -un").await.unwrap(), "root\n");
+
     // Closing an executor ends its master connection and removes its socket.
     let control = tempfile::tempdir().unwrap();
     let mut o = opts(&rig, KnownHostsPolicy::Strict, None);

@@ -55,7 +55,8 @@ pub struct SshDestination {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub identity_file: Option<PathBuf>,
-    /// `ansible_become`: every command runs as root through `sudo -n`.
+    /// `ansible_become`: every command runs as root through `sudo -n` (the
+    /// user root needs none).
     pub become_root: bool,
 }
 
@@ -90,7 +91,9 @@ impl SshExecutor {
             }
         })?;
         let session = Session::resume_mux(master.control_socket().into_boxed_path(), None);
-        let sudo_user = dest.become_root.then(|| {
+        // root needs no sudo (and a host may have none).
+        let as_root = dest.user.as_deref() == Some("root");
+        let sudo_user = (dest.become_root && !as_root).then(|| {
             dest.user
                 .clone()
                 .unwrap_or_else(|| "the SSH user".to_string())
