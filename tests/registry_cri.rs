@@ -18,8 +18,9 @@
 
 mod common;
 
-use common::upstream::{free_port, signed_amd64_bundle};
+use common::upstream::signed_amd64_bundle;
 use serde_json::Value;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -47,7 +48,8 @@ fn ok(out: Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A bundle built from the fixture upstream, unpacked; the port of the mirror.
+/// A bundle built from the fixture upstream, unpacked; the port of the mirror
+/// (0 until [`Serve::start`] picked it).
 struct Site {
     dir: tempfile::TempDir,
     bundle: PathBuf,
@@ -77,7 +79,7 @@ impl Site {
             dir,
             bundle,
             manifest,
-            port: free_port(),
+            port: 0,
         }
     }
 
@@ -165,21 +167,39 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(site: &Site, tree: &Path) -> Serve {
+    /// Plans `name` (see [`Site::plan`]) with a registry port and starts the
+    /// mirror there; when the port is taken, plans again with another one.
+    /// Returns the mirror and the host's rendered tree.
+    fn start(site: &mut Site, name: &str) -> (Serve, PathBuf) {
         let log = site.dir.path().join("mirror.log");
-        let tls = tree.join("etc/ferry/registry");
-        let mut cmd = ferry();
-        cmd.args(["registry", "serve", "--listen"])
-            .arg(format!("127.0.0.1:{}", site.port))
-            .arg("--data-dir")
-            .arg(site.data())
-            .arg("--tls-cert")
-            .arg(tls.join("tls.pem"))
-            .arg("--tls-key")
-            .arg(tls.join("tls-key.pem"));
-        let (child, url) = common::mirror::spawn_serve(cmd, &log);
-        assert!(url.starts_with("https://"), "{url}");
-        Serve { child, log }
+        let mut tree = PathBuf::new();
+        let (mut child, _) =
+            common::ports::start_on_free_port("ferry registry serve", &log, |port| {
+                site.port = port;
+                tree = site.plan(name, "");
+                let tls = tree.join("etc/ferry/registry");
+                ferry()
+                    .args(["registry", "serve", "--listen"])
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg("--data-dir")
+                    .arg(site.data())
+                    .arg("--tls-cert")
+                    .arg(tls.join("tls.pem"))
+                    .arg("--tls-key")
+                    .arg(tls.join("tls-key.pem"))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(std::fs::File::create(&log).unwrap())
+                    .spawn()
+                    .expect("start ferry registry serve")
+            });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = format!("listening on https://127.0.0.1:{}", site.port);
+        assert_eq!(line.trim(), url);
+        (Serve { child, log }, tree)
     }
 
     fn log_text(&self) -> String {
@@ -438,9 +458,8 @@ fn pull_missing(cri: &Cri) -> (Value, Vec<String>, Duration) {
 
 #[test]
 fn cri_pulls_every_bundle_image_through_the_mirror_as_kubelet_does() {
-    let site = Site::build();
-    let tree = site.plan("default", "");
-    let serve = Serve::start(&site, &tree);
+    let mut site = Site::build();
+    let (serve, tree) = Serve::start(&mut site, "default");
     let pins = site.upstream_names();
     let cri = Cri::start(&tree, &site.dir.path().join("cri"), &pins);
     sandbox_image_comes_from_the_mirror(&cri, &site, &tree, &serve);

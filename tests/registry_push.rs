@@ -212,12 +212,9 @@ fn push_names_the_target_when_it_is_unreachable() {
         Some(&secret),
     );
     unpack_into(&bundle.path, &public, &dir.path().join("data"));
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nothing listens on, held for the test so nothing else takes it.
+    let closed = common::ports::Unlistened::bind();
+    let port = closed.addr.port();
     let out = ferry()
         .args([
             "registry",
@@ -233,6 +230,50 @@ fn push_names_the_target_when_it_is_unreachable() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+/// The fixtures' port helper: a daemon that finds its port taken (here by a
+/// listener this test holds) is started again on another port, and serves there.
+#[test]
+fn a_registry_whose_port_is_taken_starts_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("registry.log");
+    let (mut tried, mut held) = (Vec::new(), Vec::new());
+    let (mut child, port) = common::ports::start_on_free_port("docker-registry", &log, |port| {
+        if tried.is_empty() {
+            // Taken: by us, or (if binding fails) already by someone else.
+            held.push(common::ports::hold(port));
+        }
+        tried.push(port);
+        let config = dir.path().join(format!("config-{port}.yml"));
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let out = std::fs::File::create(&log).unwrap();
+        Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start /usr/bin/docker-registry")
+    });
+    let answer = reqwest::blocking::get(format!("http://127.0.0.1:{port}/v2/"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        tried.len() >= 2,
+        "the taken port was not retried: {tried:?}"
+    );
+    assert_ne!(tried[0], port);
+    assert_eq!(*tried.last().unwrap(), port);
+    assert_eq!(answer.unwrap().status(), reqwest::StatusCode::OK);
+    drop(held);
 }
 
 /// Config and layer digests of every carried platform of an image index.

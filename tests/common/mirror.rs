@@ -400,43 +400,29 @@ impl DockerRegistry {
             .prefix("ferry-docker-registry-")
             .tempdir()
             .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let log = dir.path().join("registry.log");
+        let (child, port) = super::ports::start_on_free_port("docker-registry", &log, |port| {
+            let config = dir.path().join("config.yml");
+            std::fs::write(
+                    &config,
+                    format!(
+                        "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
+                        dir.path().join("data").display()
+                    ),
+                )
+                .unwrap();
+            let out = std::fs::File::create(&log).unwrap();
+            Command::new("/usr/bin/docker-registry")
+                .arg("serve")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .expect("start /usr/bin/docker-registry")
+        });
         let addr = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{extra}",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start /usr/bin/docker-registry");
-        let reg = DockerRegistry { child, dir, addr };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(&reg.addr).is_ok() {
-                return reg;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "docker-registry on {} did not come up:\n{}",
-            reg.addr,
-            reg.log_text()
-        );
+        DockerRegistry { child, dir, addr }
     }
 
     pub fn log_text(&self) -> String {

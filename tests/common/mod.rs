@@ -6,6 +6,7 @@ pub mod bundles;
 pub mod kubeasz;
 pub mod mirror;
 pub mod plan;
+pub mod ports;
 pub mod rig;
 pub mod testbundle;
 pub mod upstream;

@@ -6,8 +6,10 @@
 //! counts requests per path. The builder reaches both only through the
 //! `--mirror` arguments returned by [`Upstream::mirror_args`].
 //!
-//! Everything runs on 127.0.0.1 with free ports; [`Upstream`] stops the
-//! processes and removes its directory on drop, also when a test fails.
+//! Everything runs on 127.0.0.1: the registry on a port from
+//! [`super::ports::start_on_free_port`], the file server on port 0 (it
+//! writes the port it got to a file). [`Upstream`] stops the processes and
+//! removes its directory on drop, also when a test fails.
 //!
 //! ```ignore
 //! let up = Upstream::start(UpstreamOptions::default());
@@ -17,7 +19,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -125,25 +126,31 @@ impl Upstream {
         assert!(status.success(), "cp -al of the fixture files failed");
 
         // Registry: Debian's docker-registry, filesystem storage in our temp dir.
-        let rport = free_port();
-        let config = dir.path().join("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{rport}\n{FOREIGN_URLS}",
-                dir.path().join("registry-data").display()
-            ),
-        )
-        .expect("write registry config");
-        let reglog = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
-        let registry = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(reglog.try_clone().expect("dup log"))
-            .stderr(reglog)
-            .spawn()
-            .expect("start /usr/bin/docker-registry (apt-get install docker-registry)");
+        let reglog = dir.path().join("registry.log");
+        let (registry, rport) = super::ports::start_on_free_port(
+            "docker-registry",
+            &reglog,
+            |rport| {
+                let config = dir.path().join("registry.yml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{rport}\n{FOREIGN_URLS}",
+                        dir.path().join("registry-data").display()
+                    ),
+                )
+                .expect("write registry config");
+                let log = std::fs::File::create(&reglog).expect("registry log");
+                Command::new("/usr/bin/docker-registry")
+                    .arg("serve")
+                    .arg(&config)
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().expect("dup log"))
+                    .stderr(log)
+                    .spawn()
+                    .expect("start /usr/bin/docker-registry (apt-get install docker-registry)")
+            },
+        );
 
         let port_file = dir.path().join("fileserver.port");
         let mut fs_cmd = Command::new("python3");
@@ -417,11 +424,6 @@ pub fn layout_digests(layout: &Path) -> BTreeMap<String, String> {
         }
     }
     out
-}
-
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    l.local_addr().expect("addr").port()
 }
 
 fn wait_port_file(path: &Path) -> u16 {
