@@ -1,12 +1,15 @@
 //! The multi-host test rig (tests/rig/rig.sh) as a guard: `Rig::up` boots N
 //! test hosts (network + mount/PID/UTS/cgroup namespaces, overlay root,
 //! systemd, sshd) and Drop tears them down by the ids the rig recorded, also
-//! when the test panics. Each rig gets its own state dir, name prefix and
-//! /24 inside 198.18.0.0/15, so tests can run side by side.
+//! when the test panics. Each rig gets its own state dir and netns/link names
+//! (unique among live rigs, see [`claim_name`]), and the test's own /24 inside
+//! 198.18.0.0/15, so tests can run side by side; rig.sh refuses to start a
+//! rig whose /24 another rig holds, naming that rig and how to remove it.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 pub struct Rig {
     pub dir: PathBuf,
@@ -23,44 +26,89 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rig/rig.sh")
 }
 
+/// Rigs this process has named so far.
+static NAMED: AtomicU32 = AtomicU32::new(0);
+/// Two base-36 characters.
+const SUFFIXES: u32 = 36 * 36;
+
+/// A rig name of its own, within rig.sh's 5 characters: the first 3 of the
+/// test's `id` and 2 of base 36 (`fe2e` -> `fe2k7`), and its state dir
+/// `/var/tmp/ferry-rig-<name>`. Creating that dir claims the name, so no two
+/// live rigs share one, whichever test run they belong to; a name whose dir,
+/// netns or bridge a rig left behind is passed over. Rigs of one process
+/// start from consecutive suffixes, so they differ even one after another.
+fn claim_name(id: &str) -> (String, PathBuf) {
+    let prefix: String = id.chars().take(3).collect();
+    let first = std::process::id()
+        .wrapping_mul(7)
+        .wrapping_add(NAMED.fetch_add(1, Ordering::Relaxed));
+    for k in 0..SUFFIXES {
+        let s = first.wrapping_add(k) % SUFFIXES;
+        let name = format!("{prefix}{}{}", base36(s / 36), base36(s % 36));
+        let dir = PathBuf::from(format!("/var/tmp/ferry-rig-{name}"));
+        let leftover = Path::new(&format!("/run/netns/{name}-h1")).exists()
+            || Path::new(&format!("/sys/class/net/{name}-br0")).exists();
+        if leftover || std::fs::create_dir(&dir).is_err() {
+            continue;
+        }
+        return (name, dir);
+    }
+    panic!("no rig name {prefix}?? is free: remove rigs left behind (/var/tmp/ferry-rig-{prefix}*, `ip netns list`)");
+}
+
+fn base36(d: u32) -> char {
+    std::char::from_digit(d, 36).expect("a digit below 36")
+}
+
 impl Rig {
-    /// Boots `n` hosts. `id` (<= 5 chars) names the namespaces and links;
+    /// Boots `n` hosts. `id` (a few letters naming the test) starts the
+    /// rig's netns and link names, which are its own (see [`claim_name`]);
     /// `octet` picks the /24: 198.18.<octet>.0.
     pub fn up(n: usize, id: &str, octet: u8) -> Rig {
-        Rig::boot(n, id, octet, "machine")
+        Rig::boot(n, id, octet, "machine").unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Boots `n` bare hosts: their root is a minimal Debian 12 (systemd and
     /// openssh-server on Debian's minimal base), nothing of this machine.
     pub fn up_bare(n: usize, id: &str, octet: u8) -> Rig {
-        Rig::boot(n, id, octet, "bare")
+        Rig::boot(n, id, octet, "bare").unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn boot(n: usize, id: &str, octet: u8, base: &'static str) -> Rig {
-        let dir = PathBuf::from(format!("/var/tmp/ferry-rig-{id}-{}", std::process::id()));
+    /// Like [`Rig::up`], but a rig that does not start is an error naming the
+    /// rig (its name and state dir) and saying why; nothing is left behind.
+    pub fn try_up(n: usize, id: &str, octet: u8) -> Result<Rig, String> {
+        Rig::boot(n, id, octet, "machine")
+    }
+
+    fn boot(n: usize, id: &str, octet: u8, base: &'static str) -> Result<Rig, String> {
+        let (name, dir) = claim_name(id);
         let net = format!("198.18.{octet}");
         let rig = Rig {
             dir,
-            id: id.to_string(),
+            id: name,
             net: net.clone(),
             hosts: (1..=n)
                 .map(|i| (format!("h{i}"), format!("{net}.{}", 10 + i)))
                 .collect(),
             base,
         };
+        // From here on, Drop runs `rig.sh down`, also when `up` fails.
         let out = rig
             .cmd()
             .arg("up")
             .arg(n.to_string())
             .output()
             .expect("run tests/rig/rig.sh");
-        assert!(
-            out.status.success(),
-            "rig up {n} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        rig
+        if !out.status.success() {
+            return Err(format!(
+                "rig {} ({}) up {n} failed:\n{}{}",
+                rig.id,
+                rig.dir.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(rig)
     }
 
     fn cmd(&self) -> Command {

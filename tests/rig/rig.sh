@@ -7,6 +7,9 @@
 # default route. Root SSH works with a generated key.
 #
 #   tests/rig/rig.sh up N        start N hosts (h1..hN); replaces a running rig
+#                                of the same FERRY_RIG_DIR, and refuses to start
+#                                when another rig (running or left behind) holds
+#                                its names or its /24, naming what to remove
 #   tests/rig/rig.sh down        remove everything the rig created (idempotent)
 #   tests/rig/rig.sh exec H CMD  run CMD inside host H (no SSH needed)
 #   tests/rig/rig.sh status      list hosts, addresses and systemd state
@@ -14,7 +17,8 @@
 #
 # Environment (so that several rigs can coexist, e.g. tests and a demo):
 #   FERRY_RIG_DIR  state dir on a real filesystem   (default /var/tmp/ferry-rig)
-#   FERRY_RIG_ID   short prefix for netns/link names (default fr, <= 5 chars)
+#   FERRY_RIG_ID   short prefix for netns/link names (default fr, <= 5 chars;
+#                  tests/common/rig.rs gives every rig of a test run its own)
 #   FERRY_RIG_NET  first three octets of the /24     (default 198.18.0)
 #   FERRY_RIG_BASE what the hosts' root overlays:
 #                  machine  this machine's own `/` (default)
@@ -313,6 +317,58 @@ wait_ssh() {
   done
 }
 
+# The command that removes a leftover netns or link: `rig.sh down` of the rig
+# whose state recorded it, else `ip ... del`.
+remover() {
+  local kind=$1 name=$2 st
+  for st in /var/tmp/ferry-rig*/state "$(dirname "$RIG_DIR")"/*/state; do
+    [ -f "$st" ] && [ "$st" != "$STATE" ] || continue
+    if grep -qxF "$kind $name" "$st"; then
+      echo "FERRY_RIG_DIR=$(dirname "$st") $SELF down"
+      return
+    fi
+  done
+  echo "ip $kind del $name"
+}
+
+# What already holds this rig's names or an address or route in its /24: the
+# bridge and links of this machine, and every network namespace.
+in_use() {
+  local n=$1 i name idx dev inet addr rest ns
+  ip link show "$BRIDGE" >/dev/null 2>&1 && echo "link $BRIDGE exists; remove it with: $(remover link "$BRIDGE")"
+  for i in $(seq 1 "$n"); do
+    name=$RIG_ID-h$i
+    [ -e "/run/netns/$name" ] && echo "netns $name exists; remove it with: $(remover netns "$name")"
+    ip link show "$name" >/dev/null 2>&1 && echo "link $name exists; remove it with: $(remover link "$name")"
+  done
+  while read -r idx dev inet addr rest; do
+    dev=${dev%%@*}
+    [ "$dev" = "$BRIDGE" ] || echo "link $dev holds $addr; remove it with: $(remover link "$dev")"
+  done < <(ip -o -4 addr show to "$RIG_NET.0/24")
+  ip -4 route show root "$RIG_NET.0/24" | while read -r addr rest; do
+    dev=$(echo "$rest" | sed -n 's/.*dev \([^ ]*\).*/\1/p')
+    [ -n "$(ip -o -4 addr show dev "$dev" to "$RIG_NET.0/24" 2>/dev/null)" ] ||
+      echo "route $addr $rest; remove it with: ip route del $addr dev $dev"
+  done
+  for ns in $(ip netns list | awk '{print $1}'); do
+    while read -r idx dev inet addr rest; do
+      echo "netns $ns holds $addr (on its ${dev%%@*}); remove it with: $(remover netns "$ns")"
+    done < <(ip -n "$ns" -o -4 addr show to "$RIG_NET.0/24" 2>/dev/null)
+  done
+  return 0
+}
+
+# Refuses to start when another rig, running or left behind, holds this
+# rig's names or its /24.
+check_free() {
+  local held
+  held=$(in_use "$1")
+  [ -z "$held" ] && return 0
+  die "$RIG_NET.0/24 or this rig's names are in use already (by another rig, running or left behind), so the rig $RIG_DIR (FERRY_RIG_ID=$RIG_ID) does not start:
+$(echo "$held" | sed 's/^/  /')
+stop that rig or remove what it left with the commands above, or pick another FERRY_RIG_NET"
+}
+
 cmd_up() {
   local n=${1:-}
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 200 ] || die "usage: rig.sh up N (1..200)"
@@ -320,16 +376,21 @@ cmd_up() {
   ensure_bare_root
   [ -e "$STATE" ] && cmd_down
   mkdir -p "$RIG_DIR"
+  # Checking that the /24 is free and taking it (the bridge's address) is one
+  # step for every rig: rigs starting at once see each other.
+  mkdir -p /run/lock
+  exec 8>"/run/lock/ferry-rig-$RIG_NET.lock"
+  flock 8
+  check_free "$n"
   : >"$STATE"
   record "rigdir $RIG_DIR"
+  ip link add "$BRIDGE" type bridge
+  record "link $BRIDGE"
+  ip addr add "$RIG_NET.1/24" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+  exec 8>&-
   ssh-keygen -q -N '' -t ed25519 -C ferry-rig -f "$RIG_DIR/id_ed25519" <<<y >/dev/null 2>&1 || true
   [ -s "$RIG_DIR/id_ed25519" ] || die "could not generate $RIG_DIR/id_ed25519"
-  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
-    ip link add "$BRIDGE" type bridge
-    record "link $BRIDGE"
-  fi
-  ip addr replace "$RIG_NET.1/24" dev "$BRIDGE"
-  ip link set "$BRIDGE" up
   local i
   for i in $(seq 1 "$n"); do start_host "$i" "$n"; done
   write_ssh_files "$n"
@@ -347,7 +408,7 @@ kill_host_procs() {
 }
 
 cmd_down() {
-  [ -e "$STATE" ] || { log "nothing to remove ($STATE not found)"; return 0; }
+  [ -e "$STATE" ] || { rmdir "$RIG_DIR" 2>/dev/null || true; log "nothing to remove ($STATE not found)"; return 0; }
   local kind a b
   # Processes first: killing a host's PID 1 ends its whole PID namespace.
   while read -r kind a b; do
