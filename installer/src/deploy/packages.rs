@@ -235,7 +235,11 @@ fn tool_config(set: &OsPackageSet, dir: &std::path::Path) -> (PathBuf, String) {
 }
 
 /// Installs without starting services (policy-rc.d): ferry writes their
-/// configuration and starts the ones the host runs in later steps.
+/// configuration and starts the ones the host runs in later steps. A run
+/// killed mid-install may leave its apt running, dpkg interrupted or its
+/// policy-rc.d (marked as ferry's) in place: apt waits for dpkg's lock, an
+/// interrupted dpkg is configured before one retry, and the marked
+/// policy-rc.d is taken as this run's and removed at its end.
 fn install_script(set: &OsPackageSet, missing: &[String]) -> String {
     let names: Vec<String> = missing.iter().map(|n| sh_quote(n)).collect();
     let d = REMOTE_DATA_DIR;
@@ -245,9 +249,11 @@ fn install_script(set: &OsPackageSet, missing: &[String]) -> String {
 export DEBIAN_FRONTEND=noninteractive
 mkdir -p {d}/apt/lists/partial {d}/apt/cache/archives/partial {d}/apt/sources.list.d
 opts="-o Dir::Etc::SourceList={d}/apt/sources.list -o Dir::Etc::SourceParts={d}/apt/sources.list.d -o Dir::State::Lists={d}/apt/lists -o Dir::Cache={d}/apt/cache -o Acquire::Languages=none"
-if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi
+mark='# ferry: no service starts while packages are installed'
+if [ ! -e /usr/sbin/policy-rc.d ] || grep -qxF "$mark" /usr/sbin/policy-rc.d; then printf '#!/bin/sh\n%s\nexit 101\n' "$mark" >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; trap 'exit 1' HUP INT TERM PIPE; fi
 apt-get $opts -q update
-apt-get $opts -q -y --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install {names}
+install_packages() {{ apt-get $opts -o DPkg::Lock::Timeout=600 -q -y --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install {names}; }}
+install_packages || {{ dpkg --configure -a && install_packages; }}
 "#,
             names = names.join(" ")
         ),
