@@ -3,13 +3,17 @@
 //! etcd.service flags, checked with `etcdctl endpoint health` over TLS using
 //! the rendered healthcheck client certificate.
 //!
-//! The members listen on distinct loopback addresses 127.X.Y.{11,12,13} with
-//! ports picked free. The only changes to the rendered command line: the
+//! The members listen on three loopback addresses no other process uses
+//! (derived from this process's pid, see [`member_ips`]), on fixed ports:
+//! nobody else binds those addresses, so the ports cannot be taken between
+//! planning and etcd's start, and nothing is bound and released to "find"
+//! them. The ports sit below the kernel's ephemeral range, so no outgoing
+//! connection holds them either. The only changes to the rendered command line: the
 //! executable is /usr/bin/etcd, host paths point into the test's tree of
 //! rendered files, and the data/WAL dirs are per-member temp dirs.
 
 mod common;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,12 +29,42 @@ impl Drop for Members {
     }
 }
 
-fn free_port(ip: Ipv4Addr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// etcd's client and peer ports on the members' own addresses.
+const CLIENT_PORT: u16 = 2379;
+const PEER_PORT: u16 = 2380;
+
+/// Three loopback addresses of this process alone: pid `p` (< 2^22, the
+/// kernel's limit) gets the addresses numbered 3p, 3p+1, 3p+2 counted from
+/// 127.1.0.1, skipping .0 and .255 in the last octet. Distinct pids get
+/// disjoint addresses, none in 127.0.0.0/16 (where 127.0.0.1 is).
+fn member_ips(pid: u32) -> Vec<Ipv4Addr> {
+    (0..3)
+        .map(|i| {
+            let k = 3 * pid + i;
+            let (a, rest) = (1 + k / (256 * 254), k % (256 * 254));
+            Ipv4Addr::new(127, a as u8, (rest / 254) as u8, (1 + rest % 254) as u8)
+        })
+        .collect()
+}
+
+#[test]
+fn member_addresses_are_disjoint_between_processes() {
+    let max = (1 << 22) - 1;
+    for pid in [1, 253, 254, 21674, 21675, 65535, max] {
+        let (mine, next) = (member_ips(pid), member_ips(pid + 1));
+        assert!(
+            mine.iter().all(|ip| !next.contains(ip)),
+            "{pid}: {mine:?} {next:?}"
+        );
+        for ip in mine.iter().chain(&next) {
+            let o = ip.octets();
+            assert!(o[1] >= 1 && o[3] != 0 && o[3] != 255, "{pid}: {ip}");
+        }
+    }
+    assert_eq!(member_ips(0)[0], Ipv4Addr::new(127, 1, 0, 1));
+    assert_eq!(member_ips(84)[1], Ipv4Addr::new(127, 1, 0, 254));
+    assert_eq!(member_ips(84)[2], Ipv4Addr::new(127, 1, 1, 1));
+    assert_eq!(member_ips(max)[2], Ipv4Addr::new(127, 194, 131, 6));
 }
 
 /// The ExecStart command of a unit, continuation lines joined, split into words.
@@ -45,15 +79,9 @@ fn exec_start(unit: &str) -> Vec<String> {
 
 #[test]
 fn rendered_etcd_cluster_starts_and_is_healthy_over_tls() {
-    // A loopback /24 of our own so parallel tests and other runs do not collide.
-    let pid = std::process::id();
-    let (a, b) = (((pid >> 8) % 200 + 20) as u8, (pid % 250) as u8);
-    let ips: Vec<Ipv4Addr> = [11u8, 12, 13]
-        .iter()
-        .map(|d| Ipv4Addr::new(127, a, b, *d))
-        .collect();
-    let client_port = free_port(ips[0]);
-    let peer_port = free_port(ips[0]);
+    // Loopback addresses of our own so parallel tests and other runs do not collide.
+    let ips = member_ips(std::process::id());
+    let (client_port, peer_port) = (CLIENT_PORT, PEER_PORT);
     let hosts = format!(
         "[etcd]\n{0} NODE_NAME=etcd-a\n{1} NODE_NAME=etcd-b\n{2} NODE_NAME=etcd-c\n\n[kube_master]\n{0}\n{1}\n{2}\n",
         ips[0], ips[1], ips[2]
