@@ -480,47 +480,370 @@ mod tests {
         assert!(found[0].problem.contains("a, c"));
     }
 
-    fn os_problems(cni: &str, kernel: &str, cgroup: &str, systemd: &str) -> Problems {
-        let text =
-            format!("systemd=1\nkernel={kernel}\ncgroup={cgroup}\nsystemd_version={systemd}\n");
-        os_version_problems(cni, &Reported::parse(&text))
+    use crate::plan::{PlannedService, SshTarget, Step};
+    use std::path::PathBuf;
+
+    /// What `facts_script` prints on this machine, run with `sh`.
+    fn real_report(ports: &[u16], modules: &[String]) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(facts_script(ports, modules, &[]))
+            .output()
+            .expect("run sh");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("UTF-8 facts")
+    }
+
+    /// `report` with each `(key, value)` as its `key=value` line instead.
+    fn set(report: &str, facts: &[(&str, &str)]) -> String {
+        let mut out = String::new();
+        for line in report.lines() {
+            let key = line.split_once('=').map_or(line, |(k, _)| k);
+            match facts.iter().find(|(k, _)| *k == key) {
+                Some((k, v)) => out += &format!("{k}={v}\n"),
+                None => out += &format!("{line}\n"),
+            }
+        }
+        for (k, _) in facts {
+            let printed = report.lines().any(|l| l.starts_with(&format!("{k}=")));
+            assert!(printed, "facts_script prints no {k}=:\n{report}");
+        }
+        out
+    }
+
+    /// This machine's real report, with the facts a test machine may lack
+    /// (it may be a container without systemd, on cgroup v1, ...) healthy.
+    fn healthy() -> String {
+        set(
+            &real_report(&[], &[]),
+            &[
+                ("os", "debian 12"),
+                ("systemd", "1"),
+                ("container", "none"),
+                ("disk", "104857600"),
+                ("swap", "0"),
+                ("capbnd", "000001ffffffffff"),
+                ("kernel", "6.1.0-18-amd64"),
+                ("cgroup", "cgroup2fs"),
+                ("systemd_version", "252"),
+            ],
+        )
+    }
+
+    /// An etcd member, master and node running containerd, etcd and kubelet,
+    /// of this machine's architecture, in a Calico cluster.
+    fn plan() -> ClusterPlan {
+        let arch = deb_arch(Reported::parse(&healthy()).one("arch")).to_owned();
+        let service = |unit: &str, step| PlannedService {
+            unit: unit.into(),
+            step,
+            enable: true,
+        };
+        let host = HostPlan {
+            name: "h1".into(),
+            inventory_host: "10.0.0.11".into(),
+            address: "10.0.0.11".into(),
+            ssh: SshTarget {
+                host: "10.0.0.11".into(),
+                port: 22,
+                user: "root".into(),
+                identity_file: None,
+                become_root: false,
+            },
+            arch,
+            roles: [Role::Etcd, Role::Master, Role::Node].into_iter().collect(),
+            pool: None,
+            files: Vec::new(),
+            archives: Vec::new(),
+            services: vec![
+                service("containerd.service", Step::Containerd),
+                service("etcd.service", Step::Etcd),
+                service("kubelet.service", Step::Nodes),
+            ],
+            kernel_modules: vec!["overlay".into(), "br_netfilter".into()],
+            sysctls: Vec::new(),
+        };
+        ClusterPlan {
+            cluster_name: "c1".into(),
+            cni: "calico".into(),
+            cluster_dir: PathBuf::from("/etc/ferry/clusters/c1"),
+            kubernetes: "1.29.6".into(),
+            bundle_name: "prod".into(),
+            registry_mirrors: Vec::new(),
+            vip: None,
+            apiserver_endpoint: "https://10.0.0.11:6443".into(),
+            node_apiserver_endpoint: "https://127.0.0.1:6444".into(),
+            etcd_endpoints: vec!["https://10.0.0.11:2379".into()],
+            bin_dir: PathBuf::from("/opt/kube/bin"),
+            restrict_oom_score_adj: false,
+            admin_kubeconfig: PathBuf::from("/etc/ferry/clusters/c1/admin.kubeconfig"),
+            hosts: vec![host],
+            new_cluster: false,
+        }
+    }
+
+    /// Every per-host check of [`check_host`] on `report` (the packages'
+    /// and identity checks have their own tests), against the deploy host's
+    /// clock `local` and a bundle of the plan's architecture.
+    fn problems_at(plan: &ClusterPlan, report: &str, local: f64) -> Problems {
+        let (host, kv) = (&plan.hosts[0], Reported::parse(report));
+        let container = !kv.one("container").is_empty() && kv.one("container") != "none";
+        let platforms = [format!("linux/{}", host.arch)];
+        let mut out = platform_problems(host, &platforms, &kv);
+        out.extend(resource_problems(&kv, local));
+        out.extend(kernel_problems(plan, host, &kv, container));
+        out.extend(os_version_problems(&plan.cni, &kv));
+        out.extend(port_problems(host, &kv));
+        out
+    }
+
+    /// [`problems_at`] with the deploy host's clock equal to the report's.
+    fn problems(plan: &ClusterPlan, report: &str) -> Problems {
+        let time = Reported::parse(report).one("time").parse().unwrap_or(0.0);
+        problems_at(plan, report, time)
+    }
+
+    fn error(text: &str) -> Problems {
+        vec![(text.to_owned(), false)]
+    }
+
+    fn warning(text: &str) -> Problems {
+        vec![(text.to_owned(), true)]
     }
 
     #[test]
-    fn kernel_cgroup_and_systemd_versions_are_checked() {
-        assert!(os_problems("cilium", "6.1.0-18-amd64", "cgroup2fs", "252").is_empty());
-        assert!(os_problems("calico", "5.4.0-150-generic", "cgroup2fs", "249").is_empty());
+    fn a_healthy_report_has_no_problem() {
+        let report = healthy();
+        assert_eq!(problems(&plan(), &report), Problems::new(), "{report}");
+        // Against the real clock too: the report was made just now.
+        assert_eq!(problems_at(&plan(), &report, now()), Problems::new());
+    }
+
+    #[test]
+    fn clock_skew_beyond_the_limit_is_an_error() {
+        let (plan, report) = (plan(), healthy());
+        let t: f64 = Reported::parse(&report).one("time").parse().unwrap();
+        let skew = "fix time sync (chrony) first; TLS and etcd need it";
+        assert_eq!(
+            problems_at(&plan, &report, t - 30.0),
+            error(&format!(
+                "clock differs from the deploy host by 30.0s (limit 5s): {skew}"
+            ))
+        );
+        assert_eq!(
+            problems_at(&plan, &report, t + 7.5),
+            error(&format!(
+                "clock differs from the deploy host by -7.5s (limit 5s): {skew}"
+            ))
+        );
+        assert_eq!(problems_at(&plan, &report, t + 4.5), Problems::new());
+        let report = set(&report, &[("time", "%s.%N")]);
+        assert_eq!(
+            problems(&plan, &report),
+            error("cannot read the clock: \"%s.%N\"")
+        );
+    }
+
+    #[test]
+    fn too_little_disk_is_an_error() {
+        let report = set(&healthy(), &[("disk", "1048576")]);
+        assert_eq!(
+            problems(&plan(), &report),
+            error("only 1024 MiB free on / (need 2048 MiB)")
+        );
+        let report = set(&healthy(), &[("disk", "")]);
+        assert_eq!(
+            problems(&plan(), &report),
+            error("cannot read free disk space on /")
+        );
+    }
+
+    #[test]
+    fn swap_on_is_a_warning() {
+        let report = set(&healthy(), &[("swap", "1")]);
+        assert_eq!(
+            problems(&plan(), &report),
+            warning("swap is on: the OS baseline turns it off (kubelet needs that)")
+        );
+    }
+
+    #[test]
+    fn an_os_not_tried_is_a_warning() {
+        let report = set(&healthy(), &[("os", "gentoo 2.15")]);
+        assert_eq!(
+            problems(&plan(), &report),
+            warning("operating system \"gentoo 2.15\" has not been tried with ferry")
+        );
+    }
+
+    #[test]
+    fn no_systemd_is_an_error() {
+        let report = set(&healthy(), &[("systemd", "0"), ("systemd_version", "")]);
+        assert_eq!(
+            problems(&plan(), &report),
+            error("not running systemd (OS debian 12): ferry installs systemd units")
+        );
+    }
+
+    #[test]
+    fn an_architecture_other_than_the_plans_is_an_error() {
+        let mut plan = plan();
+        plan.hosts[0].arch = "arm64".into();
+        let report = set(&healthy(), &[("arch", "x86_64")]);
+        let (host, kv) = (&plan.hosts[0], Reported::parse(&report));
+        let both = ["linux/amd64".to_owned(), "linux/arm64".to_owned()];
+        assert_eq!(
+            platform_problems(host, &both, &kv),
+            error("architecture is amd64 (x86_64) but the inventory/plan says arm64")
+        );
+    }
+
+    #[test]
+    fn an_architecture_the_bundle_lacks_is_an_error() {
+        let mut plan = plan();
+        plan.hosts[0].arch = "arm64".into();
+        let report = set(&healthy(), &[("arch", "aarch64")]);
+        let kv = Reported::parse(&report);
+        assert_eq!(
+            platform_problems(&plan.hosts[0], &["linux/amd64".to_owned()], &kv),
+            error("architecture arm64 is not in the bundle (it has linux/amd64): build a bundle with --platform linux/arm64")
+        );
+    }
+
+    #[test]
+    fn a_missing_kernel_module_is_reported_for_real() {
+        // A module this machine has (loaded or built in), and one nobody has.
+        let present = std::fs::read_dir("/sys/module")
+            .expect("/sys/module")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .next()
+            .expect("a module in /sys/module");
+        let modules = [present, "ferry_no_such_module".to_owned()];
+        let real = real_report(&[], &modules);
+        assert!(real.contains("\nnomod=ferry_no_such_module\n"), "{real}");
+        assert!(!real.contains(&format!("nomod={}\n", modules[0])), "{real}");
+        let nomod: Vec<&str> = real.lines().filter(|l| l.starts_with("nomod=")).collect();
+        let report = healthy() + &nomod.join("\n") + "\n";
+        assert_eq!(
+            problems(&plan(), &report),
+            error("kernel module ferry_no_such_module is neither loaded nor available (modprobe -n ferry_no_such_module fails): install the kernel's modules package")
+        );
+        // In a container the host kernel's modules apply: a warning.
+        let report = set(&report, &[("container", "lxc")]);
+        assert_eq!(
+            problems(&plan(), &report),
+            warning("kernel module ferry_no_such_module is not loaded; in a container the host kernel's modules apply")
+        );
+    }
+
+    #[test]
+    fn no_cap_sys_resource_with_containerd_is_an_error_unless_restricted() {
+        // CapBnd without bit 24 (CAP_SYS_RESOURCE), as in a Docker or LXC container.
+        let report = set(&healthy(), &[("capbnd", "000001fffeffffff")]);
+        let mut plan = plan();
+        let found = problems(&plan, &report);
+        let [(text, false)] = &found[..] else {
+            panic!("{found:?}");
+        };
+        assert!(
+            text.starts_with("cannot lower OOM scores (no CAP_SYS_RESOURCE")
+                && text.ends_with("set CONTAINERD_RESTRICT_OOM_SCORE_ADJ: true in config.yml"),
+            "{text}"
+        );
+        plan.restrict_oom_score_adj = true;
+        assert_eq!(problems(&plan, &report), Problems::new());
+    }
+
+    #[test]
+    fn a_kernel_below_the_minimum_is_an_error() {
+        let mut plan = plan();
+        let report = set(&healthy(), &[("kernel", "4.18.0-513.el8.x86_64")]);
+        assert_eq!(
+            problems(&plan, &report),
+            error("kernel 4.18.0-513.el8.x86_64 is older than 5.4, the guide's minimum for Kubernetes nodes: upgrade the kernel")
+        );
         // Cilium needs 5.10; Calico nodes 5.4.
-        let p = os_problems("cilium", "5.4.0-150-generic", "cgroup2fs", "249");
-        assert_eq!(p.len(), 1);
-        assert!(
-            p[0].0
-                .contains("older than 5.10, the guide's minimum with Cilium")
-                && !p[0].1,
-            "{p:?}"
+        let report = set(&healthy(), &[("kernel", "5.4.0-150-generic")]);
+        assert_eq!(problems(&plan, &report), Problems::new());
+        plan.cni = "cilium".into();
+        assert_eq!(
+            problems(&plan, &report),
+            error("kernel 5.4.0-150-generic is older than 5.10, the guide's minimum with Cilium: upgrade the kernel")
         );
-        let p = os_problems("calico", "4.18.0-513.el8.x86_64", "cgroup2fs", "239");
-        assert!(
-            p[0].0
-                .starts_with("kernel 4.18.0-513.el8.x86_64 is older than 5.4")
-                && !p[0].1,
-            "{p:?}"
+        let report = set(&healthy(), &[("kernel", "")]);
+        assert_eq!(
+            problems(&plan, &report),
+            error("cannot read the kernel version: \"\"")
         );
-        // cgroup v1 is a warning; an old systemd an error.
-        let p = os_problems("calico", "5.15.0", "tmpfs", "252");
-        assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn cgroup_v1_is_a_warning() {
+        let report = set(&healthy(), &[("cgroup", "tmpfs")]);
+        let found = problems(&plan(), &report);
+        assert_eq!(found.len(), 1, "{found:?}");
         assert!(
-            p[0].0.starts_with("cgroup v1 (/sys/fs/cgroup is tmpfs)") && p[0].1,
-            "{p:?}"
+            found[0]
+                .0
+                .starts_with("cgroup v1 (/sys/fs/cgroup is tmpfs): ")
+                && found[0].1,
+            "{found:?}"
         );
-        let p = os_problems("calico", "5.15.0", "cgroup2fs", "219");
-        assert!(
-            p[0].0.contains("systemd 219 is older than 239") && !p[0].1,
-            "{p:?}"
+    }
+
+    #[test]
+    fn an_old_systemd_is_an_error() {
+        let report = set(&healthy(), &[("systemd_version", "219")]);
+        assert_eq!(
+            problems(&plan(), &report),
+            error("systemd 219 is older than 239: ferry's units need a newer systemd")
         );
-        // What cannot be read is said, not passed.
-        let p = os_problems("calico", "", "cgroup2fs", "");
-        assert_eq!(p.len(), 2, "{p:?}");
+        let report = set(&healthy(), &[("systemd_version", "")]);
+        assert_eq!(
+            problems(&plan(), &report),
+            error("cannot read systemd's version: \"\"")
+        );
+    }
+
+    /// The unit this process runs in, as the facts script finds it.
+    fn own_unit() -> String {
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        cgroup
+            .split(['/', '\n'])
+            .find(|part| part.ends_with(".service"))
+            .unwrap_or("unknown")
+            .to_owned()
+    }
+
+    #[test]
+    fn a_port_in_use_is_reported_for_real_with_its_unit() {
+        // A listener this test holds on a port of the host's list.
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = held.local_addr().expect("address").port();
+        let real = real_report(&[port], &[]);
+        let unit = own_unit();
+        assert!(real.contains(&format!("\nport={port} {unit}\n")), "{real}");
+        let line = real.lines().find(|l| l.starts_with("port=")).unwrap();
+        let report = format!("{}{line}\n", healthy());
+        assert_eq!(
+            problems(&plan(), &report),
+            error(&format!(
+                "port {port} is already in use by {unit}: stop it or free the port"
+            ))
+        );
+        drop(held);
+    }
+
+    #[test]
+    fn a_port_held_by_the_hosts_own_unit_is_no_problem() {
+        let report = healthy() + "port=2379 etcd.service\n";
+        assert_eq!(problems(&plan(), &report), Problems::new());
+        let report = healthy() + "port=2379 docker.service\n";
+        assert_eq!(
+            problems(&plan(), &report),
+            error("port 2379 is already in use by docker.service: stop it or free the port")
+        );
     }
 
     #[test]
