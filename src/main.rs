@@ -59,6 +59,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            ferry_installer::interrupt::wait_if_requested();
             eprintln!("error: {err:#}");
             ExitCode::from(cli::exit_code(&err))
         }

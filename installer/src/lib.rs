@@ -4,6 +4,7 @@ pub mod deploy;
 pub mod exec;
 pub mod images;
 pub mod install;
+pub mod interrupt;
 pub mod plan;
 pub mod registry;
 pub mod store;

@@ -8,6 +8,7 @@
 //! `.staging/` is touched until the reader returned Ok, so any failure leaves
 //! the data dir as it was.
 
+use crate::interrupt::{remove_on_interrupt, OnInterrupt, Removal};
 use crate::store::{Store, StoreError, IMAGE_BLOB_PREFIX};
 use crate::unpack_writer::{read_full, FileWriter};
 use ferry_bundles::manifest::{MANIFEST_PATH, SIGNATURE_PATH};
@@ -231,6 +232,9 @@ struct StoreSink<'a> {
 
 impl EntrySink for StoreSink<'_> {
     fn file(&mut self, entry: &FileEntry, content: &mut dyn Read) -> ferry_bundles::Result<()> {
+        if crate::interrupt::requested() {
+            return Err(ferry_bundles::Error::Invalid("interrupted".into()));
+        }
         self.files += 1;
         self.bytes += entry.size;
         if let Some(hex) = entry.path.strip_prefix(IMAGE_BLOB_PREFIX) {
@@ -383,6 +387,8 @@ struct Staging {
     path: PathBuf,
     /// The data dir when this unpack created it: removed again if still empty.
     created: Option<PathBuf>,
+    /// The same removals if the process is interrupted (Ctrl-C) instead.
+    _on_interrupt: Vec<OnInterrupt>,
 }
 
 impl Staging {
@@ -391,9 +397,18 @@ impl Staging {
             .prefix("unpack-")
             .tempdir_in(root)
             .map_err(|e| StoreError::io(root, e))?;
+        let path = dir.keep();
+        let mut on_interrupt = vec![
+            remove_on_interrupt(&path, Removal::Tree),
+            remove_on_interrupt(root, Removal::IfEmpty),
+        ];
+        if let Some(data_dir) = &created {
+            on_interrupt.push(remove_on_interrupt(data_dir, Removal::IfEmpty));
+        }
         Ok(Staging {
-            path: dir.keep(),
+            path,
             created,
+            _on_interrupt: on_interrupt,
         })
     }
 }
