@@ -424,9 +424,33 @@ fn an_unpack_that_skipped_the_signature_is_remembered() {
         err.contains("prod-a") && err.contains("--insecure-skip-signature"),
         "{err}"
     );
+    let inspect = |json: bool| {
+        let mut c = ferry();
+        c.args(["bundle", "inspect", "--data-dir"])
+            .arg(&data)
+            .arg(&a.path);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(
+        inspect(false).contains("WITHOUT a signature check (--insecure-skip-signature)"),
+        "{}",
+        inspect(false)
+    );
 
     report(&unpack(&a.path, &public, &data, &[]));
     assert_eq!(store.signature_checked("prod-a"), Some(true));
+    assert!(inspect(false).contains("(signature checked at unpack)"));
+    let json: serde_json::Value = serde_json::from_str(&inspect(true)).unwrap();
+    assert_eq!(json["unpacked"]["signature_checked"], true, "{json}");
 }
 
 /// One unpack at a time per data dir, and what a killed unpack left in
@@ -477,4 +501,88 @@ fn unpack_holds_a_lock_and_sweeps_what_a_killed_unpack_left() {
         "stale staging left"
     );
     check_unpacked(&data, &a);
+}
+
+/// Ctrl-C in the middle of an unpack removes its staging directory (and the
+/// data dir it created) and moves nothing into place.
+#[test]
+fn an_interrupted_unpack_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, secret) = keypair(dir.path(), "k");
+    let a = make_bundle(
+        dir.path(),
+        "prod-a",
+        REFS_A,
+        8_000_000,
+        2_000_000,
+        Some(&secret),
+    );
+    let data = dir.path().join("data");
+    let mut child = ferry()
+        .args(["bundle", "unpack", "--trust"])
+        .arg(&public)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg(&a.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let staging = data.join(".staging");
+    let started = std::time::Instant::now();
+    let in_progress = || {
+        std::fs::read_dir(&staging)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("unpack-"))
+            })
+            .unwrap_or(false)
+    };
+    while !in_progress() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the unpack ended before its staging directory was seen"
+        );
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no staging directory appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Stopped first, so the interrupt lands mid-unpack whatever the load.
+    for signal in ["-STOP", "-INT", "-CONT"] {
+        let killed = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!staging.exists(), "staging left: {:?}", walk(&staging));
+    assert!(
+        !data.join("bundles/prod-a").exists(),
+        "a bundle was moved into place"
+    );
+    assert!(!data.exists(), "the data dir this unpack created is left");
+
+    report(&unpack(&a.path, &public, &data, &[]));
+    check_unpacked(&data, &a);
+}
+
+/// Every path under `dir`, relative to it.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        out.push(p.strip_prefix(dir).unwrap().display().to_string());
+        if p.is_dir() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            out.extend(walk(&p).into_iter().map(|c| format!("{name}/{c}")));
+        }
+    }
+    out
 }

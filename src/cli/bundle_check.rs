@@ -21,6 +21,10 @@ pub struct InspectArgs {
     pub bundle: PathBuf,
     #[arg(long)]
     pub json: bool,
+    /// Where install and unpack keep bundles: whether this bundle is
+    /// unpacked there, and whether its signature was checked then.
+    #[arg(long, default_value = "/var/lib/ferry")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -76,6 +80,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         BundleSource::Single(_) => 1,
         BundleSource::Parts { parts, .. } => parts.len(),
     };
+    let unpacked = ferry_installer::store::Store::open(&args.data_dir).signature_checked(&m.name);
     if args.json {
         let out = serde_json::json!({
             "bundle": src.display(),
@@ -86,6 +91,10 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             "files_in_base": m.files.len() - carried.len(),
             "signed": head.signature.is_some(),
             "trusted_comment": head.signature.as_deref().and_then(trusted_comment),
+            "unpacked": unpacked.map(|checked| serde_json::json!({
+                "data_dir": args.data_dir,
+                "signature_checked": checked,
+            })),
             "manifest": m,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -111,6 +120,17 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             trusted_comment(sig).unwrap_or("")
         ),
         None => println!("signature:   none (unsigned)"),
+    }
+    match unpacked {
+        Some(true) => println!(
+            "unpacked:    in {} (signature checked at unpack)",
+            args.data_dir.display()
+        ),
+        Some(false) => println!(
+            "unpacked:    in {}, WITHOUT a signature check (--insecure-skip-signature); unpack it again with --trust KEY.pub",
+            args.data_dir.display()
+        ),
+        None => {}
     }
     if let Some(base) = &m.base {
         println!(
