@@ -165,7 +165,10 @@ async fn host_status(plan: &ClusterPlan, host: &HostPlan, opts: &DeployOptions) 
                 .map(|c| format!("--cacert {}", sh_quote(c)))
                 .unwrap_or_default();
             let ok = exec
-                .run(&format!("curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 {ca_arg} https://{m}/v2/"))
+                .run(&format!(
+                    "curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 {ca_arg} {}",
+                    sh_quote(&format!("https://{m}/v2/"))
+                ))
                 .await
                 .map(|o| o.stdout.trim() == "200")
                 .unwrap_or(false);
