@@ -543,3 +543,51 @@ fn with_var(line: &str, key: &str, value: &str) -> String {
     words.push(format!("{key}={value}"));
     words.join(" ")
 }
+
+/// Through `ferry plan`: a hostile value in any config.yml key ferry reads
+/// is refused naming the file, the key's line and the key, and nothing is
+/// written. (Each kind's limits are unit-tested in the plan module.)
+#[test]
+fn every_config_key_refuses_a_hostile_value_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = common::plan::guide_dir();
+    let guide = std::fs::read_to_string(g.join("config.yml")).unwrap();
+    let mut failures = Vec::new();
+    let keys = ferry_installer::plan::config::known_keys();
+    let values = [
+        "x\" --y=\"z\n$(touch /tmp/ferry-pwned)",
+        "x\" --y=\"z $(touch /tmp/ferry-pwned)",
+        "../../etc/cron.d/x",
+    ];
+    for (key, hostile) in keys.iter().flat_map(|k| values.iter().map(move |v| (k, v))) {
+        // The guide's own line for the key goes; the hostile one is last.
+        let mut kept: Vec<&str> = Vec::new();
+        let mut in_key = false;
+        for l in guide.lines() {
+            // The key's own lines: its `KEY:` line and what is nested under it.
+            in_key = l.starts_with(&format!("{key}:")) || (in_key && l.starts_with([' ', '-']));
+            if !in_key {
+                kept.push(l);
+            }
+        }
+        let text = format!(
+            "{}\n{key}: {}\n",
+            kept.join("\n"),
+            serde_json::to_string(hostile).unwrap()
+        );
+        let line = kept.len() + 1;
+        let config = tmp.path().join("config.yml");
+        std::fs::write(&config, text).unwrap();
+        let cluster = tmp.path().join(format!("c-{key}-{}", hostile.len()));
+        let out = plan_cmd(&g.join("hosts"), &config, &g.join("bundle.json"), &cluster)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let at = format!("{}:{line}", config.display());
+        let named = err.lines().any(|l| l.contains(&at));
+        if out.status.code() != Some(1) || !named || cluster.exists() {
+            failures.push(format!("{key}={hostile:?}: {err}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

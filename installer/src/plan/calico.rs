@@ -144,6 +144,12 @@ fn is_destination(s: &str) -> bool {
             }))
 }
 
+/// What is wrong with an `IP_AUTODETECTION_METHOD` as config.yml gives it
+/// (kubeasz's first-master template stands for an address).
+pub fn autodetect_problem(method: &str) -> Option<String> {
+    parse_autodetect(&method.replace(FIRST_MASTER_JINJA, "192.0.2.1")).err()
+}
+
 fn parse_autodetect(method: &str) -> Result<Autodetect, String> {
     const FORMS: &str = "use first-found, can-reach=DEST, interface=REGEX, skip-interface=REGEX, cidr=CIDR[,CIDR] or kubernetes-internal-ip";
     match method.split_once('=') {

@@ -209,6 +209,11 @@ const KNOWN_KEYS: &[&str] = &[
     "EX_LB_MAXCONN",
 ];
 
+/// Every config.yml key ferry reads (the others are ignored with a warning).
+pub fn known_keys() -> &'static [&'static str] {
+    KNOWN_KEYS
+}
+
 /// Keys whose value is a per-host template, evaluated when hosts are known.
 const PER_HOST_KEYS: &[&str] = &["K8S_NODENAME"];
 

@@ -83,10 +83,8 @@ const KINDS: &[(&str, Shape)] = &[
 ];
 
 /// String-valued keys typed elsewhere: `K8S_NODENAME` is a per-host template
-/// whose result is checked as a node name per host, and
-/// `IP_AUTODETECTION_METHOD` is parsed into Calico's forms (see
-/// [`crate::plan::calico`]).
-pub const CHECKED_WHERE_USED: &[&str] = &["K8S_NODENAME", "IP_AUTODETECTION_METHOD"];
+/// whose result is checked as a node name per host.
+pub const CHECKED_WHERE_USED: &[&str] = &["K8S_NODENAME"];
 
 /// Whether `key` has a kind here.
 pub fn has_kind(key: &str) -> bool {
@@ -111,6 +109,16 @@ pub fn check(
                 message,
             });
         }
+    }
+    // Calico's forms (see crate::plan::calico), checked whatever the CNI.
+    const AUTODETECT: &str = "IP_AUTODETECTION_METHOD";
+    if let Some(reason) = map.get(AUTODETECT).and_then(scalar).and_then(|m| {
+        crate::plan::calico::autodetect_problem(&m).map(|r| format!("{AUTODETECT} {m:?}: {r}"))
+    }) {
+        problems.push(Problem {
+            origin: Origin::new(path, lines.get(AUTODETECT).copied().unwrap_or(0)),
+            message: reason,
+        });
     }
     problems
 }

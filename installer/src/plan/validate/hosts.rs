@@ -197,7 +197,11 @@ fn node_name(c: &mut Checker, cfg: &Config, host: &str) -> (String, bool) {
     if let Some(t) = &cfg.k8s_nodename {
         let scope = c.scope.for_host(c.inv, host);
         match scope.eval(&t.value) {
-            Ok(name) if !name.is_empty() => return (name, false),
+            Ok(name) if valid_dns_name(&name) => return (name, true),
+            Ok(name) if !name.is_empty() => c.fail(
+                &t.origin,
+                format!("K8S_NODENAME gives host {host} the node name {name:?}, which is not lower-case letters, digits, '-' or '.'"),
+            ),
             Ok(_) => c.fail(&t.origin, format!("K8S_NODENAME is empty for host {host}")),
             Err(e) => c.fail(
                 &t.origin,
