@@ -7,9 +7,10 @@
 //!   depend on it (nodes and addons are skipped without a control plane; the
 //!   control plane goes on with 2 of 3 etcd members) and a re-run, once the
 //!   host is back, converges;
-//! - `ferry install` SIGKILLed after preflight, during uploads and during unit
-//!   restarts, then run again, converges and leaves no temporary upload file
-//!   on any host.
+//! - `ferry install` SIGKILLed while dpkg installs the OS packages, during
+//!   the upload of the binaries and while etcd members restart, then run
+//!   again, converges and leaves no temporary upload file (nor the package
+//!   step's policy-rc.d) on any host.
 //!
 //! A step is held open on a host by a systemd drop-in the test adds there
 //! (`ExecStartPre=/bin/sleep`), so the fault lands while ferry waits for the
