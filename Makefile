@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 N ?= 7
 
-.PHONY: all build release deps test e2e lint fmt static demo bench rig-up rig-down clean
+.PHONY: all build release deps test e2e lint fmt static demo bench rig-up rig-down clean fuzz
 
 all: build
 
@@ -29,6 +29,9 @@ fmt:
 
 test:            ## unit, integration and end-to-end tests (needs root and the deps)
 	$(CARGO) test --workspace --no-fail-fast
+
+fuzz:            ## every fuzz target for FUZZ_SECONDS (default 60) each; fails on a crash
+	fuzz/run.sh
 
 e2e:
 	$(CARGO) test --test '*' --no-fail-fast

@@ -367,8 +367,10 @@ async fn blob(
     resp
 }
 
+/// Public only for the fuzz target (fuzz/fuzz_targets/registry_route.rs).
+#[doc(hidden)]
 #[derive(Debug, PartialEq, Eq)]
-enum RangeSpec {
+pub enum RangeSpec {
     /// Not a single byte range we understand: serve the whole blob (allowed by RFC 9110).
     Ignore,
     /// Inclusive bounds.
@@ -376,7 +378,8 @@ enum RangeSpec {
     Unsatisfiable,
 }
 
-fn parse_range(spec: &str, size: u64) -> RangeSpec {
+#[doc(hidden)]
+pub fn parse_range(spec: &str, size: u64) -> RangeSpec {
     let Some(set) = spec.trim().strip_prefix("bytes=") else {
         return RangeSpec::Ignore;
     };
