@@ -479,4 +479,38 @@ fn an_install_killed_at_several_points_converges_when_run_again() {
             "{h}: the run after convergence changed something: {r}"
         );
     }
+
+    // A run killed after it placed a step's files but before it restarted
+    // the step's units leaves the step marked pending (written before any
+    // file of the step changes): the next run restarts those units although
+    // no file differs any more, and clears the mark.
+    let marker = "/var/lib/ferry/pending/etcd";
+    rig.sh(
+        "h1",
+        &format!("mkdir -p /var/lib/ferry/pending && : > {marker}"),
+    );
+    let (ok, report) = s.install();
+    assert_all_ok(ok, &report, "the run after a kill before the restart");
+    let restarted = |h: &str| -> Vec<String> {
+        row(&report, h)["restarted_units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        restarted("h1"),
+        vec!["etcd.service".to_string()],
+        "{report}"
+    );
+    assert!(
+        restarted("h2").is_empty() && restarted("h3").is_empty(),
+        "{report}"
+    );
+    assert_eq!(
+        rig.sh("h1", &format!("ls {marker} 2>/dev/null || true"))
+            .trim(),
+        ""
+    );
 }

@@ -217,9 +217,17 @@ pub async fn wait_active(exec: &Executor, units: &[String]) -> StepResult {
     }
 }
 
+/// Where a host remembers a step whose units may not have been restarted
+/// since its files were placed (a run killed in between).
+const PENDING_DIR: &str = "/var/lib/ferry/pending";
+
 /// Runs `step` on one host.
 pub async fn run_step(ctx: &DeployContext, run: &mut HostRun, step: Step) -> StepResult {
     run.step_changed = false;
+    let has_services = run.plan.services.iter().any(|s| s.step == step);
+    if has_services {
+        run.step_changed = mark_pending(run, step).await?;
+    }
     place_files(ctx, run, step).await?;
     place_archives(ctx, run, step).await?;
     match step {
@@ -229,7 +237,34 @@ pub async fn run_step(ctx: &DeployContext, run: &mut HostRun, step: Step) -> Ste
         }
         _ => {}
     }
-    services(run, step).await
+    services(run, step).await?;
+    if has_services {
+        let marker = sh_quote(&format!("{PENDING_DIR}/{}", step.as_str()));
+        run.exec()?
+            .check(&format!("rm -f {marker}"))
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Marks `step` pending on the host before any of its files change, and
+/// whether an earlier run left it pending: then its units are restarted
+/// even when no file differs now.
+async fn mark_pending(run: &mut HostRun, step: Step) -> Result<bool, String> {
+    let dir = sh_quote(PENDING_DIR);
+    let marker = sh_quote(&format!("{PENDING_DIR}/{}", step.as_str()));
+    let script =
+        format!("if [ -e {marker} ]; then echo pending; fi; mkdir -p {dir} && : > {marker}");
+    let out = run.exec()?.check(&script).await.map_err(err)?;
+    let pending = out.lines().any(|l| l == "pending");
+    if pending {
+        run.exec()?.log().line(&format!(
+            "step {}: an earlier run stopped before restarting its units; restarting them",
+            step.as_str()
+        ));
+    }
+    Ok(pending)
 }
 
 /// Whether `host` has anything to do in `step`.
