@@ -503,7 +503,7 @@ fn control_characters(path: &Path, text: &str, map: &BTreeMap<String, Yaml>) -> 
 }
 
 /// A scalar's text as a Jinja variable sees it.
-fn scalar_text(v: &Yaml) -> Option<String> {
+pub(crate) fn scalar_text(v: &Yaml) -> Option<String> {
     match v {
         Yaml::String(s) => Some(s.clone()),
         Yaml::Number(n) => Some(n.to_string()),

@@ -2,6 +2,7 @@
 //! numbers are typed where they are read): a value outside its kind is an
 //! error naming the file, the key's line, the key and what is allowed.
 
+use crate::plan::config::scalar_text;
 use crate::plan::error::{Origin, Problem};
 use crate::plan::value_kind::Kind;
 use serde_norway::Value as Yaml;
@@ -112,7 +113,7 @@ pub fn check(
     }
     // Calico's forms (see crate::plan::calico), checked whatever the CNI.
     const AUTODETECT: &str = "IP_AUTODETECTION_METHOD";
-    if let Some(reason) = map.get(AUTODETECT).and_then(scalar).and_then(|m| {
+    if let Some(reason) = map.get(AUTODETECT).and_then(scalar_text).and_then(|m| {
         crate::plan::calico::autodetect_problem(&m).map(|r| format!("{AUTODETECT} {m:?}: {r}"))
     }) {
         problems.push(Problem {
@@ -127,7 +128,7 @@ pub fn check(
 fn shape_problems(key: &str, shape: Shape, value: &Yaml) -> Vec<String> {
     match (shape, value) {
         (OneOrEmpty(_), Yaml::String(s)) if s.is_empty() => vec![],
-        (One(kind) | OneOrEmpty(kind), v) => scalar(v)
+        (One(kind) | OneOrEmpty(kind), v) => scalar_text(v)
             .and_then(|s| kind.check(&s))
             .map(|m| format!("{key}: {m}"))
             .into_iter()
@@ -136,18 +137,18 @@ fn shape_problems(key: &str, shape: Shape, value: &Yaml) -> Vec<String> {
             .iter()
             .enumerate()
             .filter_map(|(i, v)| {
-                let m = kind.check(&scalar(v)?)?;
+                let m = kind.check(&scalar_text(v)?)?;
                 Some(format!("{key}[{i}]: {m}"))
             })
             .collect(),
         (Map(names, kind), Yaml::Mapping(m)) => m
             .iter()
             .filter_map(|(k, v)| {
-                let k = scalar(k)?;
+                let k = scalar_text(k)?;
                 if !names.contains(&k.as_str()) {
                     return Some(format!("{key}: {k:?} is not one of {}", names.join(", ")));
                 }
-                let m = kind.check(&scalar(v)?)?;
+                let m = kind.check(&scalar_text(v)?)?;
                 Some(format!("{key}.{k}: {m}"))
             })
             .collect(),
@@ -157,15 +158,5 @@ fn shape_problems(key: &str, shape: Shape, value: &Yaml) -> Vec<String> {
             vec![format!("{key} must be a list")]
         }
         _ => vec![],
-    }
-}
-
-/// A scalar's text; other shapes are reported where the key is read.
-fn scalar(v: &Yaml) -> Option<String> {
-    match v {
-        Yaml::String(s) => Some(s.clone()),
-        Yaml::Number(n) => Some(n.to_string()),
-        Yaml::Bool(b) => Some(b.to_string()),
-        _ => None,
     }
 }

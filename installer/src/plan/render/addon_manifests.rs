@@ -53,12 +53,7 @@ impl RenderedAddon {
 }
 
 fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    crate::plan::value_kind::Kind::DnsLabel.accepts(s)
 }
 
 /// Values that go into Corefiles and certificate names, where YAML escaping
