@@ -243,12 +243,13 @@ impl BundleManifest {
     }
 
     /// Total bytes of content carried in this bundle's tar (excludes `in_base`).
+    /// Saturates: `bundle inspect` shows an unverified manifest, whose sizes
+    /// may add up past u64 (a plain sum panics or wraps).
     pub fn content_bytes(&self) -> u64 {
         self.files
             .iter()
             .filter(|f| !f.in_base)
-            .map(|f| f.size)
-            .sum()
+            .fold(0u64, |sum, f| sum.saturating_add(f.size))
     }
 }
 
