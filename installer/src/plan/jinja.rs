@@ -13,6 +13,11 @@ use std::collections::BTreeMap;
 /// Ansible templates a value again while it still holds Jinja (a variable
 /// whose value is itself a template); this bounds that.
 const MAX_PASSES: usize = 8;
+/// Work one evaluation may do (minijinja fuel: about one per instruction or
+/// per 64 bytes made). kubeasz's values need a few hundred; this stops a
+/// value like nested `range(100000)` loops before it hangs the plan or fills
+/// memory (about 6 MB at most).
+const FUEL: u64 = 100_000;
 
 /// True when `text` holds a Jinja expression or statement.
 pub fn is_jinja(text: &str) -> bool {
@@ -83,6 +88,7 @@ impl Scope {
     pub fn eval(&self, text: &str) -> Result<String, String> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
         let mut context = self.vars.clone();
         context.extend(self.extra.clone());
         let mut out = text.to_string();
