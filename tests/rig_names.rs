@@ -127,3 +127,42 @@ fn rigs_of_a_run_have_their_own_names_and_a_held_network_is_refused() {
     assert!(err.contains(&holder), "no {holder:?} in:\n{err}");
     assert_nothing_left(&refused_name(&err));
 }
+
+/// Pids are reused (pid_max may be 32768): a process that took the pid a rig
+/// recorded for a host that is gone survives that rig's `down`, and a host
+/// recorded with its own start time is still removed.
+#[test]
+fn down_kills_only_the_processes_the_rig_started() {
+    let dir = std::env::temp_dir().join(format!("ferry-rig-pids-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut bystander = Command::new("sleep").arg("300").spawn().expect("sleep");
+    let mut own = Command::new("sleep").arg("300").spawn().expect("sleep");
+    let start = |pid: u32| -> String {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        after_comm.split_whitespace().nth(19).unwrap().to_owned()
+    };
+    // The bystander's pid as a dead host's: recorded with another start time.
+    let state = format!(
+        "rigdir {0}\nproc {1} h1 1\nproc {2} h2 {3}\n",
+        dir.display(),
+        bystander.id(),
+        own.id(),
+        start(own.id())
+    );
+    std::fs::write(dir.join("state"), state).unwrap();
+    let out = Command::new(rig_script())
+        .arg("down")
+        .env("FERRY_RIG_DIR", &dir)
+        .env("FERRY_RIG_ID", "fnp")
+        .output()
+        .expect("run rig.sh down");
+    assert!(out.status.success(), "{out:?}");
+    let own_status = own.wait().unwrap();
+    let bystander_alive = bystander.try_wait().unwrap().is_none();
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!own_status.success(), "the recorded process was not killed");
+    assert!(bystander_alive, "down killed a process it did not start");
+}

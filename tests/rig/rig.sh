@@ -268,7 +268,9 @@ start_host() {
       "$SELF" __init "$h"
   ) >>"$d/console.log" 2>&1 &
   pid=$!
-  record "proc $pid $h"
+  # With its start time: pids are reused (pid_max may be 32768), and `down`
+  # must never kill a process that took a dead host's pid.
+  record "proc $pid $h $(proc_start "$pid")"
   echo "$pid" >"$d/unshare.pid"
 }
 
@@ -280,6 +282,15 @@ host_pid() {
   c=$(cat /proc/"$up"/task/*/children 2>/dev/null | awk '{print $1}')
   [ -n "$c" ] || return 1
   echo "$c"
+}
+
+# Whether a host's unshare is still there (it may not have forked its PID 1
+# yet on a loaded machine: that is starting, not exited).
+host_started() {
+  local up state
+  up=$(cat "$RIG_DIR/$1/unshare.pid" 2>/dev/null) || return 1
+  state=$(sed -E 's/^.*\) //' "/proc/$up/stat" 2>/dev/null | awk '{print $1}')
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
 }
 
 write_ssh_files() {
@@ -311,7 +322,7 @@ wait_ssh() {
         tail -n 30 "$RIG_DIR/h$i/console.log" >&2 || true
         return 1
       fi
-      host_pid "h$i" >/dev/null || { log "h$i: its init exited; console log follows"; tail -n 30 "$RIG_DIR/h$i/console.log" >&2; return 1; }
+      host_started "h$i" || { log "h$i: its init exited; console log follows"; tail -n 30 "$RIG_DIR/h$i/console.log" >&2; return 1; }
       sleep 0.2
     done
   done
@@ -401,19 +412,26 @@ cmd_up() {
   log "$n hosts up; ssh -F $RIG_DIR/ssh_config h1"
 }
 
+# A process's start time (clock ticks since boot), empty when it is gone.
+proc_start() {
+  sed -E 's/^.*\) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'
+}
+
 kill_host_procs() {
-  local pid=$1 c
+  local pid=$1 started=$2 c
+  # Not the process recorded: its pid now belongs to another.
+  [ -z "$started" ] || [ "$(proc_start "$pid")" = "$started" ] || return 0
   for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do kill -KILL "$c" 2>/dev/null || true; done
   kill -KILL "$pid" 2>/dev/null || true
 }
 
 cmd_down() {
   [ -e "$STATE" ] || { rmdir "$RIG_DIR" 2>/dev/null || true; log "nothing to remove ($STATE not found)"; return 0; }
-  local kind a b
+  local kind a b c
   # Processes first: killing a host's PID 1 ends its whole PID namespace.
-  while read -r kind a b; do
+  while read -r kind a b c; do
     [ "$kind" = proc ] || continue
-    [ -d "/proc/$a" ] && kill_host_procs "$a"
+    [ -d "/proc/$a" ] && kill_host_procs "$a" "$c"
   done <"$STATE"
   # Wait until each host cgroup is empty so its mounts and links are released.
   local deadline=$((SECONDS + 20))
