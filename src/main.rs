@@ -37,6 +37,9 @@ enum Command {
     Install(cli::install::InstallArgs),
     /// Show services, etcd health and mirror reachability per host.
     Status(cli::install::StatusArgs),
+    /// Day 2: add hosts to the running cluster.
+    #[command(subcommand)]
+    Node(cli::node::NodeCommand),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => cli::plan::run(args),
         Command::Install(args) => cli::install::run_install(args),
         Command::Status(args) => cli::install::run_status(args),
+        Command::Node(cmd) => cli::node::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

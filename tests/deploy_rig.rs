@@ -85,21 +85,29 @@ fn host(name: &str, addr: &str, rig: &Rig, greeting: &str) -> HostPlan {
     }
 }
 
+fn cluster_dir(rig: &Rig) -> PathBuf {
+    std::env::temp_dir().join(format!("ferry-deploy-rig-{}", rig.id))
+}
+
 fn plan(rig: &Rig, greetings: &[&str]) -> ClusterPlan {
     ClusterPlan {
         cluster_name: "t".into(),
         cni: "cilium".into(),
-        cluster_dir: PathBuf::from("/nonexistent"),
+        // The deploy records there what it places on each host.
+        cluster_dir: cluster_dir(rig),
         kubernetes: "1.29.6".into(),
         bundle_name: "t".into(),
         registry_mirrors: vec![],
         vip: None,
         apiserver_endpoint: "https://127.0.0.1:6443".into(),
         node_apiserver_endpoint: "https://127.0.0.1:6444".into(),
+        apiserver_port: 6443,
         etcd_endpoints: vec![],
         bin_dir: PathBuf::from("/opt/ferry-test/bin"),
         restrict_oom_score_adj: false,
         new_cluster: false,
+        etcd_members: Default::default(),
+        data_dirs: Default::default(),
         admin_kubeconfig: PathBuf::from("/nonexistent"),
         hosts: rig
             .hosts
@@ -265,6 +273,21 @@ async fn deploy_places_starts_converges_and_isolates_failures() {
     assert_eq!(report.hosts[2].changed_files.len(), 1);
     assert_eq!(rig.sh("h3", "cat /etc/ferry-test/index.html"), "tres");
 
+    // What each host got is recorded on the deploy host, also what an
+    // earlier plan placed (the record only grows).
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(cluster_dir(&rig).join("placed/h1.json")).expect("h1's record"),
+    )
+    .unwrap();
+    assert!(
+        record["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "/etc/ferry-test/index.html"),
+        "{record}"
+    );
+
     // Preflight lists every problem at once and changes nothing.
     rig.sh("h3", "hostname h2");
     let mut bad = plan(&rig, &["x", "y", "z"]);
@@ -285,4 +308,5 @@ async fn deploy_places_starts_converges_and_isolates_failures() {
         "uno",
         "preflight failure changed a host"
     );
+    let _ = std::fs::remove_dir_all(cluster_dir(&rig));
 }

@@ -7,7 +7,7 @@ use crate::deploy::status::HostStatus;
 use crate::deploy::{self, DeployContext, DeployError, DeployOptions, DeployReport, Status};
 use crate::exec::SshOptions;
 use crate::plan::addon_artifacts::Artifacts;
-use crate::plan::{build_plan, ClusterPlan, PlanError, PlanOptions};
+use crate::plan::{build_plan, ClusterPlan, HostPlan, PlanError, PlanOptions};
 use crate::store::{Store, StoreError};
 use crate::unpack::{unpack, UnpackError, UnpackReport};
 use ferry_bundles::{BundleSource, Trust};
@@ -25,6 +25,8 @@ pub struct ClusterInputs {
     pub cluster_dir: Option<PathBuf>,
     /// `--new-cluster`: replace the CA and keys hosts already hold.
     pub new_cluster: bool,
+    /// Accept an even number of etcd members (`ferry node add --force`).
+    pub allow_even_etcd: bool,
 }
 
 /// How the hosts are reached.
@@ -104,6 +106,9 @@ pub enum InstallError {
         #[source]
         source: PlanError,
     },
+    /// The named hosts, or the etcd members they would make, cannot be added as asked.
+    #[error("{0}")]
+    Nodes(String),
     #[error("starting the async runtime")]
     Runtime(#[source] std::io::Error),
     /// Preflight problems carry the report of every host.
@@ -121,6 +126,7 @@ pub fn install(
     on_event(InstallEvent::Unpacked(&unpacked));
     let bundle = open_bundle(&request.data_dir, &unpacked.name)?;
     let plan = plan_cluster(&request.cluster, &bundle, false)?;
+    refuse_joining_members(&plan)?;
     let options = deploy_options(&request.access, &plan, request.limit);
     on_event(InstallEvent::Deploying {
         plan: &plan,
@@ -131,6 +137,116 @@ pub fn install(
         bundle: unpacked,
         report,
     })
+}
+
+/// `ferry node add`: hosts already in the inventory join the running cluster.
+pub struct NodeAddRequest {
+    pub data_dir: PathBuf,
+    /// The unpacked bundle the cluster runs.
+    pub bundle: String,
+    pub cluster: ClusterInputs,
+    pub access: HostAccess,
+    /// The hosts to add (names, inventory hosts or addresses).
+    pub hosts: Vec<String>,
+}
+
+/// Adds `request.hosts` to the cluster: the whole plan is deployed again,
+/// so every host gets what concerns it (load balancers, apiserver
+/// certificates, etcd endpoints), running etcd members and apiservers
+/// restart one at a time, and new etcd members join one at a time.
+pub fn node_add(
+    request: NodeAddRequest,
+    mut on_event: impl FnMut(InstallEvent<'_>),
+) -> Result<DeployReport, InstallError> {
+    let bundle = open_bundle(&request.data_dir, &request.bundle)?;
+    let plan = plan_cluster(&request.cluster, &bundle, false)?;
+    crate::deploy::joining::check(&plan, &request.hosts).map_err(InstallError::Nodes)?;
+    let options = deploy_options(&request.access, &plan, None);
+    on_event(InstallEvent::Deploying {
+        plan: &plan,
+        options: &options,
+    });
+    Ok(block_on(deploy::deploy(&plan, &bundle, &options))??)
+}
+
+/// `ferry node remove`: hosts of the inventory leave the running cluster.
+pub struct NodeRemoveRequest {
+    pub data_dir: PathBuf,
+    pub bundle: String,
+    pub cluster: ClusterInputs,
+    pub access: HostAccess,
+    /// The hosts to remove (names, inventory hosts or addresses).
+    pub hosts: Vec<String>,
+    pub options: crate::deploy::remove::RemoveOptions,
+}
+
+/// Removes `request.hosts` (see deploy/remove.rs for the order). The hosts
+/// are still in the inventory; the others are planned as if they were not.
+pub fn node_remove(
+    request: NodeRemoveRequest,
+    mut on_event: impl FnMut(InstallEvent<'_>),
+) -> Result<crate::deploy::remove::RemoveReport, InstallError> {
+    let bundle = open_bundle(&request.data_dir, &request.bundle)?;
+    let full = plan_cluster(&request.cluster, &bundle, false)?;
+    let gone = named_hosts(&full, &request.hosts).map_err(InstallError::Nodes)?;
+    let exclude = gone.iter().map(|h| h.inventory_host.clone()).collect();
+    let rest = plan_cluster_with(&request.cluster, &bundle, false, exclude)?;
+    let options = deploy_options(&request.access, &rest, None);
+    on_event(InstallEvent::Deploying {
+        plan: &rest,
+        options: &options,
+    });
+    block_on(crate::deploy::remove::remove(
+        &full,
+        &rest,
+        &bundle,
+        &options,
+        &gone,
+        &request.options,
+    ))?
+    .map_err(|e| InstallError::Nodes(e.to_string()))
+}
+
+/// The hosts of `plan` that `names` name; a name no host has is an error.
+fn named_hosts<'p>(plan: &'p ClusterPlan, names: &[String]) -> Result<Vec<&'p HostPlan>, String> {
+    let mut hosts = Vec::new();
+    for n in names {
+        let h = plan
+            .hosts
+            .iter()
+            .find(|h| &h.name == n || &h.inventory_host == n || &h.address == n)
+            .ok_or_else(|| format!("not in the inventory: {n}; ferry node remove takes hosts the inventory still lists"))?;
+        hosts.push(h);
+    }
+    Ok(hosts)
+}
+
+/// `ferry install` does not add etcd members to a running cluster: that is
+/// `ferry node add`, which checks the member count.
+fn refuse_joining_members(plan: &ClusterPlan) -> Result<(), InstallError> {
+    let hosts = crate::deploy::joining::joining_hosts(plan);
+    if hosts.is_empty() {
+        return Ok(());
+    }
+    let (what, it) = match hosts.len() {
+        1 => ("etcd member", "is"),
+        _ => ("etcd members", "are"),
+    };
+    Err(InstallError::Nodes(format!(
+        "{what} {} {it} new to the running etcd cluster recorded in {}: add {} with `ferry node add {}`",
+        hosts
+            .iter()
+            .map(|(h, m)| format!("{m} ({h})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        crate::plan::etcd_members::record_path(&plan.cluster_dir).display(),
+        if hosts.len() == 1 { "it" } else { "them" },
+        hosts
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    )))
 }
 
 /// Per host of the cluster planned from an unpacked bundle: the plan's units
@@ -184,6 +300,16 @@ fn plan_cluster(
     bundle: &DeployContext,
     read_only: bool,
 ) -> Result<ClusterPlan, InstallError> {
+    plan_cluster_with(cluster, bundle, read_only, BTreeSet::new())
+}
+
+/// [`plan_cluster`] as if the inventory did not list `exclude_hosts`.
+fn plan_cluster_with(
+    cluster: &ClusterInputs,
+    bundle: &DeployContext,
+    read_only: bool,
+    exclude_hosts: BTreeSet<String>,
+) -> Result<ClusterPlan, InstallError> {
     let artifacts =
         bundle
             .store
@@ -197,6 +323,8 @@ fn plan_cluster(
         artifacts: Some(Artifacts::new(artifacts)),
         read_only,
         new_cluster: cluster.new_cluster,
+        allow_even_etcd: cluster.allow_even_etcd,
+        exclude_hosts,
         ..PlanOptions::default()
     };
     build_plan(

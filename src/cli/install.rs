@@ -93,7 +93,7 @@ pub struct StatusArgs {
 }
 
 impl SshArgs {
-    fn access(&self) -> HostAccess {
+    pub(super) fn access(&self) -> HostAccess {
         if self.ssh_known_hosts == KnownHostsPolicy::Off {
             eprintln!(
                 "warning: --ssh-known-hosts off accepts any host key: a machine that answers at a host's address gets root's commands and the cluster's keys; use strict (with the hosts' keys in known_hosts) or accept-new"
@@ -123,6 +123,7 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
             config: args.config,
             cluster_dir: args.cluster_dir,
             new_cluster: args.new_cluster,
+            allow_even_etcd: false,
         },
         access: args.ssh.access(),
         limit: (!args.limit.is_empty()).then(|| args.limit.into_iter().collect::<BTreeSet<_>>()),
@@ -151,7 +152,7 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_progress(event: InstallEvent<'_>) {
+pub(super) fn print_progress(event: InstallEvent<'_>) {
     match event {
         InstallEvent::Unpacked(bundle) if bundle.already_unpacked => eprintln!(
             "bundle {}: already unpacked in {}",
@@ -173,7 +174,7 @@ fn print_progress(event: InstallEvent<'_>) {
     }
 }
 
-fn print_report(report: &DeployReport, json: bool) -> anyhow::Result<()> {
+pub(super) fn print_report(report: &DeployReport, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
@@ -183,14 +184,7 @@ fn print_report(report: &DeployReport, json: bool) -> anyhow::Result<()> {
 }
 
 pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
-        Some(c) => c.clone(),
-        None => args
-            .inventory
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("config.yml"),
-    };
+    let config = config_or_beside(&args.config, &args.inventory);
     let bundle = match &args.bundle_name {
         Some(b) => b.clone(),
         None => only_bundle(&args.data_dir)?,
@@ -200,6 +194,7 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
         config,
         cluster_dir: args.cluster_dir,
         new_cluster: false,
+        allow_even_etcd: false,
     };
     if ferry_installer::store::Store::open(&args.data_dir).signature_checked(&bundle) == Some(false)
     {
@@ -225,8 +220,19 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--config`, else config.yml next to the inventory (as kubeasz keeps them).
+pub(super) fn config_or_beside(config: &Option<PathBuf>, inventory: &Path) -> PathBuf {
+    match config {
+        Some(c) => c.clone(),
+        None => inventory
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("config.yml"),
+    }
+}
+
 /// The name of the one bundle unpacked in `data_dir`.
-fn only_bundle(data_dir: &Path) -> anyhow::Result<String> {
+pub(super) fn only_bundle(data_dir: &Path) -> anyhow::Result<String> {
     match Store::open(data_dir).bundles()?.as_slice() {
         [one] => Ok(one.clone()),
         [] => anyhow::bail!(

@@ -5,6 +5,7 @@ pub mod bundle_build;
 pub mod bundle_check;
 pub mod bundle_unpack;
 pub mod install;
+pub mod node;
 pub mod plan;
 pub mod registry;
 pub mod registry_push;

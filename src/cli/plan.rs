@@ -143,6 +143,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             artifacts: Some(bundle.artifacts.clone()),
             read_only: false,
             new_cluster: false,
+            allow_even_etcd: false,
+            exclude_hosts: Default::default(),
         },
     )?;
     if let Some(out) = &args.out {

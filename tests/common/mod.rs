@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bundles;
+pub mod cluster;
 pub mod kubeasz;
 pub mod mirror;
 pub mod plan;

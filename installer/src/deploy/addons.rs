@@ -54,7 +54,10 @@ pub fn planned_objects(host: &HostPlan) -> Result<Vec<AddonObject>, String> {
 }
 
 /// The admin kubeconfig the plan places on `host`, and the server it names.
-fn admin_kubeconfig(plan: &ClusterPlan, host: &HostPlan) -> Result<(PathBuf, String), String> {
+pub(super) fn admin_kubeconfig(
+    plan: &ClusterPlan,
+    host: &HostPlan,
+) -> Result<(PathBuf, String), String> {
     let f = host
         .files
         .iter()

@@ -53,7 +53,7 @@ fn err(e: ExecError) -> String {
 }
 
 /// Where an archive is kept on the host, and the marker saying it was unpacked.
-fn archive_paths(a: &PlannedArchive) -> (PathBuf, PathBuf) {
+pub(super) fn archive_paths(a: &PlannedArchive) -> (PathBuf, PathBuf) {
     let base = Path::new(&a.bundle_path)
         .file_name()
         .map(|n| n.to_os_string())
@@ -219,7 +219,7 @@ pub async fn wait_active(exec: &Executor, units: &[String]) -> StepResult {
 
 /// Where a host remembers a step whose units may not have been restarted
 /// since its files were placed (a run killed in between).
-const PENDING_DIR: &str = "/var/lib/ferry/pending";
+pub(super) const PENDING_DIR: &str = "/var/lib/ferry/pending";
 
 /// Runs `step` on one host.
 pub async fn run_step(ctx: &DeployContext, run: &mut HostRun, step: Step) -> StepResult {

@@ -10,11 +10,17 @@
 pub mod addons;
 mod apply;
 mod baseline;
+mod etcd_step;
+pub mod etcdctl;
 mod identity;
+pub mod joining;
 mod packages;
+pub mod placed;
 pub mod preflight;
 mod registry_sync;
+pub mod remove;
 pub mod report;
+mod rolling;
 pub mod rules;
 pub mod status;
 
@@ -341,6 +347,16 @@ async fn run_step_everywhere(
     forks: usize,
 ) -> Vec<String> {
     skip_blocked(step, runs);
+    let todo: Vec<usize> = (0..runs.len())
+        .filter(|&i| runs[i].ok() && apply::has_work(&runs[i].plan, step))
+        .collect();
+    match step {
+        Step::Etcd => return etcd_step::run(plan, ctx, runs, todo, forks).await,
+        Step::ControlPlane => {
+            return rolling::run(step, plan, ctx, runs, todo, forks, rolling::Gate::Apiserver).await
+        }
+        _ => {}
+    }
     // Addons are applied to the cluster once, from the first master still ok.
     let first_master = runs.iter().position(|r| r.ok() && r.plan.has(Role::Master));
     let todo: Vec<(usize, &mut HostRun)> = runs
@@ -423,6 +439,10 @@ async fn run_step_on_host(
     r.step = step.as_str().into();
     if let Ok(e) = r.exec() {
         e.log().line(&format!("--- step {}", step.as_str()));
+    }
+    if let Err(e) = placed::note_step(&plan.cluster_dir, &r.plan, step) {
+        r.fail(step.as_str(), format!("recording what ferry places: {e}"));
+        return None;
     }
     let done = match apply::run_step(ctx, r, step).await {
         Ok(()) if applies_addons => apply_addons(plan, r).await,

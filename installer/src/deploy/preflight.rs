@@ -573,12 +573,15 @@ mod tests {
             vip: None,
             apiserver_endpoint: "https://10.0.0.11:6443".into(),
             node_apiserver_endpoint: "https://127.0.0.1:6444".into(),
+            apiserver_port: 6443,
             etcd_endpoints: vec!["https://10.0.0.11:2379".into()],
             bin_dir: PathBuf::from("/opt/kube/bin"),
             restrict_oom_score_adj: false,
             admin_kubeconfig: PathBuf::from("/etc/ferry/clusters/c1/admin.kubeconfig"),
             hosts: vec![host],
             new_cluster: false,
+            etcd_members: Default::default(),
+            data_dirs: Default::default(),
         }
     }
 

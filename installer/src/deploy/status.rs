@@ -7,7 +7,6 @@ use crate::exec::{fan_out, sh_quote, Executor};
 use crate::plan::{ClusterPlan, FileContent, HostPlan, Role};
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitState {
@@ -42,15 +41,6 @@ impl HostStatus {
     }
 }
 
-fn find_file<'a>(host: &'a HostPlan, suffixes: &[&str]) -> Option<&'a PathBuf> {
-    suffixes.iter().find_map(|s| {
-        host.files
-            .iter()
-            .find(|f| f.path.to_string_lossy().ends_with(s))
-            .map(|f| &f.path)
-    })
-}
-
 /// The CA file containerd uses for the mirror (from the plan's hosts.toml).
 fn mirror_ca(host: &HostPlan) -> Option<String> {
     host.files.iter().find_map(|f| {
@@ -70,36 +60,15 @@ fn mirror_ca(host: &HostPlan) -> Option<String> {
 }
 
 async fn etcd_health(plan: &ClusterPlan, host: &HostPlan, exec: &Executor) -> (bool, String) {
-    let ca = find_file(host, &["etcd/ca.pem"]);
-    let cert = find_file(
-        host,
-        &[
-            "etcd/healthcheck-client.pem",
-            "etcd/client.pem",
-            "etcd/peer.pem",
-        ],
-    );
-    let (Some(ca), Some(cert)) = (ca, cert) else {
-        return (
-            false,
-            "the plan has no etcd CA/client certificate for this host".into(),
-        );
+    let endpoint = super::etcdctl::client_endpoint(plan, host);
+    let ctl = match super::etcdctl::Etcdctl::on(plan, host, &[endpoint]) {
+        Ok(c) => c,
+        Err(e) => return (false, e),
     };
-    let key = cert.to_string_lossy().replace(".pem", "-key.pem");
-    let endpoint = plan
-        .etcd_endpoints
-        .iter()
-        .find(|e| e.contains(&format!("//{}:", host.address)))
-        .cloned()
-        .unwrap_or_else(|| format!("https://{}:2379", host.address));
-    let script = format!(
-        "ETCDCTL_API=3 {etcdctl} --endpoints={endpoint} --cacert={ca} --cert={cert} --key={key} --command-timeout=5s endpoint health 2>&1",
-        etcdctl = sh_quote(&plan.bin_dir.join("etcdctl").to_string_lossy()),
-        ca = sh_quote(&ca.to_string_lossy()),
-        cert = sh_quote(&cert.to_string_lossy()),
-        key = sh_quote(&key),
-    );
-    match exec.run(&script).await {
+    match exec
+        .run(&format!("{} 2>&1", ctl.command(&["endpoint", "health"])))
+        .await
+    {
         Ok(o) => (
             o.success() && o.stdout.contains("is healthy"),
             o.stdout.trim().to_string(),

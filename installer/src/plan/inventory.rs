@@ -88,6 +88,17 @@ fn parse_header(line: &str, origin: &Origin) -> Result<Section> {
 }
 
 impl Inventory {
+    /// Drops `hosts` (inventory names) from the hosts and every group.
+    pub fn exclude(&mut self, hosts: &std::collections::BTreeSet<String>) {
+        if hosts.is_empty() {
+            return;
+        }
+        self.hosts.retain(|h| !hosts.contains(&h.host));
+        for members in self.groups.values_mut() {
+            members.retain(|(h, _)| !hosts.contains(h));
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Inventory> {
         let text = std::fs::read_to_string(path).map_err(|e| PlanError::io(path, e))?;
         Inventory::parse(path, &text)

@@ -7,6 +7,7 @@ pub mod closure;
 pub mod config;
 pub mod config_types;
 pub mod error;
+pub mod etcd_members;
 pub mod ignored_keys;
 pub mod inventory;
 pub mod jinja;
@@ -43,6 +44,11 @@ pub struct PlanOptions {
     pub read_only: bool,
     /// `--new-cluster`: see [`ClusterPlan::new_cluster`].
     pub new_cluster: bool,
+    /// Accept an even number of etcd members (`ferry node add --force`).
+    pub allow_even_etcd: bool,
+    /// Inventory hosts planned as if the inventory did not list them
+    /// (`ferry node remove`: what the others look like without them).
+    pub exclude_hosts: std::collections::BTreeSet<String>,
 }
 
 /// Parse and validate `inventory` and `config`, create or reuse the PKI in
@@ -56,7 +62,10 @@ pub fn build_plan(
     cluster_dir: Option<&Path>,
     opts: &PlanOptions,
 ) -> Result<ClusterPlan> {
-    let inv = crate::plan::inventory::Inventory::load(inventory);
+    let inv = crate::plan::inventory::Inventory::load(inventory).map(|mut inv| {
+        inv.exclude(&opts.exclude_hosts);
+        inv
+    });
     let scope = match &inv {
         Ok(inv) => crate::plan::jinja::Scope::from_inventory(inv),
         Err(_) => crate::plan::jinja::Scope::default(),
@@ -70,7 +79,7 @@ pub fn build_plan(
         }
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    let cluster = crate::plan::validate::validate(&inv, &cfg, bundle)?;
+    let cluster = crate::plan::validate::validate(&inv, &cfg, bundle, opts.allow_even_etcd)?;
     let cluster_dir = cluster_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| default_cluster_dir(&cluster.name));
@@ -83,6 +92,7 @@ pub fn build_plan(
         let key = crate::plan::pki::ensure_secret_key(&cluster_dir, "encryption-key", pki.fresh)?;
         (pki, key)
     };
+    let etcd_members = crate::plan::etcd_members::plan(&cluster, &cluster_dir)?;
     let renderer = crate::plan::render::Renderer::new(bundle)?;
     let kubeconfigs = crate::plan::render::render_kubeconfigs(&renderer, &cluster, &pki)?;
     for (name, text) in kubeconfigs.iter().filter(|_| !opts.read_only) {
@@ -98,6 +108,7 @@ pub fn build_plan(
         encryption_key: &encryption_key,
         kubeconfigs: &kubeconfigs,
         artifacts: opts.artifacts.as_ref(),
+        etcd_members: &etcd_members,
     };
     let (hosts, missing) = crate::plan::render::render_hosts(&renderer, &input)?;
     crate::plan::closure::check(&hosts, bundle, &cluster.bin_dir, missing)?;
@@ -117,12 +128,32 @@ pub fn build_plan(
         vip: cluster.vip.map(|v| v.to_string()),
         apiserver_endpoint: cluster.apiserver_endpoint(),
         node_apiserver_endpoint: cluster.node_apiserver_endpoint(),
+        apiserver_port: cluster.apiserver_port,
         etcd_endpoints,
         bin_dir: PathBuf::from(&cluster.bin_dir),
         restrict_oom_score_adj: cluster.config.containerd_restrict_oom_score_adj.value,
         hosts,
         new_cluster: opts.new_cluster,
+        etcd_members,
+        data_dirs: data_dirs(&cluster.config),
     })
+}
+
+fn data_dirs(cfg: &crate::plan::config::Config) -> crate::plan::model::DataDirs {
+    let dirs = |v: &[&str]| -> Vec<PathBuf> {
+        v.iter()
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    };
+    crate::plan::model::DataDirs {
+        etcd: dirs(&[&cfg.etcd_data_dir.value, &cfg.etcd_wal_dir.value]),
+        containerd: dirs(&[
+            &cfg.containerd_root_dir.value,
+            &cfg.containerd_state_dir.value,
+        ]),
+        kubelet: dirs(&[&cfg.kubelet_root_dir.value]),
+    }
 }
 
 /// Default cluster directory for a cluster name.

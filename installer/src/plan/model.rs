@@ -32,6 +32,8 @@ pub struct ClusterPlan {
     /// `https://127.0.0.1:<LOCAL_LB_PORT>`: every node's own balancer in front
     /// of all apiservers, which kubelet, kube-proxy and the CNI agents use.
     pub node_apiserver_endpoint: String,
+    /// The port every master's apiserver serves on (`SECURE_PORT`).
+    pub apiserver_port: u16,
     /// `https://<ip>:2379` of every etcd member.
     pub etcd_endpoints: Vec<String>,
     /// Where binaries go on every host (`bin_dir`, kubeasz default `/opt/kube/bin`).
@@ -46,6 +48,20 @@ pub struct ClusterPlan {
     /// `--new-cluster`: the plan may replace the CA, service-account key and
     /// encryption keys hosts already hold (preflight refuses it otherwise).
     pub new_cluster: bool,
+    /// etcd's members as the cluster dir records them, and those joining.
+    pub etcd_members: crate::plan::etcd_members::EtcdMembers,
+    /// Where the components keep their data on the hosts (removed only when asked).
+    pub data_dirs: DataDirs,
+}
+
+/// Data directories on the hosts, by component.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DataDirs {
+    /// etcd's data dir and, when set apart, its WAL dir.
+    pub etcd: Vec<PathBuf>,
+    /// containerd's root and state dirs.
+    pub containerd: Vec<PathBuf>,
+    pub kubelet: Vec<PathBuf>,
 }
 
 /// One machine: its connection, roles, files and services.

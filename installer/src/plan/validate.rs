@@ -412,7 +412,14 @@ fn lower(s: &str) -> String {
 }
 
 /// Check everything and build the cluster description, or list every problem.
-pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Result<Cluster> {
+/// `allow_even_etcd`: an even number of etcd members is accepted (`ferry
+/// node add --force`, on the way from 3 to 5 members).
+pub fn validate(
+    inv: &Inventory,
+    cfg: &Config,
+    bundle: &BundleManifest,
+    allow_even_etcd: bool,
+) -> Result<Cluster> {
     let mut c = Checker::new(inv, cfg);
     c.problems.extend(cfg.kind_problems.iter().cloned());
     c.check_written_kinds();
@@ -421,7 +428,7 @@ pub fn validate(inv: &Inventory, cfg: &Config, bundle: &BundleManifest) -> Resul
     let shared = shared_settings(&mut c, cfg, bundle);
     let kubernetes = kubernetes_version(&mut c, cfg, bundle);
     let groups = Groups::of(inv);
-    check_group_sizes(&mut c, &groups);
+    check_group_sizes(&mut c, &groups, allow_even_etcd);
     let mut nodes = hosts::nodes(&mut c, cfg, bundle, &groups);
     hosts::check_duplicates(&mut c, &nodes);
     let access = access_layer(&mut c, cfg, &groups, &nodes, shared.apiserver_port);
@@ -648,17 +655,18 @@ fn kubernetes_version(c: &mut Checker, cfg: &Config, bundle: &BundleManifest) ->
 }
 
 /// At least one master, and an odd number of etcd members.
-fn check_group_sizes(c: &mut Checker, groups: &Groups) {
+fn check_group_sizes(c: &mut Checker, groups: &Groups, allow_even_etcd: bool) {
     if groups.masters.is_empty() {
         let o = c.group_origin("kube_master");
         c.fail(&o, "no master: list at least one host under [kube_master]");
     }
-    if groups.etcd.is_empty() || groups.etcd.len().is_multiple_of(2) {
+    let even = groups.etcd.len().is_multiple_of(2);
+    if groups.etcd.is_empty() || (even && !allow_even_etcd) {
         let o = c.group_origin("etcd");
         c.fail(
             &o,
             format!(
-                "[etcd] has {} member(s); etcd needs an odd number (1, 3, 5) to keep quorum",
+                "[etcd] has {} member(s); etcd needs an odd number (1, 3, 5) to keep quorum: an even count tolerates no more failed members than one fewer does (`ferry node add --force` accepts it on the way from 3 to 5)",
                 groups.etcd.len()
             ),
         );

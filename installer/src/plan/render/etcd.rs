@@ -2,7 +2,7 @@
 
 use super::{HostFiles, HostScope, Renderer, SYSTEMD_DIR};
 use crate::plan::error::Result;
-use crate::plan::model::{Role, Step};
+use crate::plan::model::Step;
 use crate::plan::pki::Pki;
 use serde_json::{json, Value as Json};
 
@@ -11,6 +11,8 @@ pub(super) struct EtcdInput<'a> {
     pub pki: &'a Pki,
     /// The member's name in the etcd cluster.
     pub member: &'a str,
+    /// How it starts: with the first members, or joining a running cluster.
+    pub start: &'a crate::plan::etcd_members::Member,
 }
 
 pub(super) fn render(h: &mut HostFiles, r: &Renderer, input: &EtcdInput) -> Result<()> {
@@ -26,23 +28,11 @@ pub(super) fn render(h: &mut HostFiles, r: &Renderer, input: &EtcdInput) -> Resu
 
 fn etcd_ctx(input: &EtcdInput) -> Json {
     let s = input.scope;
-    let c = s.cluster;
-    let cfg = &c.config;
-    let initial: Vec<String> = c
-        .with_role(Role::Etcd)
-        .map(|m| {
-            format!(
-                "{}=https://{}:{}",
-                m.etcd_name.clone().unwrap_or_default(),
-                m.ip,
-                cfg.etcd_peer_port.value
-            )
-        })
-        .collect();
+    let cfg = &s.cluster.config;
     json!({"cluster": s.cluster_ctx, "host": s.host_ctx, "etcd": {
         "name": input.member, "data_dir": cfg.etcd_data_dir.value, "wal_dir": cfg.etcd_wal_dir.value,
         "client_port": cfg.etcd_client_port.value, "peer_port": cfg.etcd_peer_port.value,
-        "initial_cluster": initial.join(","), "auto_compaction_retention": cfg.etcd_auto_compaction_retention.value,
+        "initial_cluster": input.start.initial_cluster, "initial_cluster_state": input.start.state.as_str(), "auto_compaction_retention": cfg.etcd_auto_compaction_retention.value,
         "snapshot_count": cfg.etcd_snapshot_count.value}})
 }
 

@@ -75,7 +75,7 @@ pub const TEMPLATES: &[(&str, &str)] = templates![
 
 /// Where the addon manifests go on the first master; install applies them in name order.
 pub const ADDONS_DIR: &str = "/etc/ferry/addons";
-const SYSTEMD_DIR: &str = "/etc/systemd/system";
+pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
 
 /// The template engine with the bundle's images behind `image("short-name")`.
 pub struct Renderer {
@@ -306,6 +306,8 @@ pub struct RenderInput<'a> {
     /// Where the bundle's files are, for the addons rendered from its release
     /// artifacts; `None` when only bundle.json is at hand.
     pub artifacts: Option<&'a crate::plan::addon_artifacts::Artifacts>,
+    /// How each etcd member starts (plan/etcd_members.rs).
+    pub etcd_members: &'a crate::plan::etcd_members::EtcdMembers,
 }
 
 /// Problems the closure check finds while rendering (missing binaries, archives, images).
@@ -548,10 +550,19 @@ fn render_host_kubernetes(
 ) -> Result<()> {
     let n = scope.node;
     if let Some(member) = &n.etcd_name {
+        let start =
+            input
+                .etcd_members
+                .get(member)
+                .ok_or_else(|| crate::plan::error::PlanError::Pki {
+                    name: format!("etcd member {member}"),
+                    reason: "not in the planned membership".into(),
+                })?;
         let etcd = etcd::EtcdInput {
             scope,
             pki: input.pki,
             member,
+            start,
         };
         etcd::render(h, r, &etcd)?;
     }

@@ -1,0 +1,190 @@
+//! Steps whose hosts serve the cluster together (etcd members, apiservers)
+//! never restart more than one running host at a time. Hosts whose units of
+//! the step are not running yet (a new cluster, a new host, a host that
+//! failed) start together; hosts already running go one at a time, each
+//! healthy again before the next is touched. When one does not come back,
+//! the others are left as they are.
+
+use super::{etcdctl, run_step_on_host, DeployContext, HostRun, Status};
+use crate::exec::{fan_out, sh_quote, Executor};
+use crate::plan::{ClusterPlan, HostPlan, Step};
+use std::time::Duration;
+
+/// What says a restarted host serves again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Its etcd member answers `endpoint health`.
+    EtcdMember,
+    /// Its apiserver answers `/readyz` with `ok`.
+    Apiserver,
+}
+
+/// How long an apiserver may take to be ready after a restart.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Runs `step` on the hosts at `todo` (indices into `runs`): those not
+/// running in parallel, then those running one at a time behind `gate`.
+pub(super) async fn run(
+    step: Step,
+    plan: &ClusterPlan,
+    ctx: &DeployContext,
+    runs: &mut [HostRun],
+    todo: Vec<usize>,
+    forks: usize,
+    gate: Gate,
+) -> Vec<String> {
+    let running = running_hosts(step, runs, &todo, forks).await;
+    let (roll, start): (Vec<usize>, Vec<usize>) = todo.into_iter().partition(|i| running[i]);
+    let mut notes: Vec<String> = fan_out(
+        runs.iter_mut()
+            .enumerate()
+            .filter(|(i, _)| start.contains(i))
+            .map(|(_, r)| r)
+            .collect(),
+        forks,
+        |r: &mut HostRun| run_step_on_host(step, plan, ctx, r, false),
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    notes.extend(roll_one_at_a_time(step, plan, ctx, runs, &roll, gate).await);
+    notes
+}
+
+/// Runs `step` on `hosts` in order; a host whose units restarted must pass
+/// `gate` before the next starts. The first that fails stops the roll.
+async fn roll_one_at_a_time(
+    step: Step,
+    plan: &ClusterPlan,
+    ctx: &DeployContext,
+    runs: &mut [HostRun],
+    hosts: &[usize],
+    gate: Gate,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut stopped_by: Option<String> = None;
+    for &i in hosts {
+        let r = &mut runs[i];
+        if let Some(by) = &stopped_by {
+            r.step = step.as_str().into();
+            r.status = Status::Skipped;
+            r.error = Some(format!(
+                "skipped: {by} did not come back healthy, so no other running host was restarted"
+            ));
+            continue;
+        }
+        let before = r.restarted.len();
+        notes.extend(run_step_on_host(step, plan, ctx, r, false).await);
+        let restarted = r.restarted.len() > before;
+        if r.ok() && restarted {
+            if let Err(e) = pass_gate(plan, r, gate).await {
+                r.fail(step.as_str(), e);
+            }
+        }
+        if !r.ok() {
+            stopped_by = Some(r.plan.name.clone());
+        }
+    }
+    notes
+}
+
+/// Whether each host at `todo` runs every unit of `step` already.
+async fn running_hosts(
+    step: Step,
+    runs: &mut [HostRun],
+    todo: &[usize],
+    forks: usize,
+) -> std::collections::BTreeMap<usize, bool> {
+    let asked = fan_out(
+        runs.iter_mut()
+            .enumerate()
+            .filter(|(i, _)| todo.contains(i))
+            .collect(),
+        forks,
+        |(i, r): (usize, &mut HostRun)| async move { (i, units_active(step, r).await) },
+    )
+    .await;
+    asked.into_iter().collect()
+}
+
+async fn units_active(step: Step, r: &HostRun) -> bool {
+    let units: Vec<String> = r
+        .plan
+        .services
+        .iter()
+        .filter(|s| s.step == step)
+        .map(|s| sh_quote(&s.unit))
+        .collect();
+    let Ok(exec) = r.exec() else {
+        return false;
+    };
+    if units.is_empty() {
+        return false;
+    }
+    exec.run(&format!("systemctl is-active --quiet {}", units.join(" ")))
+        .await
+        .is_ok_and(|o| o.success())
+}
+
+/// Waits until `r`'s host serves again, as `gate` says.
+pub(super) async fn pass_gate(plan: &ClusterPlan, r: &HostRun, gate: Gate) -> Result<(), String> {
+    let exec = r.exec()?;
+    exec.log().line(&format!(
+        "--- waiting for {} on {} before the next host",
+        match gate {
+            Gate::EtcdMember => "its etcd member to be healthy",
+            Gate::Apiserver => "its apiserver to be ready",
+        },
+        r.plan.name
+    ));
+    match gate {
+        Gate::EtcdMember => etcdctl::wait_member_healthy(plan, &r.plan, exec).await,
+        Gate::Apiserver => wait_apiserver_ready(plan, &r.plan, exec).await,
+    }
+}
+
+/// The cluster CA the plan places on a master (`<ca_dir>/ca.pem`).
+fn cluster_ca(host: &HostPlan) -> Option<String> {
+    host.files
+        .iter()
+        .map(|f| &f.path)
+        .find(|p| {
+            p.file_name().is_some_and(|n| n == "ca.pem")
+                && p.parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|d| d != "etcd")
+        })
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+async fn wait_apiserver_ready(
+    plan: &ClusterPlan,
+    host: &HostPlan,
+    exec: &Executor,
+) -> Result<(), String> {
+    let ca = cluster_ca(host).ok_or_else(|| {
+        format!(
+            "{}: the plan places no cluster CA on this master",
+            host.name
+        )
+    })?;
+    let url = format!("https://{}:{}/readyz", host.address, plan.apiserver_port);
+    let polls = READY_TIMEOUT.as_secs() * 2;
+    let script = format!(
+        "for i in $(seq 1 {polls}); do out=$(curl -sS --max-time 5 --cacert {ca} {url} 2>&1) && [ \"$out\" = ok ] && exit 0; sleep 0.5; done; echo \"no ok within {secs}s: $out\"; exit 1",
+        ca = sh_quote(&ca),
+        url = sh_quote(&url),
+        secs = READY_TIMEOUT.as_secs(),
+    );
+    let out = exec.run(&script).await.map_err(|e| e.to_string())?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "apiserver on {} is not ready: {url}: {}",
+            host.name,
+            out.stdout.trim()
+        ))
+    }
+}

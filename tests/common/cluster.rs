@@ -1,0 +1,114 @@
+//! Looking into a cluster on the rig: etcdctl with a member's own
+//! certificates, containerd's CRI through a host's socket, waiting.
+
+use super::rig::Rig;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// `--flag=value` from a unit's ExecStart.
+pub fn unit_flag(unit_text: &str, flag: &str) -> String {
+    let key = format!("--{flag}=");
+    unit_text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&key))
+        .unwrap_or_else(|| panic!("no {key} in unit:\n{unit_text}"))
+        .to_string()
+}
+
+/// etcdctl on `host`'s own member, with the binary and certificates its unit names.
+pub fn etcdctl(rig: &Rig, host: &str, args: &str) -> String {
+    let unit = rig.sh(host, "systemctl cat etcd.service");
+    let exe = unit
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("ExecStart=")
+                .map(|r| r.split_whitespace().next().unwrap_or("").to_string())
+        })
+        .expect("ExecStart in etcd.service");
+    let ctl = Path::new(&exe).with_file_name("etcdctl");
+    rig.sh(
+        host,
+        &format!(
+            "ETCDCTL_API=3 {} --endpoints=https://{}:2379 --cacert={} --cert={} --key={} {args} 2>&1",
+            ctl.display(),
+            rig.addr(host),
+            unit_flag(&unit, "trusted-ca-file"),
+            unit_flag(&unit, "trusted-ca-file").replace("ca.pem", "healthcheck-client.pem"),
+            unit_flag(&unit, "trusted-ca-file").replace("ca.pem", "healthcheck-client-key.pem"),
+        ),
+    )
+}
+
+/// Polls `f` every 300 ms until it gives a value; panics after `secs`.
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+/// The CRI test client, run on this machine (the bare hosts have none of its
+/// python modules) against a host's containerd socket through the host's
+/// root: one call, its JSON answer.
+pub fn cri(rig: &Rig, host: &str, call: &str) -> Value {
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cri/cri_client.py");
+    let gen = std::env::temp_dir().join(format!("ferry-e2e-cri-{}", std::process::id()));
+    let socket = format!(
+        "/proc/{}/root/run/containerd/containerd.sock",
+        rig.pid(host)
+    );
+    let out = Command::new("python3")
+        .arg(&client)
+        .args(["--socket", &socket, "--gen"])
+        .arg(&gen)
+        .args(call.split_whitespace())
+        .output()
+        .expect("run cri_client.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{host}: CRI {call}: {e}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A pod sandbox started through CRI on a host that has pulled nothing yet:
+/// containerd resolves its sandbox image (the bundle's pause) through the
+/// mirror, with the upstream digest, and the sandbox runs.
+pub fn sandbox_comes_from_the_mirror(rig: &Rig, host: &str, images: &[(String, String)]) {
+    let status = cri(rig, host, "status");
+    let config: Value = serde_json::from_str(status["info"]["config"].as_str().unwrap()).unwrap();
+    let pause = config["sandboxImage"].as_str().unwrap().to_owned();
+    let (_, digest) = images
+        .iter()
+        .find(|(r, _)| *r == pause)
+        .expect("sandbox image in the bundle");
+    assert!(cri(rig, host, &format!("image-status {pause}"))["image"].is_null());
+    let id = cri(rig, host, "run-sandbox e2e-probe")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let state = cri(rig, host, &format!("sandbox-status {id}"));
+    assert_eq!(state["state"], "SANDBOX_READY", "{host}: {state}");
+    let pulled = cri(rig, host, &format!("image-status {pause}"));
+    let expected = format!("{}@{digest}", pause.rsplit_once(':').unwrap().0);
+    assert!(
+        pulled["image"]["repo_digests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| *d == expected.as_str()),
+        "{host}: sandbox image {pulled}, expected {expected}"
+    );
+    cri(rig, host, &format!("remove-sandbox {id}"));
+}

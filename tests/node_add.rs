@@ -1,0 +1,512 @@
+//! `ferry node add` on a 7-host bare rig: a cluster of 3 masters that are
+//! etcd members and 1 node is installed; then the inventory gains two
+//! etcd-only hosts and a worker, and `ferry node add` adds them.
+//!
+//! Real parts: etcd and etcdctl (membership, replication, health),
+//! containerd with ferry's mirror, haproxy, systemd, sshd.
+//! STAND-INS: kube-apiserver, kube-controller-manager, kube-scheduler,
+//! kubelet, kube-proxy, kubectl and helm are the python script
+//! tests/fixtures/standins/kube-standin.py (not Kubernetes); its apiserver
+//! answers /readyz over TLS with ferry's certificate when etcd answers.
+
+mod common;
+
+use common::cluster::{etcdctl, sandbox_comes_from_the_mirror};
+use common::rig::Rig;
+use common::upstream::signed_amd64_bundle;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const OCTET: u8 = 54;
+const MASTERS: [&str; 3] = ["h1", "h2", "h3"];
+
+fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The inventory with `etcd` members (the masters first) and `nodes`.
+fn inventory(rig: &Rig, etcd: &[&str], nodes: &[&str]) -> String {
+    let a = |h: &str| rig.addr(h).to_string();
+    let mut s = String::from("[all]\n");
+    let mut all: Vec<&str> = MASTERS.to_vec();
+    all.extend(etcd.iter().filter(|h| !MASTERS.contains(h)));
+    all.extend(nodes);
+    for h in &all {
+        s += &format!(
+            "{0} ansible_host={0} ip={0} node_name={h} etcd_name=etcd-{h}\n",
+            a(h)
+        );
+    }
+    s += "[etcd]\n";
+    for h in etcd {
+        s += &format!("{}\n", a(h));
+    }
+    s += "[kube_master]\n";
+    for h in MASTERS {
+        s += &format!("{}\n", a(h));
+    }
+    s += "[kube_node]\n";
+    for h in nodes {
+        s += &format!("{}\n", a(h));
+    }
+    s += &format!(
+        "[all:vars]\nansible_user=root\nansible_ssh_private_key_file={}\n",
+        rig.key().display()
+    );
+    s
+}
+
+/// The test hosts are containers without CAP_SYS_RESOURCE (see install_e2e).
+const CONFIG: &str = "CLUSTER_NAME: \"nadd\"\nK8S_VER: \"1.29.6\"\nCONTAINER_RUNTIME: \"containerd\"\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\nCONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n";
+
+struct Setup {
+    rig: Rig,
+    dir: tempfile::TempDir,
+    bundle: PathBuf,
+}
+
+impl Setup {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write_inventory(&self, etcd: &[&str], nodes: &[&str]) {
+        std::fs::write(self.path("hosts"), inventory(&self.rig, etcd, nodes)).unwrap();
+    }
+
+    fn common_args(&self, cmd: &mut Command) {
+        cmd.arg("--inventory")
+            .arg(self.path("hosts"))
+            .arg("--config")
+            .arg(self.path("config.yml"))
+            .arg("--data-dir")
+            .arg(self.path("data"))
+            .arg("--cluster-dir")
+            .arg(self.path("cluster"))
+            .arg("--ssh-config")
+            .arg(self.rig.ssh_config())
+            .args(["--forks", "7", "--json"]);
+    }
+
+    fn install(&self) -> Output {
+        let mut cmd = ferry();
+        cmd.arg("install")
+            .arg("--bundle")
+            .arg(&self.bundle)
+            .arg("--trust")
+            .arg(self.path("key.pub"));
+        self.common_args(&mut cmd);
+        cmd.output().expect("run ferry install")
+    }
+
+    fn node_add(&self, hosts: &[&str]) -> Output {
+        let mut cmd = ferry();
+        cmd.args(["node", "add"]).args(hosts);
+        self.common_args(&mut cmd);
+        cmd.output().expect("run ferry node add")
+    }
+
+    fn node_remove(&self, hosts: &[&str], extra: &[&str]) -> Output {
+        let mut cmd = ferry();
+        cmd.args(["node", "remove"]).args(hosts).args(extra);
+        self.common_args(&mut cmd);
+        cmd.output().expect("run ferry node remove")
+    }
+
+    fn record(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.path("cluster/etcd-members.json")).unwrap())
+            .unwrap()
+    }
+}
+
+fn report(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}"))
+}
+
+/// (host, unit) of every unit the report says was restarted.
+fn restarted(report: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for h in report["hosts"].as_array().unwrap() {
+        for u in h["restarted_units"].as_array().unwrap() {
+            out.push((
+                h["host"].as_str().unwrap().into(),
+                u.as_str().unwrap().into(),
+            ));
+        }
+    }
+    out
+}
+
+fn changed_files(report: &Value) -> usize {
+    report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["changed_files"].as_array().map_or(0, Vec::len))
+        .sum()
+}
+
+fn main_pid(rig: &Rig, host: &str, unit: &str) -> String {
+    rig.sh(host, &format!("systemctl show -p MainPID --value {unit}"))
+        .trim()
+        .to_owned()
+}
+
+/// Polls every master's /readyz every 200 ms from the deploy host; each
+/// sample is which masters did not answer `ok`.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Vec<String>>>,
+}
+
+impl Watcher {
+    fn start(rig: &Rig) -> Watcher {
+        let urls: Vec<(String, String)> = MASTERS
+            .iter()
+            .map(|h| {
+                (
+                    h.to_string(),
+                    format!("https://{}:6443/readyz", rig.addr(h)),
+                )
+            })
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                let down: Vec<String> = urls
+                    .iter()
+                    .filter(|(_, url)| {
+                        let out = Command::new("curl")
+                            .args(["-sk", "--max-time", "1", url])
+                            .output()
+                            .expect("curl");
+                        String::from_utf8_lossy(&out.stdout).trim() != "ok"
+                    })
+                    .map(|(h, _)| h.clone())
+                    .collect();
+                samples.push(down);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            samples
+        });
+        Watcher { stop, thread }
+    }
+
+    fn finish(self) -> Vec<Vec<String>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("watcher")
+    }
+}
+
+fn bundle_images(data: &Path) -> Vec<(String, String)> {
+    let dir = data
+        .join("bundles")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("bundle.json")).unwrap()).unwrap();
+    manifest["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["reference"].as_str().unwrap().to_string(),
+                i["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn node_add_joins_etcd_members_one_at_a_time_and_a_worker() {
+    eprintln!("NOTE: kube-* binaries, kubectl and helm in this test are python stand-ins (tests/fixtures/standins), not Kubernetes");
+    let rig = Rig::up_bare(7, "fnad", OCTET);
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = signed_amd64_bundle(dir.path(), "nadd");
+    let s = Setup { rig, dir, bundle };
+    let rig = &s.rig;
+    std::fs::write(s.path("config.yml"), CONFIG).unwrap();
+
+    // node add before any install: there is no running cluster to add to.
+    ok(
+        ferry()
+            .args(["bundle", "unpack"])
+            .arg(&s.bundle)
+            .arg("--trust")
+            .arg(s.path("key.pub"))
+            .arg("--data-dir")
+            .arg(s.path("data"))
+            .output()
+            .unwrap(),
+        "ferry bundle unpack",
+    );
+    s.write_inventory(&MASTERS, &["h4"]);
+    let early = s.node_add(&["h4"]);
+    assert!(!early.status.success(), "{}", text(&early));
+    assert!(
+        text(&early).contains("run ferry install first"),
+        "{}",
+        text(&early)
+    );
+
+    let before_install: BTreeMap<&str, BTreeSet<String>> = ["h6", "h7"]
+        .into_iter()
+        .map(|h| (h, file_list(rig, h)))
+        .collect();
+    ok(s.install(), "ferry install");
+    assert_eq!(
+        s.record()["members"].as_array().unwrap().len(),
+        3,
+        "{}",
+        s.record()
+    );
+    etcdctl(rig, "h1", "put written-before-add 42");
+
+    // One more etcd member would make 4: refused by the plan, naming --force; nothing changed.
+    s.write_inventory(&["h1", "h2", "h3", "h5"], &["h4"]);
+    let even = s.node_add(&["h5"]);
+    assert!(!even.status.success(), "{}", text(&even));
+    assert!(
+        text(&even).contains("[etcd] has 4 member(s)")
+            && text(&even).contains("ferry node add --force"),
+        "{}",
+        text(&even)
+    );
+    // With two new members and a worker in the inventory: ferry install
+    // does not add members, it names node add; node add names what it lacks.
+    s.write_inventory(&["h1", "h2", "h3", "h5", "h6"], &["h4", "h7"]);
+    let by_install = s.install();
+    assert!(!by_install.status.success(), "{}", text(&by_install));
+    assert!(
+        text(&by_install).contains("etcd members etcd-h5 (h5), etcd-h6 (h6) are new")
+            && text(&by_install).contains("add them with `ferry node add h5 h6`"),
+        "{}",
+        text(&by_install)
+    );
+    let unknown = s.node_add(&["h5", "h6", "h9"]);
+    assert!(
+        text(&unknown).contains("not in the inventory: h9"),
+        "{}",
+        text(&unknown)
+    );
+    let unnamed = s.node_add(&["h5", "h7"]);
+    assert!(
+        text(&unnamed).contains("that were not named: h6 (etcd member etcd-h6)"),
+        "{}",
+        text(&unnamed)
+    );
+    assert_eq!(s.record()["members"].as_array().unwrap().len(), 3);
+    for h in ["h5", "h6", "h7"] {
+        assert!(
+            !rig.exec(h, "test -e /etc/systemd/system/etcd.service || test -e /etc/systemd/system/kubelet.service")
+                .status
+                .success(),
+            "{h} was changed by a refused command"
+        );
+    }
+
+    // Two etcd members and a worker.
+    let etcd_pids: Vec<String> = MASTERS
+        .iter()
+        .map(|h| main_pid(rig, h, "etcd.service"))
+        .collect();
+    let watcher = Watcher::start(rig);
+    let added = report(&ok(s.node_add(&["h5", "h6", "h7"]), "ferry node add"));
+    let samples = watcher.finish();
+
+    let members = etcdctl(rig, "h5", "member list");
+    assert_eq!(members.matches(", started, ").count(), 5, "{members}");
+    let health = etcdctl(rig, "h6", "endpoint health --cluster");
+    assert_eq!(health.matches("is healthy").count(), 5, "{health}");
+    for h in ["h5", "h6"] {
+        assert_eq!(
+            etcdctl(
+                rig,
+                h,
+                "get --consistency=s --print-value-only written-before-add"
+            )
+            .trim(),
+            "42",
+            "{h} has not the data written before it joined"
+        );
+    }
+    let record = s.record();
+    let recorded: Vec<(&str, &str)> = record["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            ("etcd-h1", "new"),
+            ("etcd-h2", "new"),
+            ("etcd-h3", "new"),
+            ("etcd-h5", "existing"),
+            ("etcd-h6", "existing"),
+        ]
+    );
+    // The first members' units did not change: they were not restarted.
+    let after: Vec<String> = MASTERS
+        .iter()
+        .map(|h| main_pid(rig, h, "etcd.service"))
+        .collect();
+    assert_eq!(etcd_pids, after, "running etcd members were restarted");
+
+    // The apiservers (their etcd endpoints changed) restarted one at a time.
+    let apiservers: Vec<String> = restarted(&added)
+        .into_iter()
+        .filter(|(_, u)| u == "kube-apiserver.service")
+        .map(|(h, _)| h)
+        .collect();
+    assert_eq!(apiservers, MASTERS, "{added}");
+    let worst = samples.iter().map(Vec::len).max().unwrap_or(0);
+    assert!(
+        worst <= 1,
+        "two apiservers were down at once: {:?}",
+        samples.iter().filter(|d| d.len() > 1).collect::<Vec<_>>()
+    );
+
+    // The new worker runs a pod sandbox whose image came through the mirror.
+    sandbox_comes_from_the_mirror(rig, "h7", &bundle_images(&s.path("data")));
+
+    // Again: nothing to do.
+    let again = report(&ok(s.node_add(&["h5", "h6", "h7"]), "ferry node add again"));
+    assert_eq!(
+        (changed_files(&again), restarted(&again).len()),
+        (0, 0),
+        "{again}"
+    );
+
+    remove_an_etcd_member_and_a_worker(&s, &before_install);
+}
+
+/// Every file and symlink under the directories ferry writes to, on `host`.
+fn file_list(rig: &Rig, host: &str) -> BTreeSet<String> {
+    rig.sh(
+        host,
+        "find /etc /opt /usr/local /var/lib /srv -xdev \\( -type f -o -type l \\) 2>/dev/null | sort",
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// What `host` has now that it did not have before the install, leaving
+/// out what the OS packages ferry installed from the bundle own (they stay)
+/// and the package manager's and systemd's own state.
+fn left_behind(rig: &Rig, host: &str, before: &BTreeSet<String>) -> Vec<String> {
+    let system = [
+        "/var/lib/dpkg/",
+        "/var/lib/apt/",
+        "/var/lib/systemd/",
+        "/var/lib/ucf/",
+        "/etc/ld.so.cache",
+    ];
+    file_list(rig, host)
+        .difference(before)
+        .filter(|p| !system.iter().any(|s| p.starts_with(s)))
+        .filter(|p| {
+            !rig.exec(host, &format!("dpkg -S '{p}' >/dev/null 2>&1"))
+                .status
+                .success()
+        })
+        .cloned()
+        .collect()
+}
+
+fn remove_an_etcd_member_and_a_worker(s: &Setup, before: &BTreeMap<&str, BTreeSet<String>>) {
+    let rig = &s.rig;
+    // Two of the four members that would stay are down: no quorum, refused.
+    for h in ["h3", "h5"] {
+        rig.sh(h, "systemctl stop etcd.service");
+    }
+    let no_quorum = s.node_remove(&["h6", "h7"], &["--force"]);
+    assert!(!no_quorum.status.success(), "{}", text(&no_quorum));
+    assert!(
+        text(&no_quorum)
+            .contains("would leave 4 etcd member(s) of which 2 answer healthy; a quorum needs 3")
+            && text(&no_quorum).contains("nothing was changed"),
+        "{}",
+        text(&no_quorum)
+    );
+    for h in ["h3", "h5"] {
+        rig.sh(h, "systemctl start etcd.service");
+    }
+    let members = etcdctl(rig, "h1", "member list");
+    assert_eq!(members.matches(", started, ").count(), 5, "{members}");
+    // Four members left is even: the plan refuses it without --force.
+    let even = s.node_remove(&["h6", "h7"], &[]);
+    assert!(
+        text(&even).contains("[etcd] has 4 member(s)"),
+        "{}",
+        text(&even)
+    );
+
+    let out = s.node_remove(&["h6", "h7"], &["--force", "--purge-data"]);
+    let done: Value = serde_json::from_str(&ok(out, "ferry node remove")).unwrap();
+    let members = etcdctl(rig, "h1", "member list");
+    assert_eq!(members.matches(", started, ").count(), 4, "{members}");
+    assert!(!members.contains("etcd-h6"), "{members}");
+    let health = etcdctl(rig, "h5", "endpoint health --cluster");
+    assert_eq!(health.matches("is healthy").count(), 4, "{health}");
+    assert_eq!(
+        s.record()["members"].as_array().unwrap().len(),
+        4,
+        "{}",
+        s.record()
+    );
+    assert!(
+        done["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["removed"] == true),
+        "{done}"
+    );
+    // Nothing of ferry's is left on the removed hosts.
+    for h in ["h6", "h7"] {
+        let units = rig.sh(
+            h,
+            "systemctl list-unit-files --no-legend 'etcd*' 'kube*' 'containerd*' 'ferry*' | wc -l",
+        );
+        assert_eq!(units.trim(), "0", "{h} still has ferry's units");
+        let left = left_behind(rig, h, &before[h]);
+        assert!(left.is_empty(), "{h}: ferry left {left:?}");
+    }
+    // The apiservers no longer name the removed member.
+    for h in MASTERS {
+        let unit = rig.sh(h, "systemctl cat kube-apiserver.service");
+        assert!(
+            !unit.contains(&format!("{}:2379", rig.addr("h6"))),
+            "{h}'s apiserver still names h6:\n{unit}"
+        );
+    }
+}
