@@ -2,7 +2,9 @@
 //!
 //! connect -> preflight (every host, all problems at once, nothing changed
 //! yet) -> the plan's steps in order (each step on all hosts in parallel,
-//! `forks` at a time) -> checks. A host that fails skips its later steps;
+//! `forks` at a time, except that running etcd members and apiservers go
+//! one at a time behind health gates, see rolling.rs, and new etcd members
+//! join one at a time, see etcd_step.rs) -> checks. A host that fails skips its later steps;
 //! steps that need other hosts (control plane needs an etcd quorum, nodes and
 //! addons need a control plane) are skipped when those failed. Every host
 //! ends in the report table with its step, status and log path.
