@@ -393,11 +393,13 @@ struct Staging {
 
 impl Staging {
     fn new(root: &Path, created: Option<PathBuf>) -> Result<Staging, StoreError> {
-        let dir = tempfile::Builder::new()
-            .prefix("unpack-")
-            .tempdir_in(root)
-            .map_err(|e| StoreError::io(root, e))?;
-        let path = dir.keep();
+        // Registered before it exists: an interrupt at any moment after
+        // this finds it (one unpack at a time holds the lock, so the name
+        // is this unpack's own).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = root.join(format!("unpack-{}-{nanos:09}", std::process::id()));
         let mut on_interrupt = vec![
             remove_on_interrupt(&path, Removal::Tree),
             remove_on_interrupt(root, Removal::IfEmpty),
@@ -405,6 +407,7 @@ impl Staging {
         if let Some(data_dir) = &created {
             on_interrupt.push(remove_on_interrupt(data_dir, Removal::IfEmpty));
         }
+        std::fs::create_dir(&path).map_err(|e| StoreError::io(&path, e))?;
         Ok(Staging {
             path,
             created,
