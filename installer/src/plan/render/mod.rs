@@ -16,6 +16,7 @@ mod escape;
 mod etcd;
 mod node;
 mod registry;
+mod stamp;
 
 use crate::images::{find_image, pinned, ImageRef};
 use crate::plan::error::{PlanError, Result};
@@ -494,7 +495,8 @@ pub fn render_hosts(r: &Renderer, input: &RenderInput) -> Result<(Vec<HostPlan>,
         let mut h = HostFiles::new(&n.name);
         render_host_runtime(&mut h, r, input, &shared, &scope)?;
         render_host_kubernetes(&mut h, r, input, &shared, &scope)?;
-        let (plan, host_missing) = h.into_plan(n);
+        let (mut plan, host_missing) = h.into_plan(n);
+        stamp::stamp_units(&mut plan);
         missing.extend(host_missing);
         out.push(plan);
     }
