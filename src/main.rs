@@ -37,6 +37,8 @@ enum Command {
     Install(cli::install::InstallArgs),
     /// Show services, etcd health and mirror reachability per host.
     Status(cli::install::StatusArgs),
+    /// Day 2: move the cluster to a newer bundle, or back (--rollback).
+    Upgrade(cli::upgrade::UpgradeArgs),
     /// Day 2: add hosts to the running cluster.
     #[command(subcommand)]
     Node(cli::node::NodeCommand),
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Install(args) => cli::install::run_install(args),
         Command::Status(args) => cli::install::run_status(args),
         Command::Node(cmd) => cli::node::run(cmd),
+        Command::Upgrade(args) => cli::upgrade::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -127,12 +127,20 @@ pub fn install(
     let bundle = open_bundle(&request.data_dir, &unpacked.name)?;
     let plan = plan_cluster(&request.cluster, &bundle, false)?;
     refuse_joining_members(&plan)?;
+    refuse_version_change(&plan, &bundle)?;
+    let whole = request.limit.is_none();
     let options = deploy_options(&request.access, &plan, request.limit);
     on_event(InstallEvent::Deploying {
         plan: &plan,
         options: &options,
     });
     let report = block_on(deploy::deploy(&plan, &bundle, &options))??;
+    // What the cluster runs, once every host runs it (ferry upgrade starts there).
+    if whole && report.ok() {
+        let installed = crate::upgrade::installed::Installed::of(&bundle.manifest);
+        crate::upgrade::installed::save_installed(&plan.cluster_dir, &installed)
+            .map_err(InstallError::Nodes)?;
+    }
     Ok(InstallOutcome {
         bundle: unpacked,
         report,
@@ -207,6 +215,23 @@ pub fn node_remove(
     .map_err(|e| InstallError::Nodes(e.to_string()))
 }
 
+/// The cluster dir `cluster` names, else the default for config.yml's
+/// `CLUSTER_NAME` (read without planning: the bundle is not known yet).
+pub(crate) fn cluster_dir_of(cluster: &ClusterInputs) -> Result<PathBuf, InstallError> {
+    if let Some(d) = &cluster.cluster_dir {
+        return Ok(d.clone());
+    }
+    let plan_err = |source| InstallError::Plan {
+        inventory: cluster.inventory.clone(),
+        config: cluster.config.clone(),
+        source,
+    };
+    let inv = crate::plan::inventory::Inventory::load(&cluster.inventory).map_err(plan_err)?;
+    let scope = crate::plan::jinja::Scope::from_inventory(&inv);
+    let cfg = crate::plan::config::Config::load(&cluster.config, &scope).map_err(plan_err)?;
+    Ok(crate::plan::default_cluster_dir(&cfg.cluster_name.value))
+}
+
 /// The hosts of `plan` that `names` name; a name no host has is an error.
 fn named_hosts<'p>(plan: &'p ClusterPlan, names: &[String]) -> Result<Vec<&'p HostPlan>, String> {
     let mut hosts = Vec::new();
@@ -221,9 +246,30 @@ fn named_hosts<'p>(plan: &'p ClusterPlan, names: &[String]) -> Result<Vec<&'p Ho
     Ok(hosts)
 }
 
+/// `ferry install` does not move a running cluster to another Kubernetes
+/// version: that is `ferry upgrade` (skew checks, snapshot, drained nodes).
+fn refuse_version_change(plan: &ClusterPlan, bundle: &DeployContext) -> Result<(), InstallError> {
+    let Some(current) = crate::upgrade::installed::load_installed(&plan.cluster_dir)
+        .map_err(InstallError::Nodes)?
+    else {
+        return Ok(());
+    };
+    if current.kubernetes == bundle.manifest.kubernetes {
+        return Ok(());
+    }
+    Err(InstallError::Nodes(format!(
+        "the cluster runs Kubernetes {} (bundle {}, recorded in {}); bundle {} is {}: move it with `ferry upgrade --bundle ...`, which checks the version skew, takes an etcd snapshot and drains nodes",
+        current.kubernetes,
+        current.bundle,
+        crate::upgrade::installed::installed_path(&plan.cluster_dir).display(),
+        bundle.manifest.name,
+        bundle.manifest.kubernetes
+    )))
+}
+
 /// `ferry install` does not add etcd members to a running cluster: that is
 /// `ferry node add`, which checks the member count.
-fn refuse_joining_members(plan: &ClusterPlan) -> Result<(), InstallError> {
+pub(crate) fn refuse_joining_members(plan: &ClusterPlan) -> Result<(), InstallError> {
     let hosts = crate::deploy::joining::joining_hosts(plan);
     if hosts.is_empty() {
         return Ok(());
@@ -264,7 +310,7 @@ pub fn cluster_status(
     block_on(deploy::status::status(&plan, &options))
 }
 
-fn unpack_bundle(
+pub(crate) fn unpack_bundle(
     bundle: &BundleSource,
     trust: &Trust,
     data_dir: &Path,
@@ -277,7 +323,7 @@ fn unpack_bundle(
 }
 
 /// The bundle `name` unpacked in `data_dir`, with its bundle.json.
-fn open_bundle(data_dir: &Path, name: &str) -> Result<DeployContext, InstallError> {
+pub(crate) fn open_bundle(data_dir: &Path, name: &str) -> Result<DeployContext, InstallError> {
     let store = Store::open(data_dir);
     let manifest = store
         .manifest(name)
@@ -295,7 +341,7 @@ fn open_bundle(data_dir: &Path, name: &str) -> Result<DeployContext, InstallErro
 
 /// The cluster planned from `cluster`'s inventory and config.yml, its addons
 /// rendered from the artifacts `bundle` carries.
-fn plan_cluster(
+pub(crate) fn plan_cluster(
     cluster: &ClusterInputs,
     bundle: &DeployContext,
     read_only: bool,
@@ -341,7 +387,7 @@ fn plan_cluster_with(
     })
 }
 
-fn deploy_options(
+pub(crate) fn deploy_options(
     access: &HostAccess,
     plan: &ClusterPlan,
     limit: Option<BTreeSet<String>>,
@@ -351,11 +397,12 @@ fn deploy_options(
         ssh: access.ssh.clone(),
         log_dir: plan.cluster_dir.join("logs"),
         limit,
+        node_roll: None,
     }
 }
 
 /// Runs `work` to completion on a new multi-threaded runtime.
-fn block_on<F: Future>(work: F) -> Result<F::Output, InstallError> {
+pub(crate) fn block_on<F: Future>(work: F) -> Result<F::Output, InstallError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

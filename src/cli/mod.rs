@@ -10,6 +10,7 @@ pub mod plan;
 pub mod registry;
 pub mod registry_push;
 pub mod trust;
+pub mod upgrade;
 
 /// Exit codes: 0 ok, 1 failure, 2 usage error (clap), 3 verification failure.
 pub fn exit_code(err: &anyhow::Error) -> u8 {

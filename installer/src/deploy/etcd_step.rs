@@ -164,12 +164,7 @@ async fn add_member(plan: &ClusterPlan, runs: &[HostRun], member: &Member) -> Re
         return Ok(());
     }
     let peer = format!("--peer-urls={}", member.peer_url);
-    // etcd refuses a member while the last one to join has been connected
-    // for less than its health interval (5 s): "unhealthy cluster".
-    let add = ctl.command(&["member", "add", &member.name, &peer]);
-    let script = format!(
-        "for i in $(seq 1 90); do out=$({add} 2>&1) && exit 0; case \"$out\" in *'unhealthy cluster'*) sleep 1;; *) break;; esac; done; echo \"$out\"; exit 1"
-    );
+    let script = ctl.reconfig_script(&["member", "add", &member.name, &peer]);
     let out = exec.run(&script).await.map_err(|e| e.to_string())?;
     if out.success() {
         return Ok(());

@@ -72,6 +72,17 @@ impl Etcdctl {
         format!("{} {}", self.prefix, args.join(" "))
     }
 
+    /// A script for a membership change (`member add`, `member remove`):
+    /// etcd refuses one while a member has been connected for less than its
+    /// health interval (5 s) after a join or restart ("unhealthy cluster"),
+    /// so that answer is retried for up to 90 s; any other is printed.
+    pub fn reconfig_script(&self, args: &[&str]) -> String {
+        format!(
+            "for i in $(seq 1 90); do out=$({cmd} 2>&1) && exit 0; case \"$out\" in *'unhealthy cluster'*) sleep 1;; *) break;; esac; done; echo \"$out\"; exit 1",
+            cmd = self.command(args)
+        )
+    }
+
     /// A script that waits until the endpoints answer healthy, printing
     /// etcdctl's last answer when they do not within [`HEALTHY_TIMEOUT`].
     pub fn wait_healthy_script(&self) -> String {

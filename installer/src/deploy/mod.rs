@@ -12,10 +12,12 @@
 pub mod addons;
 mod apply;
 mod baseline;
-mod etcd_step;
+pub mod before_upgrade;
+pub mod etcd_step;
 pub mod etcdctl;
 mod identity;
 pub mod joining;
+pub mod node_roll;
 mod packages;
 pub mod placed;
 pub mod preflight;
@@ -72,6 +74,8 @@ pub struct DeployOptions {
     pub log_dir: PathBuf,
     /// Only these hosts (names or inventory hosts); all when None.
     pub limit: Option<BTreeSet<String>>,
+    /// An upgrade: running nodes are drained and upgraded in batches.
+    pub node_roll: Option<node_roll::NodeRoll>,
 }
 
 pub struct DeployContext {
@@ -244,7 +248,7 @@ pub async fn deploy(
     let mut notes = warning_notes(&findings);
     notes.extend(install_packages_everywhere(ctx, &mut runs, opts.forks).await);
     for step in STEPS {
-        notes.extend(run_step_everywhere(step, plan, ctx, &mut runs, opts.forks).await);
+        notes.extend(run_step_everywhere(step, plan, ctx, &mut runs, opts).await);
     }
     check_units_everywhere(&mut runs, opts.forks).await;
     Ok(finish(runs, notes, started).await)
@@ -346,8 +350,9 @@ async fn run_step_everywhere(
     plan: &ClusterPlan,
     ctx: &DeployContext,
     runs: &mut [HostRun],
-    forks: usize,
+    opts: &DeployOptions,
 ) -> Vec<String> {
+    let forks = opts.forks;
     skip_blocked(step, runs);
     let todo: Vec<usize> = (0..runs.len())
         .filter(|&i| runs[i].ok() && apply::has_work(&runs[i].plan, step))
@@ -356,6 +361,10 @@ async fn run_step_everywhere(
         Step::Etcd => return etcd_step::run(plan, ctx, runs, todo, forks).await,
         Step::ControlPlane => {
             return rolling::run(step, plan, ctx, runs, todo, forks, rolling::Gate::Apiserver).await
+        }
+        Step::Nodes if opts.node_roll.is_some() => {
+            let roll = opts.node_roll.expect("matched");
+            return node_roll::run(plan, ctx, runs, todo, opts, &roll).await;
         }
         _ => {}
     }

@@ -232,14 +232,18 @@ impl Helpers {
             .await
             .map_err(|e| RemoveError::Failed(format!("etcd member list on {}: {e}", host.name)))?;
         if let Some(id) = member_id(&listed, &m.peer_url) {
-            exec.check(&ctl.command(&["member", "remove", &id]))
+            let out = exec
+                .run(&ctl.reconfig_script(&["member", "remove", &id]))
                 .await
-                .map_err(|e| {
-                    RemoveError::Failed(format!(
-                        "etcd member remove {} ({id}) on {}: {e}",
-                        m.name, host.name
-                    ))
-                })?;
+                .map_err(|e| RemoveError::Failed(e.to_string()))?;
+            if !out.success() {
+                return Err(RemoveError::Failed(format!(
+                    "etcd member remove {} ({id}) on {}: {}",
+                    m.name,
+                    host.name,
+                    out.stdout.trim()
+                )));
+            }
             exec.log().line(&format!(
                 "node remove: etcd member {} ({id}) removed",
                 m.name
@@ -405,10 +409,12 @@ fn cleanup_script(record: &placed::Placed, data: &[PathBuf]) -> String {
         "rm -rf -- {}\n",
         sh_quote(super::apply::PENDING_DIR)
     ));
+    // A data dir that is a mount point of its own (a disk for etcd or
+    // containerd) is emptied, not removed.
     for d in data {
         s.push_str(&format!(
-            "rm -rf --one-file-system -- {} || failed=1\n",
-            q(d)
+            "if mountpoint -q {d}; then find {d} -xdev -mindepth 1 -delete || failed=1; else rm -rf --one-file-system -- {d} || failed=1; fi\n",
+            d = q(d)
         ));
     }
     s.push_str("exit $failed\n");

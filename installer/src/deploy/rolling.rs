@@ -90,7 +90,7 @@ async fn roll_one_at_a_time(
 }
 
 /// Whether each host at `todo` runs every unit of `step` already.
-async fn running_hosts(
+pub(super) async fn running_hosts(
     step: Step,
     runs: &mut [HostRun],
     todo: &[usize],
