@@ -6,25 +6,17 @@
 
 mod common;
 
-use common::upstream::{Upstream, UpstreamOptions};
+use common::upstream::{
+    serve_kubernetes_release, Upstream, UpstreamOptions, KUBE_BINARIES as KUBE,
+};
 use ferry_builder::catalog::{Catalog, Kind};
 use ferry_builder::profile::Profile;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
-
-const KUBE: [&str; 6] = [
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubelet",
-    "kube-proxy",
-    "kubectl",
-];
 
 /// What Kubernetes 1.29.7 ships with: `kubeadm config images list` for
 /// v1.29.7 names etcd 3.5.12-0, pause 3.9 and coredns v1.11.1.
@@ -228,33 +220,6 @@ fn prod_profile_plan_resolves_every_component_and_image_of_1_29_7() {
     // The sandbox image comes first.
     assert_eq!(refs.first(), Some(&PAUSE));
     assert!(refs.contains(&COREDNS), "{refs:?}");
-}
-
-/// Lays out Kubernetes `release`'s kube-* files on the fixture upstream, as
-/// tests/fixtures/mkupstream.sh does for 1.29.6: the same python stand-ins,
-/// reporting `release`, each with its bare-hex `<url>.sha256`. New files in
-/// this test's own copy of the fixture tree, so no other test sees them.
-fn serve_kubernetes_release(up: &Upstream, release: &str) {
-    for arch in ["amd64", "arm64"] {
-        for name in KUBE {
-            let from = up.file(&format!(
-                "/dl.k8s.io/release/v1.29.6/bin/linux/{arch}/{name}"
-            ));
-            let text = std::fs::read_to_string(&from).expect("1.29.6 stand-in");
-            let line = "\nK8S_VERSION = \"v1.29.6\"\n";
-            assert_eq!(text.matches(line).count(), 1, "{}", from.display());
-            let text = text.replace(line, &format!("\nK8S_VERSION = \"v{release}\"\n"));
-            let to = up.file(&format!(
-                "/dl.k8s.io/release/v{release}/bin/linux/{arch}/{name}"
-            ));
-            std::fs::create_dir_all(to.parent().expect("dir")).expect("mkdir");
-            std::fs::write(&to, &text).expect("write stand-in");
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-            let digest = hex::encode(Sha256::digest(text.as_bytes()));
-            std::fs::write(to.with_file_name(format!("{name}.sha256")), digest + "\n")
-                .expect("write .sha256");
-        }
-    }
 }
 
 /// `ferry bundle build --k8s 1.29.7` with the prod profile, through the

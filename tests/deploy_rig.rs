@@ -152,6 +152,7 @@ fn context(data: &Path) -> DeployContext {
 
 fn options(rig: &Rig, logs: &Path) -> DeployOptions {
     DeployOptions {
+        node_roll: None,
         forks: 2,
         ssh: SshOptions {
             config_file: Some(rig.ssh_config()),

@@ -11,16 +11,15 @@
 
 mod common;
 
-use common::cluster::{etcdctl, sandbox_comes_from_the_mirror};
+use common::cluster::{
+    etcdctl, overlapping_outages, sandbox_comes_from_the_mirror, Probe, Watcher,
+};
 use common::rig::Rig;
 use common::upstream::signed_amd64_bundle;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 const OCTET: u8 = 54;
 const MASTERS: [&str; 3] = ["h1", "h2", "h3"];
@@ -171,54 +170,6 @@ fn main_pid(rig: &Rig, host: &str, unit: &str) -> String {
         .to_owned()
 }
 
-/// Polls every master's /readyz every 200 ms from the deploy host; each
-/// sample is which masters did not answer `ok`.
-struct Watcher {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<Vec<String>>>,
-}
-
-impl Watcher {
-    fn start(rig: &Rig) -> Watcher {
-        let urls: Vec<(String, String)> = MASTERS
-            .iter()
-            .map(|h| {
-                (
-                    h.to_string(),
-                    format!("https://{}:6443/readyz", rig.addr(h)),
-                )
-            })
-            .collect();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut samples = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
-                let down: Vec<String> = urls
-                    .iter()
-                    .filter(|(_, url)| {
-                        let out = Command::new("curl")
-                            .args(["-sk", "--max-time", "1", url])
-                            .output()
-                            .expect("curl");
-                        String::from_utf8_lossy(&out.stdout).trim() != "ok"
-                    })
-                    .map(|(h, _)| h.clone())
-                    .collect();
-                samples.push(down);
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            samples
-        });
-        Watcher { stop, thread }
-    }
-
-    fn finish(self) -> Vec<Vec<String>> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("watcher")
-    }
-}
-
 fn bundle_images(data: &Path) -> Vec<(String, String)> {
     let dir = data
         .join("bundles")
@@ -336,7 +287,12 @@ fn node_add_joins_etcd_members_one_at_a_time_and_a_worker() {
         .iter()
         .map(|h| main_pid(rig, h, "etcd.service"))
         .collect();
-    let watcher = Watcher::start(rig);
+    let watcher = Watcher::start(
+        MASTERS
+            .iter()
+            .map(|h| Probe::readyz(h, rig.addr(h), 6443))
+            .collect(),
+    );
     let added = report(&ok(s.node_add(&["h5", "h6", "h7"]), "ferry node add"));
     let samples = watcher.finish();
 
@@ -387,11 +343,10 @@ fn node_add_joins_etcd_members_one_at_a_time_and_a_worker() {
         .map(|(h, _)| h)
         .collect();
     assert_eq!(apiservers, MASTERS, "{added}");
-    let worst = samples.iter().map(Vec::len).max().unwrap_or(0);
+    let both = overlapping_outages(&samples, &MASTERS);
     assert!(
-        worst <= 1,
-        "two apiservers were down at once: {:?}",
-        samples.iter().filter(|d| d.len() > 1).collect::<Vec<_>>()
+        both.is_empty(),
+        "two apiservers were down at once: {both:?}"
     );
 
     // The new worker runs a pod sandbox whose image came through the mirror.
@@ -419,24 +374,37 @@ fn file_list(rig: &Rig, host: &str) -> BTreeSet<String> {
     .collect()
 }
 
-/// What `host` has now that it did not have before the install, leaving
-/// out what the OS packages ferry installed from the bundle own (they stay)
-/// and the package manager's and systemd's own state.
+/// What the OS packages ferry installed from the bundle leave (they stay):
+/// the package manager's and systemd's state, the rc.d links and files
+/// their maintainer scripts write. Everything else a removed host has that
+/// it did not have before the install was ferry's and must be gone.
+const PACKAGE_STATE: [&str; 11] = [
+    "/var/lib/dpkg/",
+    "/var/lib/apt/",
+    "/var/lib/systemd/",
+    "/var/lib/ucf/",
+    "/var/lib/python/",
+    "/etc/python3/",
+    "/etc/apparmor.d/local/",
+    "/etc/ld.so.cache",
+    // readline-common's postinst
+    "/etc/inputrc",
+    // chrony's postinst
+    "/etc/chrony/chrony.keys",
+    "/etc/rc",
+];
+
+/// What `host` has now that it did not have before the install, less what
+/// the packages own (by dpkg, or as a link to a file dpkg owns) or write.
 fn left_behind(rig: &Rig, host: &str, before: &BTreeSet<String>) -> Vec<String> {
-    let system = [
-        "/var/lib/dpkg/",
-        "/var/lib/apt/",
-        "/var/lib/systemd/",
-        "/var/lib/ucf/",
-        "/etc/ld.so.cache",
-    ];
     file_list(rig, host)
         .difference(before)
-        .filter(|p| !system.iter().any(|s| p.starts_with(s)))
+        .filter(|p| !PACKAGE_STATE.iter().any(|s| p.starts_with(s)))
         .filter(|p| {
-            !rig.exec(host, &format!("dpkg -S '{p}' >/dev/null 2>&1"))
-                .status
-                .success()
+            let owned = format!(
+                "dpkg -S '{p}' >/dev/null 2>&1 || {{ [ -L '{p}' ] && dpkg -S \"$(readlink -f '{p}' | sed 's,^/usr/lib/,/lib/,')\" >/dev/null 2>&1; }} || {{ [ -L '{p}' ] && dpkg -S \"$(readlink -f '{p}')\" >/dev/null 2>&1; }}"
+            );
+            !rig.exec(host, &owned).status.success()
         })
         .cloned()
         .collect()
@@ -470,6 +438,13 @@ fn remove_an_etcd_member_and_a_worker(s: &Setup, before: &BTreeMap<&str, BTreeSe
         text(&even)
     );
 
+    let records: Vec<(&str, Value)> = ["h6", "h7"]
+        .into_iter()
+        .map(|h| {
+            let text = std::fs::read(s.path(&format!("cluster/placed/{h}.json"))).unwrap();
+            (h, serde_json::from_slice(&text).unwrap())
+        })
+        .collect();
     let out = s.node_remove(&["h6", "h7"], &["--force", "--purge-data"]);
     let done: Value = serde_json::from_str(&ok(out, "ferry node remove")).unwrap();
     let members = etcdctl(rig, "h1", "member list");
@@ -491,7 +466,20 @@ fn remove_an_etcd_member_and_a_worker(s: &Setup, before: &BTreeMap<&str, BTreeSe
             .all(|r| r["removed"] == true),
         "{done}"
     );
-    // Nothing of ferry's is left on the removed hosts.
+    // Nothing of ferry's is left on the removed hosts: no file its record
+    // listed, no unit, nothing else new but what the OS packages keep.
+    for (h, record) in &records {
+        let files = record["files"].as_array().unwrap();
+        assert!(files.len() > 10, "{h}: {record}");
+        for f in files {
+            let f = f.as_str().unwrap();
+            assert!(
+                !rig.exec(h, &format!("test -e '{f}'")).status.success(),
+                "{h}: {f} left"
+            );
+        }
+        assert!(!s.path(&format!("cluster/placed/{h}.json")).exists());
+    }
     for h in ["h6", "h7"] {
         let units = rig.sh(
             h,

@@ -5,6 +5,8 @@ use super::rig::Rig;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `--flag=value` from a unit's ExecStart.
@@ -111,4 +113,96 @@ pub fn sandbox_comes_from_the_mirror(rig: &Rig, host: &str, images: &[(String, S
         "{host}: sandbox image {pulled}, expected {expected}"
     );
     cri(rig, host, &format!("remove-sandbox {id}"));
+}
+
+/// One thing a [`Watcher`] polls: its name, and the curl arguments whose
+/// output is `expect` (or, with `contains`, holds it) while it serves.
+#[derive(Clone)]
+pub struct Probe {
+    pub name: String,
+    pub curl: Vec<String>,
+    pub expect: String,
+    pub contains: bool,
+}
+
+impl Probe {
+    /// An apiserver's `/readyz` (TLS not verified: only its answer counts).
+    pub fn readyz(name: &str, addr: &str, port: u16) -> Probe {
+        Probe {
+            name: name.to_owned(),
+            curl: vec!["-k".into(), format!("https://{addr}:{port}/readyz")],
+            expect: "ok".into(),
+            contains: false,
+        }
+    }
+
+    /// An etcd member's `/health`, with the cluster dir's etcd client certificate.
+    pub fn etcd_health(name: &str, addr: &str, cluster_dir: &Path) -> Probe {
+        let pki = cluster_dir.join("pki/etcd");
+        Probe {
+            name: name.to_owned(),
+            curl: vec![
+                "--cacert".into(),
+                pki.join("ca.pem").display().to_string(),
+                "--cert".into(),
+                pki.join("healthcheck-client.pem").display().to_string(),
+                "--key".into(),
+                pki.join("healthcheck-client-key.pem").display().to_string(),
+                format!("https://{addr}:2379/health"),
+            ],
+            // etcd 3.4 answers {"health":"true"}, 3.5 adds a reason.
+            expect: "\"health\":\"true\"".into(),
+            contains: true,
+        }
+    }
+}
+
+/// Polls every probe every 200 ms from the deploy host while a command
+/// runs; each sample is the names of the probes that did not answer.
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Vec<String>>>,
+}
+
+impl Watcher {
+    pub fn start(probes: Vec<Probe>) -> Watcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                let down: Vec<String> = probes
+                    .iter()
+                    .filter(|p| {
+                        let out = Command::new("curl")
+                            .args(["-sS", "--max-time", "1"])
+                            .args(&p.curl)
+                            .output()
+                            .expect("curl");
+                        let got = String::from_utf8_lossy(&out.stdout);
+                        let got = got.trim();
+                        !(got == p.expect || (p.contains && got.contains(&p.expect)))
+                    })
+                    .map(|p| p.name.clone())
+                    .collect();
+                samples.push(down);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            samples
+        });
+        Watcher { stop, thread }
+    }
+
+    pub fn finish(self) -> Vec<Vec<String>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("watcher")
+    }
+}
+
+/// The samples in which more than one of `names` was down.
+pub fn overlapping_outages<'a>(samples: &'a [Vec<String>], names: &[&str]) -> Vec<&'a Vec<String>> {
+    samples
+        .iter()
+        .filter(|down| down.iter().filter(|d| names.contains(&d.as_str())).count() > 1)
+        .collect()
 }

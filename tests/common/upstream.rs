@@ -461,11 +461,56 @@ fn short_hash(data: &[u8]) -> String {
     hex::encode(&Sha256::digest(data)[..6])
 }
 
-/// An amd64 bundle built by `ferry bundle build` from a fresh fixture upstream,
+/// Kubernetes' kube-* binaries, as the fixture upstream serves them.
+pub const KUBE_BINARIES: [&str; 6] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+];
+
+/// Lays out Kubernetes `release`'s kube-* files on the fixture upstream, as
+/// tests/fixtures/mkupstream.sh does for 1.29.6: the same python stand-ins,
+/// reporting `release`, each with its bare-hex `<url>.sha256`. New files in
+/// this upstream's own copy of the fixture tree, so no other test sees them.
+pub fn serve_kubernetes_release(up: &Upstream, release: &str) {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    for arch in ["amd64", "arm64"] {
+        for name in KUBE_BINARIES {
+            let from = up.file(&format!(
+                "/dl.k8s.io/release/v1.29.6/bin/linux/{arch}/{name}"
+            ));
+            let text = std::fs::read_to_string(&from).expect("1.29.6 stand-in");
+            let line = "\nK8S_VERSION = \"v1.29.6\"\n";
+            assert_eq!(text.matches(line).count(), 1, "{}", from.display());
+            let text = text.replace(line, &format!("\nK8S_VERSION = \"v{release}\"\n"));
+            let to = up.file(&format!(
+                "/dl.k8s.io/release/v{release}/bin/linux/{arch}/{name}"
+            ));
+            std::fs::create_dir_all(to.parent().expect("dir")).expect("mkdir");
+            std::fs::write(&to, &text).expect("write stand-in");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            let digest = hex::encode(Sha256::digest(text.as_bytes()));
+            std::fs::write(to.with_file_name(format!("{name}.sha256")), digest + "\n")
+                .expect("write .sha256");
+        }
+    }
+}
+
+/// An amd64 bundle built by `ferry bundle build` from a fresh fixture upstream,/// An amd64 bundle built by `ferry bundle build` from a fresh fixture upstream,
 /// signed with a key made by `ferry bundle keygen`: `dir/<name>.tar.zst`, with
 /// the keys at `dir/key.key` and `dir/key.pub` and the cache at `dir/cache`.
 /// The upstream is stopped once the bundle is built.
 pub fn signed_amd64_bundle(dir: &Path, name: &str) -> PathBuf {
+    signed_amd64_bundles(dir, &[(name, "1.29.6")]).remove(0)
+}
+
+/// Like [`signed_amd64_bundle`], one bundle per `(name, Kubernetes release)`,
+/// from one fixture upstream and signed with one key.
+pub fn signed_amd64_bundles(dir: &Path, releases: &[(&str, &str)]) -> Vec<PathBuf> {
     let up = Upstream::start(UpstreamOptions {
         platforms: "linux/amd64".into(),
         ..UpstreamOptions::default()
@@ -481,9 +526,21 @@ pub fn signed_amd64_bundle(dir: &Path, name: &str) -> PathBuf {
         "keygen: {}",
         String::from_utf8_lossy(&keygen.stderr)
     );
+    let mut bundles = Vec::new();
+    for (name, release) in releases {
+        if *release != "1.29.6" {
+            serve_kubernetes_release(&up, release);
+        }
+        bundles.push(build_signed(&up, dir, name, release));
+    }
+    bundles
+}
+
+fn build_signed(up: &Upstream, dir: &Path, name: &str, release: &str) -> PathBuf {
+    let ferry = || Command::new(env!("CARGO_BIN_EXE_ferry"));
     let bundle = dir.join(format!("{name}.tar.zst"));
     let build = ferry()
-        .args(["bundle", "build", "--k8s", "1.29.6"])
+        .args(["bundle", "build", "--k8s", release])
         .args(["--platform", "linux/amd64", "--plain", "--sign-key"])
         .arg(dir.join("key.key"))
         .arg("--cache-dir")

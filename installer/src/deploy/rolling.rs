@@ -1,8 +1,8 @@
 //! Steps whose hosts serve the cluster together (etcd members, apiservers)
-//! never restart more than one running host at a time. Hosts whose units of
-//! the step are not running yet (a new cluster, a new host, a host that
-//! failed) start together; hosts already running go one at a time, each
-//! healthy again before the next is touched. When one does not come back,
+//! never restart more than one running host at a time. In a new cluster
+//! (no host of the step runs yet) the hosts start together; once any runs,
+//! every host goes one at a time, the running ones first, then those
+//! joining, each healthy again before the next is touched. When one does not come back,
 //! the others are left as they are.
 
 use super::{etcdctl, run_step_on_host, DeployContext, HostRun, Status};
@@ -34,8 +34,13 @@ pub(super) async fn run(
     gate: Gate,
 ) -> Vec<String> {
     let running = running_hosts(step, runs, &todo, forks).await;
-    let (roll, start): (Vec<usize>, Vec<usize>) = todo.into_iter().partition(|i| running[i]);
-    let mut notes: Vec<String> = fan_out(
+    let (mut roll, start): (Vec<usize>, Vec<usize>) = todo.into_iter().partition(|i| running[i]);
+    if !roll.is_empty() {
+        // A cluster that runs: hosts joining it (new masters) come one at a time too.
+        roll.extend(start);
+        return roll_one_at_a_time(step, plan, ctx, runs, &roll, gate).await;
+    }
+    fan_out(
         runs.iter_mut()
             .enumerate()
             .filter(|(i, _)| start.contains(i))
@@ -47,9 +52,7 @@ pub(super) async fn run(
     .await
     .into_iter()
     .flatten()
-    .collect();
-    notes.extend(roll_one_at_a_time(step, plan, ctx, runs, &roll, gate).await);
-    notes
+    .collect()
 }
 
 /// Runs `step` on `hosts` in order; a host whose units restarted must pass
