@@ -27,8 +27,8 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-test:            ## unit, integration and end-to-end tests (needs root and the deps)
-	$(CARGO) test --workspace --no-fail-fast
+test:            ## unit, integration and end-to-end tests (needs root and the deps), two targets at a time
+	CARGO=$(CARGO) tests/run-lanes.sh
 
 fuzz:            ## every fuzz target for FUZZ_SECONDS (default 60) each; fails on a crash
 	fuzz/run.sh

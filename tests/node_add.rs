@@ -12,7 +12,7 @@
 mod common;
 
 use common::cluster::{
-    etcdctl, overlapping_outages, sandbox_comes_from_the_mirror, Probe, Watcher,
+    etcdctl, inventory, overlapping_outages, sandbox_comes_from_the_mirror, Probe, Watcher,
 };
 use common::rig::Rig;
 use common::upstream::signed_amd64_bundle;
@@ -42,38 +42,6 @@ fn ok(out: Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The inventory with `etcd` members (the masters first) and `nodes`.
-fn inventory(rig: &Rig, etcd: &[&str], nodes: &[&str]) -> String {
-    let a = |h: &str| rig.addr(h).to_string();
-    let mut s = String::from("[all]\n");
-    let mut all: Vec<&str> = MASTERS.to_vec();
-    all.extend(etcd.iter().filter(|h| !MASTERS.contains(h)));
-    all.extend(nodes);
-    for h in &all {
-        s += &format!(
-            "{0} ansible_host={0} ip={0} node_name={h} etcd_name=etcd-{h}\n",
-            a(h)
-        );
-    }
-    s += "[etcd]\n";
-    for h in etcd {
-        s += &format!("{}\n", a(h));
-    }
-    s += "[kube_master]\n";
-    for h in MASTERS {
-        s += &format!("{}\n", a(h));
-    }
-    s += "[kube_node]\n";
-    for h in nodes {
-        s += &format!("{}\n", a(h));
-    }
-    s += &format!(
-        "[all:vars]\nansible_user=root\nansible_ssh_private_key_file={}\n",
-        rig.key().display()
-    );
-    s
-}
-
 /// The test hosts are containers without CAP_SYS_RESOURCE (see install_e2e).
 const CONFIG: &str = "CLUSTER_NAME: \"nadd\"\nK8S_VER: \"1.29.6\"\nCONTAINER_RUNTIME: \"containerd\"\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\nCONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n";
 
@@ -89,7 +57,11 @@ impl Setup {
     }
 
     fn write_inventory(&self, etcd: &[&str], nodes: &[&str]) {
-        std::fs::write(self.path("hosts"), inventory(&self.rig, etcd, nodes)).unwrap();
+        std::fs::write(
+            self.path("hosts"),
+            inventory(&self.rig, &MASTERS, etcd, nodes),
+        )
+        .unwrap();
     }
 
     fn common_args(&self, cmd: &mut Command) {

@@ -9,5 +9,5 @@ pub mod plan;
 pub mod registry;
 pub mod store;
 pub mod unpack;
-pub mod upgrade;
 mod unpack_writer;
+pub mod upgrade;

@@ -7,6 +7,46 @@ use ferry_installer::install::{self, ClusterInputs, NodeAddRequest, NodeRemoveRe
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The running cluster a day-2 command works on, and how to reach it.
+#[derive(Args)]
+pub struct RunningCluster {
+    #[arg(long)]
+    pub inventory: PathBuf,
+    /// config.yml (default: config.yml next to the inventory).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, default_value = "/var/lib/ferry")]
+    pub data_dir: PathBuf,
+    /// Which unpacked bundle the cluster runs (default: the only one in the data dir).
+    #[arg(long)]
+    pub bundle_name: Option<String>,
+    #[arg(long)]
+    pub cluster_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunningCluster {
+    /// The bundle the cluster runs, and what planning it reads.
+    fn inputs(&self, allow_even_etcd: bool) -> anyhow::Result<(String, ClusterInputs)> {
+        let bundle = match &self.bundle_name {
+            Some(b) => b.clone(),
+            None => only_bundle(&self.data_dir)?,
+        };
+        let inputs = ClusterInputs {
+            config: config_or_beside(&self.config, &self.inventory),
+            inventory: self.inventory.clone(),
+            cluster_dir: self.cluster_dir.clone(),
+            new_cluster: false,
+            allow_even_etcd,
+        };
+        Ok((bundle, inputs))
+    }
+}
+
 #[derive(Subcommand)]
 pub enum NodeCommand {
     /// Add hosts that are already in the inventory to the running cluster.
@@ -28,18 +68,8 @@ pub struct RemoveArgs {
     /// The hosts to remove (inventory names or addresses).
     #[arg(required = true)]
     pub hosts: Vec<String>,
-    #[arg(long)]
-    pub inventory: PathBuf,
-    /// config.yml (default: config.yml next to the inventory).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long, default_value = "/var/lib/ferry")]
-    pub data_dir: PathBuf,
-    /// Which unpacked bundle the cluster runs (default: the only one in the data dir).
-    #[arg(long)]
-    pub bundle_name: Option<String>,
-    #[arg(long)]
-    pub cluster_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: RunningCluster,
     /// Also remove the hosts' data directories.
     #[arg(long)]
     pub purge_data: bool,
@@ -49,11 +79,6 @@ pub struct RemoveArgs {
     /// Accept an even number of etcd members left.
     #[arg(long)]
     pub force: bool,
-    #[command(flatten)]
-    pub ssh: SshArgs,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Edit the inventory first (as with kubeasz), then name the new hosts.
@@ -68,26 +93,11 @@ pub struct AddArgs {
     /// The hosts to add (inventory names or addresses).
     #[arg(required = true)]
     pub hosts: Vec<String>,
-    #[arg(long)]
-    pub inventory: PathBuf,
-    /// config.yml (default: config.yml next to the inventory).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long, default_value = "/var/lib/ferry")]
-    pub data_dir: PathBuf,
-    /// Which unpacked bundle the cluster runs (default: the only one in the data dir).
-    #[arg(long)]
-    pub bundle_name: Option<String>,
-    #[arg(long)]
-    pub cluster_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: RunningCluster,
     /// Accept an even number of etcd members (on the way from 3 to 5).
     #[arg(long)]
     pub force: bool,
-    #[command(flatten)]
-    pub ssh: SshArgs,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
@@ -98,24 +108,15 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
 }
 
 fn add(args: AddArgs) -> anyhow::Result<()> {
-    let bundle = match &args.bundle_name {
-        Some(b) => b.clone(),
-        None => only_bundle(&args.data_dir)?,
-    };
+    let (bundle, cluster) = args.cluster.inputs(args.force)?;
     let request = NodeAddRequest {
-        data_dir: args.data_dir,
+        data_dir: args.cluster.data_dir.clone(),
         bundle,
-        cluster: ClusterInputs {
-            config: config_or_beside(&args.config, &args.inventory),
-            inventory: args.inventory,
-            cluster_dir: args.cluster_dir,
-            new_cluster: false,
-            allow_even_etcd: args.force,
-        },
-        access: args.ssh.access(),
+        cluster,
+        access: args.cluster.ssh.access(),
         hosts: args.hosts,
     };
-    let json = args.json;
+    let json = args.cluster.json;
     let report = install::node_add(request, |event| {
         if !json {
             print_progress(event);
@@ -140,28 +141,19 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
 }
 
 fn remove(args: RemoveArgs) -> anyhow::Result<()> {
-    let bundle = match &args.bundle_name {
-        Some(b) => b.clone(),
-        None => only_bundle(&args.data_dir)?,
-    };
+    let (bundle, cluster) = args.cluster.inputs(args.force)?;
     let request = NodeRemoveRequest {
-        data_dir: args.data_dir,
+        data_dir: args.cluster.data_dir.clone(),
         bundle,
-        cluster: ClusterInputs {
-            config: config_or_beside(&args.config, &args.inventory),
-            inventory: args.inventory,
-            cluster_dir: args.cluster_dir,
-            new_cluster: false,
-            allow_even_etcd: args.force,
-        },
-        access: args.ssh.access(),
+        cluster,
+        access: args.cluster.ssh.access(),
         hosts: args.hosts,
         options: RemoveOptions {
             purge_data: args.purge_data,
             drain_timeout: Duration::from_secs(args.drain_timeout),
         },
     };
-    let json = args.json;
+    let json = args.cluster.json;
     let report = install::node_remove(request, |event| {
         if !json {
             print_progress(event);

@@ -206,3 +206,38 @@ pub fn overlapping_outages<'a>(samples: &'a [Vec<String>], names: &[&str]) -> Ve
         .filter(|down| down.iter().filter(|d| names.contains(&d.as_str())).count() > 1)
         .collect()
 }
+
+/// A kubeasz inventory of `rig`'s hosts: `masters` (also listed first in
+/// [all]), `etcd` members, `nodes`; each host named by `node_name` with
+/// etcd member name `etcd-<host>`, reached as root with the rig's key.
+pub fn inventory(rig: &Rig, masters: &[&str], etcd: &[&str], nodes: &[&str]) -> String {
+    let a = |h: &str| rig.addr(h).to_string();
+    let mut all: Vec<&str> = masters.to_vec();
+    for h in etcd.iter().chain(nodes) {
+        if !all.contains(h) {
+            all.push(h);
+        }
+    }
+    let mut s = String::from("[all]\n");
+    for h in &all {
+        s += &format!(
+            "{0} ansible_host={0} ip={0} node_name={h} etcd_name=etcd-{h}\n",
+            a(h)
+        );
+    }
+    for (group, hosts) in [
+        ("etcd", etcd),
+        ("kube_master", masters),
+        ("kube_node", nodes),
+    ] {
+        s += &format!("[{group}]\n");
+        for h in hosts {
+            s += &format!("{}\n", a(h));
+        }
+    }
+    s += &format!(
+        "[all:vars]\nansible_user=root\nansible_ssh_private_key_file={}\n",
+        rig.key().display()
+    );
+    s
+}
