@@ -399,13 +399,27 @@ fn addon_store(s: &Setup) -> Vec<Stored> {
     let out = etcdctl(s, "h1", "get --prefix /registry/ -w json");
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
-    kvs.iter()
+    let stored: Vec<Stored> = kvs
+        .iter()
         .map(|kv| Stored {
             key: String::from_utf8(unbase64(kv["key"].as_str().unwrap())).unwrap(),
             create: kv["create_revision"].as_u64().unwrap(),
             modified: kv["mod_revision"].as_u64().unwrap(),
             object: serde_json::from_slice(&unbase64(kv["value"].as_str().unwrap())).unwrap(),
         })
+        .collect();
+    // The kubelets register their Nodes (every master and node has one);
+    // the rest is what the addons step applied.
+    let nodes: Vec<&str> = stored
+        .iter()
+        .filter_map(|o| o.key.strip_prefix("/registry/core/nodes/"))
+        .collect();
+    for h in MASTERS.iter().chain(NODES.iter()) {
+        assert!(nodes.contains(h), "no Node {h} registered: {nodes:?}");
+    }
+    stored
+        .into_iter()
+        .filter(|o| !o.key.starts_with("/registry/core/nodes/"))
         .collect()
 }
 

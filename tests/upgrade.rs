@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::cluster::{inventory, overlapping_outages, Probe, Watcher};
+use common::cluster::{inventory_with_lb, longest_outage, overlapping_outages, Probe, Watcher};
 use common::rig::Rig;
 use common::upstream::signed_amd64_bundles;
 use serde_json::Value;
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 const OCTET: u8 = 55;
 const MASTERS: [&str; 3] = ["h1", "h2", "h3"];
 const NODES: [&str; 2] = ["h4", "h5"];
+const LBS: [&str; 2] = ["h6", "h7"];
 
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
@@ -38,7 +39,8 @@ fn ok(out: Output, what: &str) -> String {
 }
 
 /// The test hosts are containers without CAP_SYS_RESOURCE (see install_e2e).
-const CONFIG: &str = "CLUSTER_NAME: \"upg\"\nK8S_VER: \"1.29.6\"\nCONTAINER_RUNTIME: \"containerd\"\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\nCONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n";
+/// haproxy on [ex_lb] gets fewer connections (open files are capped here).
+const CONFIG: &str = "CLUSTER_NAME: \"upg\"\nK8S_VER: \"1.29.6\"\nCONTAINER_RUNTIME: \"containerd\"\nVIP: \"198.18.55.250\"\nVIP_IF: \"eth0\"\nHOST_SUBNET_PREFIX: 24\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\nCONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\nEX_LB_MAXCONN: 4000\n";
 
 struct Setup {
     rig: Rig,
@@ -160,14 +162,29 @@ fn wait_for_log(log: &Path, from: usize, needle: &str, child: &mut std::process:
 #[test]
 fn upgrade_rolls_one_member_and_one_master_at_a_time_and_resumes_after_a_kill() {
     eprintln!("NOTE: kube-* binaries, kubectl and helm in this test are python stand-ins (tests/fixtures/standins), not Kubernetes");
-    let rig = Rig::up_bare(5, "fupg", OCTET);
+    let rig = Rig::up_bare(7, "fupg", OCTET);
     let dir = tempfile::tempdir().unwrap();
-    let mut bundles =
-        signed_amd64_bundles(dir.path(), &[("k1296", "1.29.6"), ("k1297", "1.29.7")]).into_iter();
-    let (old, new) = (bundles.next().unwrap(), bundles.next().unwrap());
+    let mut bundles = signed_amd64_bundles(
+        dir.path(),
+        &[
+            ("k1296", "1.29.6"),
+            ("k1297", "1.29.7"),
+            ("k1310", "1.31.0"),
+        ],
+    )
+    .into_iter();
+    let (old, new, jump) = (
+        bundles.next().unwrap(),
+        bundles.next().unwrap(),
+        bundles.next().unwrap(),
+    );
     let s = Setup { rig, dir, old, new };
     let rig = &s.rig;
-    std::fs::write(s.path("hosts"), inventory(rig, &MASTERS, &MASTERS, &NODES)).unwrap();
+    std::fs::write(
+        s.path("hosts"),
+        inventory_with_lb(rig, &MASTERS, &MASTERS, &NODES, &LBS),
+    )
+    .unwrap();
     std::fs::write(s.path("config.yml"), CONFIG).unwrap();
 
     ok(
@@ -185,6 +202,14 @@ fn upgrade_rolls_one_member_and_one_master_at_a_time_and_resumes_after_a_kill() 
         !by_install.status.success() && text(&by_install).contains("ferry upgrade --bundle"),
         "{}",
         text(&by_install)
+    );
+    // Two minor versions at once: refused before anything changes.
+    let two_minors = s.run(&["upgrade"], Some(&jump));
+    assert!(
+        !two_minors.status.success()
+            && text(&two_minors).contains("Kubernetes 1.29.6 to 1.31.0 skips 1 minor version(s)"),
+        "{}",
+        text(&two_minors)
     );
     // One etcd member down: refused before anything changes.
     rig.sh("h3", "systemctl stop etcd.service");
@@ -228,6 +253,21 @@ fn upgrade_rolls_one_member_and_one_master_at_a_time_and_resumes_after_a_kill() 
             .iter()
             .map(|h| Probe::etcd_health(&format!("etcd {h}"), rig.addr(h), &s.path("cluster"))),
     );
+    // Clients outside the nodes reach the apiservers through the VIP.
+    let admin = std::fs::read_to_string(s.path("cluster/kubeconfig/admin.kubeconfig")).unwrap();
+    let server = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .expect("server in the admin kubeconfig")
+        .trim()
+        .to_owned();
+    assert!(server.contains("198.18.55.250"), "{server}");
+    probes.push(Probe {
+        name: "vip".into(),
+        curl: vec!["-k".into(), format!("{server}/readyz")],
+        expect: "ok".into(),
+        contains: false,
+    });
     let h3_log = s.path("cluster/logs/h3.log");
     let logged = std::fs::metadata(&h3_log).map_or(0, |m| m.len() as usize);
     let watcher = Watcher::start(probes);
@@ -250,7 +290,8 @@ fn upgrade_rolls_one_member_and_one_master_at_a_time_and_resumes_after_a_kill() 
         "upgrade after the kill",
     ));
     let wall = started.elapsed();
-    let samples = watcher.finish();
+    let timed = watcher.finish_timed();
+    let samples: Vec<Vec<String>> = timed.iter().map(|(_, d)| d.clone()).collect();
     eprintln!(
         "measured: upgrade with a kill and a resume {:.1}s, {} samples",
         wall.as_secs_f64(),
@@ -265,6 +306,23 @@ fn upgrade_rolls_one_member_and_one_master_at_a_time_and_resumes_after_a_kill() 
     assert!(
         both.is_empty(),
         "two apiservers were down at once: {both:?}"
+    );
+    // Through the VIP the apiservers are never away longer than one
+    // master's restart (haproxy sends requests to the others).
+    let vip_outage = longest_outage(&timed, "vip");
+    let master_outage = apiservers
+        .iter()
+        .map(|a| longest_outage(&timed, a))
+        .max()
+        .unwrap();
+    eprintln!(
+        "measured: longest outage through the VIP {:.1}s, of one apiserver {:.1}s",
+        vip_outage.as_secs_f64(),
+        master_outage.as_secs_f64()
+    );
+    assert!(
+        vip_outage <= master_outage,
+        "the VIP was away {vip_outage:?}, longer than a master's restart ({master_outage:?})"
     );
     let members = ["etcd h1", "etcd h2", "etcd h3"];
     let both = overlapping_outages(&samples, &members);
@@ -330,4 +388,14 @@ fn upgrade_rolls_one_member_and_one_master_at_a_time_and_resumes_after_a_kill() 
         text(&down)
     );
     assert_eq!(s.versions(), ["v1.29.7"; 3]);
+
+    // --rollback returns to the bundle the upgrade came from, in the same order.
+    std::fs::write(s.path("config.yml"), CONFIG).unwrap();
+    let back = report(&ok(
+        s.run(&["upgrade", "--rollback", "--json"], None),
+        "rollback",
+    ));
+    assert!(changes(&back).1 > 0, "{back}");
+    assert_eq!(s.versions(), ["v1.29.6"; 3]);
+    assert_eq!(s.cluster_file("installed.json")["bundle"], "k1296");
 }

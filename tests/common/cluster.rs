@@ -161,7 +161,7 @@ impl Probe {
 /// runs; each sample is the names of the probes that did not answer.
 pub struct Watcher {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<Vec<String>>>,
+    thread: std::thread::JoinHandle<Vec<(Duration, Vec<String>)>>,
 }
 
 impl Watcher {
@@ -170,22 +170,34 @@ impl Watcher {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut samples = Vec::new();
+            let started = Instant::now();
             while !flag.load(Ordering::Relaxed) {
-                let down: Vec<String> = probes
+                let at = started.elapsed();
+                // All probes at once, so a sample is one moment.
+                let running: Vec<_> = probes
                     .iter()
-                    .filter(|p| {
-                        let out = Command::new("curl")
+                    .map(|p| {
+                        Command::new("curl")
                             .args(["-sS", "--max-time", "1"])
                             .args(&p.curl)
-                            .output()
-                            .expect("curl");
+                            .stdout(std::process::Stdio::piped())
+                            .stderr(std::process::Stdio::null())
+                            .spawn()
+                            .expect("curl")
+                    })
+                    .collect();
+                let down: Vec<String> = probes
+                    .iter()
+                    .zip(running)
+                    .filter_map(|(p, child)| {
+                        let out = child.wait_with_output().expect("curl");
                         let got = String::from_utf8_lossy(&out.stdout);
                         let got = got.trim();
-                        !(got == p.expect || (p.contains && got.contains(&p.expect)))
+                        let up = got == p.expect || (p.contains && got.contains(&p.expect));
+                        (!up).then(|| p.name.clone())
                     })
-                    .map(|p| p.name.clone())
                     .collect();
-                samples.push(down);
+                samples.push((at, down));
                 std::thread::sleep(Duration::from_millis(200));
             }
             samples
@@ -194,9 +206,35 @@ impl Watcher {
     }
 
     pub fn finish(self) -> Vec<Vec<String>> {
+        self.finish_timed().into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// The samples with when each was taken.
+    pub fn finish_timed(self) -> Vec<(Duration, Vec<String>)> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("watcher")
     }
+}
+
+/// The longest time `name` did not answer: from the first sample that
+/// found it down to the next that found it up (or the last sample).
+pub fn longest_outage(samples: &[(Duration, Vec<String>)], name: &str) -> Duration {
+    let mut longest = Duration::ZERO;
+    let mut since: Option<Duration> = None;
+    for (at, down) in samples {
+        match (down.iter().any(|d| d == name), since) {
+            (true, None) => since = Some(*at),
+            (false, Some(from)) => {
+                longest = longest.max(*at - from);
+                since = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(from), Some((last, _))) = (since, samples.last()) {
+        longest = longest.max(*last - from);
+    }
+    longest
 }
 
 /// The samples in which more than one of `names` was down.
@@ -211,9 +249,20 @@ pub fn overlapping_outages<'a>(samples: &'a [Vec<String>], names: &[&str]) -> Ve
 /// [all]), `etcd` members, `nodes`; each host named by `node_name` with
 /// etcd member name `etcd-<host>`, reached as root with the rig's key.
 pub fn inventory(rig: &Rig, masters: &[&str], etcd: &[&str], nodes: &[&str]) -> String {
+    inventory_with_lb(rig, masters, etcd, nodes, &[])
+}
+
+/// [`inventory`] with `ex_lb` hosts (haproxy and keepalived holding the VIP).
+pub fn inventory_with_lb(
+    rig: &Rig,
+    masters: &[&str],
+    etcd: &[&str],
+    nodes: &[&str],
+    ex_lb: &[&str],
+) -> String {
     let a = |h: &str| rig.addr(h).to_string();
     let mut all: Vec<&str> = masters.to_vec();
-    for h in etcd.iter().chain(nodes) {
+    for h in etcd.iter().chain(nodes).chain(ex_lb) {
         if !all.contains(h) {
             all.push(h);
         }
@@ -229,7 +278,11 @@ pub fn inventory(rig: &Rig, masters: &[&str], etcd: &[&str], nodes: &[&str]) -> 
         ("etcd", etcd),
         ("kube_master", masters),
         ("kube_node", nodes),
+        ("ex_lb", ex_lb),
     ] {
+        if hosts.is_empty() && group == "ex_lb" {
+            continue;
+        }
         s += &format!("[{group}]\n");
         for h in hosts {
             s += &format!("{}\n", a(h));

@@ -536,9 +536,26 @@ pub fn signed_amd64_bundles(dir: &Path, releases: &[(&str, &str)]) -> Vec<PathBu
     bundles
 }
 
+/// For a release ferry has no built-in catalog of, the 1.29.7 catalog with
+/// its Kubernetes release swapped goes into the upstream's catalog dir (a
+/// test's own data, e.g. a later minor version to be refused).
+fn add_catalog_for(up: &Upstream, release: &str) {
+    if ["1.29.6", "1.29.7"].contains(&release) {
+        return;
+    }
+    let builtin = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles/catalog/1.29.7.toml");
+    let text = std::fs::read_to_string(builtin).expect("the 1.29.7 catalog");
+    std::fs::write(
+        up.catalog_dir().join(format!("{release}.toml")),
+        text.replace("\"1.29.7\"", &format!("\"{release}\"")),
+    )
+    .expect("write catalog");
+}
+
 fn build_signed(up: &Upstream, dir: &Path, name: &str, release: &str) -> PathBuf {
     let ferry = || Command::new(env!("CARGO_BIN_EXE_ferry"));
     let bundle = dir.join(format!("{name}.tar.zst"));
+    add_catalog_for(up, release);
     let build = ferry()
         .args(["bundle", "build", "--k8s", release])
         .args(["--platform", "linux/amd64", "--plain", "--sign-key"])

@@ -101,12 +101,15 @@ pub fn upgrade(
         plan: &plan,
         options: &options,
     });
+    // The cluster runs `to` already: the run only converges (no snapshot,
+    // and the record of the last upgrade stays for --rollback).
+    let unchanged = from == to;
     let earlier = resuming.and_then(|s| s.snapshot.clone());
     let name = snapshot_name(&plan, &from, &to);
     let taken = install::block_on(deploy::before_upgrade::check_and_snapshot(
         &plan,
         &options,
-        earlier.is_none().then_some(name.as_str()),
+        (earlier.is_none() && !unchanged).then_some(name.as_str()),
     ))?
     .map_err(|e| err(format!("before the upgrade (nothing was changed): {e}")))?;
     let snapshot = earlier.or_else(|| {
@@ -122,6 +125,15 @@ pub fn upgrade(
         snapshot: snapshot.clone(),
         finished: false,
     };
+    if unchanged {
+        let report = install::block_on(deploy::deploy(&plan, &bundle, &options))??;
+        return Ok(UpgradeOutcome::Done {
+            from,
+            to,
+            snapshot,
+            report,
+        });
+    }
     installed::save_state(&cluster_dir, &state).map_err(err)?;
     let report = install::block_on(deploy::deploy(&plan, &bundle, &options))??;
     if report.ok() {
