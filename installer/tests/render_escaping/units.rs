@@ -26,7 +26,7 @@ fn ctx(bin: &Path) -> Json {
             "proxy_mode": A, "node_cidr_len": 24, "dns_domain": A},
         "host": {"name": A, "ip": A},
         "etcd": {"name": A, "data_dir": "/var/lib/etcd", "wal_dir": A, "client_port": 2379,
-            "peer_port": 2380, "initial_cluster": A, "auto_compaction_retention": A, "snapshot_count": A},
+            "peer_port": 2380, "initial_cluster": A, "initial_cluster_state": A, "auto_compaction_retention": A, "snapshot_count": A},
         "apiserver": {"admission_plugins": [A, A], "max_requests_inflight": 400,
             "max_mutating_requests_inflight": 200, "request_timeout": A, "event_ttl": A,
             "profiling": false, "audit_log_max_age": 30, "audit_log_max_backup": 10,
