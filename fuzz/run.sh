@@ -33,6 +33,7 @@ mkdir -p "$TMPDIR"
 summary=()
 failed=0
 for t in $targets; do
+    [ -d "corpus/$t" ] || { echo "fuzz: no seed corpus fuzz/corpus/$t (write it with: cd fuzz && cargo run --bin mkseeds)" >&2; exit 1; }
     mkdir -p "$work/corpus-$t"
     log="$work/$t.log"
     echo "fuzz: $t for $seconds s"
@@ -40,7 +41,7 @@ for t in $targets; do
     cargo "+$toolchain" fuzz run "$t" "$work/corpus-$t" "$PWD/corpus/$t" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 >"$log" 2>&1 || rc=$?
-    execs=$(grep -m1 '^stat::number_of_executed_units:' "$log" | awk '{print $2}')
+    execs=$(grep -m1 '^stat::number_of_executed_units:' "$log" | awk '{print $2}' || true)
     if [ "$rc" -eq 0 ]; then
         summary+=("fuzz $t: ${execs:-?} executions in $seconds s, no crash")
     else
