@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::cluster::{ok, text};
+
 use common::cluster::{
     etcdctl, inventory, overlapping_outages, sandbox_comes_from_the_mirror, Probe, Watcher,
 };
@@ -26,20 +28,6 @@ const MASTERS: [&str; 3] = ["h1", "h2", "h3"];
 
 fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}",
-        out.status,
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The test hosts are containers without CAP_SYS_RESOURCE (see install_e2e).

@@ -74,6 +74,13 @@ pub struct InstallArgs {
 /// Per host: the plan's units and their state, etcd health, mirror reachability.
 #[derive(Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub cluster: RunningCluster,
+}
+
+/// The running cluster a day-2 command works on, and how to reach it.
+#[derive(Args)]
+pub struct RunningCluster {
     #[arg(long)]
     pub inventory: PathBuf,
     /// config.yml (default: config.yml next to the inventory).
@@ -88,8 +95,27 @@ pub struct StatusArgs {
     pub cluster_dir: Option<PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
+    /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+impl RunningCluster {
+    /// The bundle the cluster runs, and what planning it reads.
+    pub(super) fn inputs(&self, allow_even_etcd: bool) -> anyhow::Result<(String, ClusterInputs)> {
+        let bundle = match &self.bundle_name {
+            Some(b) => b.clone(),
+            None => only_bundle(&self.data_dir)?,
+        };
+        let inputs = ClusterInputs {
+            config: config_or_beside(&self.config, &self.inventory),
+            inventory: self.inventory.clone(),
+            cluster_dir: self.cluster_dir.clone(),
+            new_cluster: false,
+            allow_even_etcd,
+        };
+        Ok((bundle, inputs))
+    }
 }
 
 impl SshArgs {
@@ -184,18 +210,8 @@ pub(super) fn print_report(report: &DeployReport, json: bool) -> anyhow::Result<
 }
 
 pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
-    let config = config_or_beside(&args.config, &args.inventory);
-    let bundle = match &args.bundle_name {
-        Some(b) => b.clone(),
-        None => only_bundle(&args.data_dir)?,
-    };
-    let cluster = ClusterInputs {
-        inventory: args.inventory,
-        config,
-        cluster_dir: args.cluster_dir,
-        new_cluster: false,
-        allow_even_etcd: false,
-    };
+    let args = args.cluster;
+    let (bundle, cluster) = args.inputs(false)?;
     if ferry_installer::store::Store::open(&args.data_dir).signature_checked(&bundle) == Some(false)
     {
         eprintln!(

@@ -1,51 +1,10 @@
 //! `ferry node add` and `ferry node remove`.
 
-use super::install::{config_or_beside, only_bundle, print_progress, print_report, SshArgs};
+use super::install::{print_progress, print_report, RunningCluster};
 use clap::{Args, Subcommand};
 use ferry_installer::deploy::remove::RemoveOptions;
-use ferry_installer::install::{self, ClusterInputs, NodeAddRequest, NodeRemoveRequest};
-use std::path::PathBuf;
+use ferry_installer::install::{self, NodeAddRequest, NodeRemoveRequest};
 use std::time::Duration;
-
-/// The running cluster a day-2 command works on, and how to reach it.
-#[derive(Args)]
-pub struct RunningCluster {
-    #[arg(long)]
-    pub inventory: PathBuf,
-    /// config.yml (default: config.yml next to the inventory).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long, default_value = "/var/lib/ferry")]
-    pub data_dir: PathBuf,
-    /// Which unpacked bundle the cluster runs (default: the only one in the data dir).
-    #[arg(long)]
-    pub bundle_name: Option<String>,
-    #[arg(long)]
-    pub cluster_dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub ssh: SshArgs,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl RunningCluster {
-    /// The bundle the cluster runs, and what planning it reads.
-    fn inputs(&self, allow_even_etcd: bool) -> anyhow::Result<(String, ClusterInputs)> {
-        let bundle = match &self.bundle_name {
-            Some(b) => b.clone(),
-            None => only_bundle(&self.data_dir)?,
-        };
-        let inputs = ClusterInputs {
-            config: config_or_beside(&self.config, &self.inventory),
-            inventory: self.inventory.clone(),
-            cluster_dir: self.cluster_dir.clone(),
-            new_cluster: false,
-            allow_even_etcd,
-        };
-        Ok((bundle, inputs))
-    }
-}
 
 #[derive(Subcommand)]
 pub enum NodeCommand {

@@ -69,19 +69,8 @@ pub(super) async fn run(
     let forks = opts.forks;
     let running = super::rolling::running_hosts(Step::Nodes, runs, &todo, forks).await;
     let (rolling, start): (Vec<usize>, Vec<usize>) = todo.into_iter().partition(|i| running[i]);
-    let mut notes: Vec<String> = fan_out(
-        runs.iter_mut()
-            .enumerate()
-            .filter(|(i, _)| start.contains(i))
-            .map(|(_, r)| r)
-            .collect(),
-        forks,
-        |r: &mut HostRun| run_step_on_host(Step::Nodes, plan, ctx, r, false),
-    )
-    .await
-    .into_iter()
-    .flatten()
-    .collect();
+    let mut notes =
+        super::rolling::start_together(Step::Nodes, plan, ctx, runs, &start, forks).await;
     if rolling.is_empty() {
         return notes;
     }

@@ -40,10 +40,22 @@ pub(super) async fn run(
         roll.extend(start);
         return roll_one_at_a_time(step, plan, ctx, runs, &roll, gate).await;
     }
+    start_together(step, plan, ctx, runs, &start, forks).await
+}
+
+/// Runs `step` on the hosts at `hosts` together, `forks` at a time.
+pub(super) async fn start_together(
+    step: Step,
+    plan: &ClusterPlan,
+    ctx: &DeployContext,
+    runs: &mut [HostRun],
+    hosts: &[usize],
+    forks: usize,
+) -> Vec<String> {
     fan_out(
         runs.iter_mut()
             .enumerate()
-            .filter(|(i, _)| start.contains(i))
+            .filter(|(i, _)| hosts.contains(i))
             .map(|(_, r)| r)
             .collect(),
         forks,
