@@ -682,11 +682,11 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
         server.contains(&vip()),
         "kubeconfig does not point at the VIP: {server}"
     );
-    let ca = s.cluster_dir().join("pki/ca.pem");
+    let client = common::cluster::apiserver_client(&s.cluster_dir());
     let healthz = |url: &str| {
         Command::new("curl")
-            .args(["-sS", "--max-time", "5", "--cacert"])
-            .arg(&ca)
+            .args(["-sS", "--max-time", "5"])
+            .args(&client)
             .arg(format!("{url}/healthz"))
             .output()
             .unwrap()

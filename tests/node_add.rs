@@ -186,7 +186,7 @@ fn node_add_joins_etcd_members_one_at_a_time_and_a_worker() {
         text(&early)
     );
 
-    let before_install: BTreeMap<&str, BTreeSet<String>> = ["h6", "h7"]
+    let before_install: BTreeMap<&str, BTreeSet<String>> = ["h3", "h6", "h7"]
         .into_iter()
         .map(|h| (h, file_list(rig, h)))
         .collect();
@@ -250,7 +250,10 @@ fn node_add_joins_etcd_members_one_at_a_time_and_a_worker() {
     let watcher = Watcher::start(
         MASTERS
             .iter()
-            .map(|h| Probe::readyz(h, rig.addr(h), 6443))
+            .map(|h| {
+                let endpoint = format!("https://{}:6443", rig.addr(h));
+                Probe::readyz(h, &endpoint, &s.path("cluster"))
+            })
             .collect(),
     );
     let added = report(&ok(s.node_add(&["h5", "h6", "h7"]), "ferry node add"));
@@ -321,6 +324,7 @@ fn node_add_joins_etcd_members_one_at_a_time_and_a_worker() {
     );
 
     remove_an_etcd_member_and_a_worker(&s, &before_install);
+    remove_a_master(&s, &before_install);
 }
 
 /// Every file and symlink under the directories ferry writes to, on `host`.
@@ -457,4 +461,65 @@ fn remove_an_etcd_member_and_a_worker(s: &Setup, before: &BTreeMap<&str, BTreeSe
             "{h}'s apiserver still names h6:\n{unit}"
         );
     }
+}
+
+/// h3 (a master and an etcd member) goes: the other masters' apiservers
+/// keep serving one at a time, every balancer stops naming it, its member
+/// and Node are gone and so is everything ferry placed on it.
+fn remove_a_master(s: &Setup, before: &BTreeMap<&str, BTreeSet<String>>) {
+    let rig = &s.rig;
+    let staying = ["h1", "h2"];
+    let watcher = Watcher::start(
+        staying
+            .iter()
+            .map(|h| {
+                let endpoint = format!("https://{}:6443", rig.addr(h));
+                Probe::readyz(h, &endpoint, &s.path("cluster"))
+            })
+            .collect(),
+    );
+    let out = s.node_remove(&["h3"], &["--purge-data"]);
+    let samples = watcher.finish();
+    let done: Value = serde_json::from_str(&ok(out, "ferry node remove h3")).unwrap();
+    assert_eq!(done["removed"][0]["removed"], true, "{done}");
+    let both = overlapping_outages(&samples, &staying);
+    assert!(
+        both.is_empty(),
+        "both staying apiservers were down: {both:?}"
+    );
+
+    let members = etcdctl(rig, "h1", "member list");
+    assert_eq!(members.matches(", started, ").count(), 3, "{members}");
+    assert!(!members.contains("etcd-h3"), "{members}");
+    // No balancer and no apiserver names h3 any more.
+    let h3 = format!("{}:6443", rig.addr("h3"));
+    for h in ["h1", "h2", "h4"] {
+        let lb = rig.sh(h, "cat /etc/ferry/kube-lb/haproxy.cfg");
+        assert!(!lb.contains(&h3), "{h}'s balancer still names h3:\n{lb}");
+        assert!(lb.contains(&format!("{}:6443", rig.addr("h1"))), "{lb}");
+    }
+    for h in staying {
+        let unit = rig.sh(h, "systemctl cat kube-apiserver.service");
+        assert!(
+            !unit.contains(&format!("{}:2379", rig.addr("h3"))),
+            "{h}'s apiserver still names h3's member:\n{unit}"
+        );
+    }
+    // Its Node is deleted.
+    let kubectl = rig.exec(
+        "h1",
+        "/opt/kube/bin/kubectl --kubeconfig /etc/kubernetes/admin.kubeconfig get node h3",
+    );
+    assert!(
+        String::from_utf8_lossy(&kubectl.stderr).contains("NotFound")
+            || String::from_utf8_lossy(&kubectl.stdout).contains("NotFound"),
+        "{kubectl:?}"
+    );
+    let units = rig.sh(
+        "h3",
+        "systemctl list-unit-files --no-legend 'etcd*' 'kube*' 'containerd*' 'ferry*' 'haproxy*' | wc -l",
+    );
+    assert_eq!(units.trim(), "0", "h3 still has ferry's units");
+    let left = left_behind(rig, "h3", &before["h3"]);
+    assert!(left.is_empty(), "h3: ferry left {left:?}");
 }

@@ -161,6 +161,14 @@ fn every_chain_verifies_and_sans_and_usages_are_right() {
     }
     let admin = x509_text(&pki.join("admin.pem"));
     assert!(admin.contains("system:masters"), "{admin}");
+    // The balancers' health check: a client of its own, in no group.
+    let check = x509_text(&pki.join("apiserver-health-check.pem"));
+    assert!(
+        check.contains("Subject: CN = ferry:apiserver-health-check\n")
+            && check.contains("TLS Web Client Authentication")
+            && !check.contains("TLS Web Server Authentication"),
+        "{check}"
+    );
 
     // service-account key pair
     let sa = openssl(&[

@@ -4,6 +4,7 @@
 //! had here), and containerd's own config parser (`containerd config dump`).
 
 mod common;
+use ferry_installer::plan::render::access::APISERVER_CHECK_DIR;
 use ferry_installer::plan::{ClusterPlan, Role};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -24,6 +25,22 @@ fn run(cmd: &mut Command) -> (bool, String) {
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
+}
+
+/// `text` with the health-check credentials the plan places on `host`
+/// written under `root` and the config pointing there, so `haproxy -c`
+/// loads the planned CA and client certificate.
+fn with_check_credentials(plan: &ClusterPlan, host: &str, text: &str, root: &Path) -> String {
+    let dir = root.join(host).join("apiserver-check");
+    for f in ["ca.pem", "client.pem"] {
+        let planned = common::text(plan, host, &format!("{APISERVER_CHECK_DIR}/{f}"));
+        write(&dir.join(f), &planned);
+    }
+    assert!(
+        text.contains(&format!("crt {APISERVER_CHECK_DIR}/client.pem")),
+        "{host}: the health check presents no client certificate: {text}"
+    );
+    text.replace(APISERVER_CHECK_DIR, &dir.display().to_string())
 }
 
 #[test]
@@ -48,7 +65,10 @@ fn every_node_local_balancer_config_is_accepted_by_haproxy() {
             n.name
         );
         let path = tmp.path().join(format!("{}-kube-lb.cfg", n.name));
-        write(&path, &text);
+        write(
+            &path,
+            &with_check_credentials(&plan, &n.name, &text, tmp.path()),
+        );
         let (ok, out) = run(Command::new("haproxy").arg("-c").arg("-f").arg(&path));
         assert!(ok, "haproxy -c rejected {}: {out}", path.display());
     }
@@ -82,7 +102,10 @@ fn haproxy_and_keepalived_accept_their_configs() {
             "/etc/systemd/system/haproxy.service.d/ferry-limits.conf",
         );
         assert!(limits.contains("\nLimitNOFILE=101024\n"), "{limits}");
-        write(&ha, &text);
+        write(
+            &ha,
+            &with_check_credentials(&plan, &lb.name, &text, tmp.path()),
+        );
         let (ok, out) = run(Command::new("haproxy").arg("-c").arg("-f").arg(&ha));
         assert!(ok, "haproxy -c rejected {}: {out}", ha.display());
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// the one the cluster runs (the registry mirrors then serve both), checks
 /// the version skew, requires every etcd member healthy, takes an etcd
 /// snapshot on a member, then rolls: etcd members one at a time, masters one
-/// at a time (each /readyz before the next), nodes in batches (cordon,
+/// at a time (each /readyz and the leases held before the next), nodes in batches (cordon,
 /// drain, upgrade, uncordon), addons. Progress is recorded in
 /// CLUSTER_DIR/upgrade.json: a re-run resumes, and a finished upgrade run
 /// again changes nothing.

@@ -126,11 +126,15 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// An apiserver's `/readyz` (TLS not verified: only its answer counts).
-    pub fn readyz(name: &str, addr: &str, port: u16) -> Probe {
+    /// `/readyz` at `endpoint` (`https://host:port`), verified with the
+    /// cluster CA and read with the cluster dir's health-check certificate
+    /// (the apiservers refuse anonymous requests).
+    pub fn readyz(name: &str, endpoint: &str, cluster_dir: &Path) -> Probe {
+        let mut curl = apiserver_client(cluster_dir);
+        curl.push(format!("{endpoint}/readyz"));
         Probe {
             name: name.to_owned(),
-            curl: vec!["-k".into(), format!("https://{addr}:{port}/readyz")],
+            curl,
             expect: "ok".into(),
             contains: false,
         }
@@ -155,6 +159,22 @@ impl Probe {
             contains: true,
         }
     }
+}
+
+/// curl arguments that reach an apiserver as the cluster dir's
+/// health-check client (verified against the cluster CA).
+pub fn apiserver_client(cluster_dir: &Path) -> Vec<String> {
+    let pki = cluster_dir.join("pki");
+    vec![
+        "--cacert".into(),
+        pki.join("ca.pem").display().to_string(),
+        "--cert".into(),
+        pki.join("apiserver-health-check.pem").display().to_string(),
+        "--key".into(),
+        pki.join("apiserver-health-check-key.pem")
+            .display()
+            .to_string(),
+    ]
 }
 
 /// Polls every probe every 200 ms from the deploy host while a command

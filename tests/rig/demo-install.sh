@@ -96,6 +96,7 @@ haproxy and keepalived are real):
   ssh -F $FERRY_RIG_DIR/ssh_config h1                 # any of h1..h7
   tests/rig/rig.sh status                              # hosts and systemd state
   $DEMO/cluster                                        # PKI, kubeconfigs, logs/<host>.log
-  curl --cacert $DEMO/cluster/pki/ca.pem https://$NET.250:6443/healthz   # apiserver via the VIP
+  curl --cacert $DEMO/cluster/pki/ca.pem --cert $DEMO/cluster/pki/admin.pem \
+    --key $DEMO/cluster/pki/admin-key.pem https://$NET.250:6443/healthz  # apiserver via the VIP
 Remove it with: make rig-down
 EOF

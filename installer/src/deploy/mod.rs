@@ -17,6 +17,7 @@ pub mod etcd_step;
 pub mod etcdctl;
 mod identity;
 pub mod joining;
+mod leases;
 pub mod node_roll;
 mod packages;
 pub mod placed;

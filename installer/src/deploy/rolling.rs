@@ -7,6 +7,7 @@
 
 use super::{etcdctl, run_step_on_host, DeployContext, HostRun, Status};
 use crate::exec::{fan_out, sh_quote, Executor};
+use crate::plan::render::access::APISERVER_CHECK_DIR;
 use crate::plan::{ClusterPlan, HostPlan, Step};
 use std::time::Duration;
 
@@ -15,7 +16,9 @@ use std::time::Duration;
 pub enum Gate {
     /// Its etcd member answers `endpoint health`.
     EtcdMember,
-    /// Its apiserver answers `/readyz` with `ok`.
+    /// Its apiserver answers `/readyz` with `ok`, so does the endpoint
+    /// clients use (the VIP), and the controller-manager and scheduler hold
+    /// their leases again.
     Apiserver,
 }
 
@@ -149,57 +152,53 @@ pub(super) async fn pass_gate(plan: &ClusterPlan, r: &HostRun, gate: Gate) -> Re
         "--- waiting for {} on {} before the next host",
         match gate {
             Gate::EtcdMember => "its etcd member to be healthy",
-            Gate::Apiserver => "its apiserver to be ready",
+            Gate::Apiserver => "its apiserver to be ready and the leases to be held",
         },
         r.plan.name
     ));
     match gate {
         Gate::EtcdMember => etcdctl::wait_member_healthy(plan, &r.plan, exec).await,
-        Gate::Apiserver => wait_apiserver_ready(plan, &r.plan, exec).await,
+        Gate::Apiserver => {
+            wait_apiserver_ready(plan, &r.plan, exec).await?;
+            super::leases::wait_held(plan, &r.plan, exec).await
+        }
     }
 }
 
-/// The cluster CA the plan places on a master (`<ca_dir>/ca.pem`).
-fn cluster_ca(host: &HostPlan) -> Option<String> {
-    host.files
-        .iter()
-        .map(|f| &f.path)
-        .find(|p| {
-            p.file_name().is_some_and(|n| n == "ca.pem")
-                && p.parent()
-                    .and_then(|d| d.file_name())
-                    .is_some_and(|d| d != "etcd")
-        })
-        .map(|p| p.to_string_lossy().into_owned())
-}
-
+/// Waits until the master's apiserver answers `/readyz` with `ok`, then the
+/// endpoint clients outside the nodes use (the VIP, through `[ex_lb]`), with
+/// the health-check credentials the plan places on every master.
 async fn wait_apiserver_ready(
     plan: &ClusterPlan,
     host: &HostPlan,
     exec: &Executor,
 ) -> Result<(), String> {
-    let ca = cluster_ca(host).ok_or_else(|| {
-        format!(
-            "{}: the plan places no cluster CA on this master",
-            host.name
-        )
-    })?;
-    let url = format!("https://{}:{}/readyz", host.address, plan.apiserver_port);
-    let polls = READY_TIMEOUT.as_secs() * 2;
-    let script = format!(
-        "for i in $(seq 1 {polls}); do out=$(curl -sS --max-time 5 --cacert {ca} {url} 2>&1) && [ \"$out\" = ok ] && exit 0; sleep 0.5; done; echo \"no ok within {secs}s: $out\"; exit 1",
-        ca = sh_quote(&ca),
-        url = sh_quote(&url),
-        secs = READY_TIMEOUT.as_secs(),
-    );
-    let out = exec.run(&script).await.map_err(|e| e.to_string())?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "apiserver on {} is not ready: {url}: {}",
-            host.name,
-            out.stdout.trim()
-        ))
+    let own = format!("https://{}:{}", host.address, plan.apiserver_port);
+    for endpoint in [own.as_str(), plan.apiserver_endpoint.as_str()] {
+        let out = exec
+            .run(&readyz_script(endpoint))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !out.success() {
+            return Err(format!(
+                "apiserver on {} is not ready: {endpoint}/readyz: {}",
+                host.name,
+                out.stdout.trim()
+            ));
+        }
     }
+    Ok(())
+}
+
+/// Polls `<endpoint>/readyz` until it says `ok`, for at most READY_TIMEOUT.
+fn readyz_script(endpoint: &str) -> String {
+    let dir = std::path::Path::new(APISERVER_CHECK_DIR);
+    format!(
+        "for i in $(seq 1 {polls}); do out=$(curl -sS --max-time 5 --cacert {ca} --cert {cert} {url} 2>&1) && [ \"$out\" = ok ] && exit 0; sleep 0.5; done; echo \"no ok within {secs}s: $out\"; exit 1",
+        polls = READY_TIMEOUT.as_secs() * 2,
+        ca = sh_quote(&dir.join("ca.pem").to_string_lossy()),
+        cert = sh_quote(&dir.join("client.pem").to_string_lossy()),
+        url = sh_quote(&format!("{endpoint}/readyz")),
+        secs = READY_TIMEOUT.as_secs(),
+    )
 }

@@ -224,6 +224,9 @@ fn apiserver_spec(cluster: &Cluster) -> LeafSpec {
     }
 }
 
+/// The client certificate the balancers and ferry's gates read `/readyz` with.
+pub const APISERVER_CHECK: &str = "apiserver-health-check";
+
 /// The control plane's client certificates, the same for every cluster.
 fn client_specs() -> Vec<LeafSpec> {
     [
@@ -248,6 +251,15 @@ fn client_specs() -> Vec<LeafSpec> {
         ),
         ("kube-scheduler", Ca::Cluster, "system:kube-scheduler", None),
         ("kube-proxy", Ca::Cluster, "system:kube-proxy", None),
+        // The balancers' health checks read /readyz with it: the apiservers
+        // refuse anonymous requests, and any authenticated user may read
+        // /readyz (system:public-info-viewer); it is granted nothing else.
+        (
+            APISERVER_CHECK,
+            Ca::Cluster,
+            "ferry:apiserver-health-check",
+            None,
+        ),
     ]
     .into_iter()
     .map(|(name, ca, cn, org)| LeafSpec::client(name, ca, cn, org))

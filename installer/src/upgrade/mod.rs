@@ -12,6 +12,7 @@
 //! picks up where it stopped (what is done already has nothing to change),
 //! and `--rollback` deploys the bundle it came from in the same order.
 
+pub mod compat;
 pub mod installed;
 pub mod skew;
 
@@ -90,6 +91,7 @@ pub fn upgrade(
     )
     .map_err(|e| err(format!("{} to {}: {e}", from.bundle, to.bundle)))?;
     let plan = install::plan_cluster(&request.cluster, &bundle, false)?;
+    compat::check(&bundle.manifest, &plan.cni).map_err(err)?;
     install::refuse_joining_members(&plan)?;
     let mut options = install::deploy_options(&request.access, &plan, None);
     options.node_roll = Some(request.roll);
@@ -205,7 +207,7 @@ pub fn order(plan: &ClusterPlan, roll: &NodeRoll) -> Vec<String> {
     vec![
         "0. every host, in parallel: baseline, binaries and configuration placed; containerd restarted where it changed (containers keep running); registry mirrors serve both bundles' images".into(),
         format!("1. etcd members, one at a time, each healthy before the next: {}", names(members)),
-        format!("2. masters, one at a time, each /readyz before the next: {}", names(masters)),
+        format!("2. masters, one at a time, each /readyz (its own and the VIP's) and the controller-manager and scheduler leases held before the next: {}", names(masters)),
         format!("3. nodes in batches (cordon, drain, upgrade, uncordon): {}", batches.join(" ")),
         "4. addons, from the first master".into(),
     ]

@@ -6,16 +6,35 @@
 use super::{HostFiles, HostScope, Renderer, SYSTEMD_DIR};
 use crate::plan::error::Result;
 use crate::plan::model::{Role, Step};
+use crate::plan::pki::{Pki, APISERVER_CHECK};
 use crate::plan::validate::{Cluster, LbRole, NodeSpec};
 use serde_json::{json, Value as Json};
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 pub(super) struct AccessInput<'a> {
     pub scope: &'a HostScope<'a>,
+    pub pki: &'a Pki,
     pub vip: Ipv4Addr,
 }
 
+/// Where a balancer host keeps what its health checks read `/readyz` with:
+/// `ca.pem` (the cluster CA) and `client.pem` (certificate and key in one
+/// file, as haproxy and curl take them).
+pub const APISERVER_CHECK_DIR: &str = "/etc/ferry/apiserver-check";
+
+/// Places the health-check credentials (masters get them with the control
+/// plane, so ferry's own gate can use them before the balancers run).
+pub(super) fn check_credentials(h: &mut HostFiles, pki: &Pki, step: Step) -> Result<()> {
+    let dir = Path::new(APISERVER_CHECK_DIR);
+    h.text(dir.join("ca.pem"), pki.text("ca.pem")?, step)?;
+    let mut pem = pki.get(&format!("{APISERVER_CHECK}.pem"))?.to_vec();
+    pem.extend_from_slice(pki.get(&format!("{APISERVER_CHECK}-key.pem"))?);
+    h.secret(dir.join("client.pem"), pem, step)
+}
+
 pub(super) fn render(h: &mut HostFiles, r: &Renderer, input: &AccessInput) -> Result<()> {
+    check_credentials(h, input.pki, Step::AccessLayer)?;
     let ctx = lb_ctx(input);
     h.text(
         "/etc/haproxy/haproxy.cfg",
@@ -46,10 +65,17 @@ const LOCAL_LB_MAXCONN: u32 = 2000;
 const LOCAL_LB_CONFIG: &str = "/etc/ferry/kube-lb/haproxy.cfg";
 
 /// The node's local apiserver balancer: haproxy, a unit of its own.
-pub(super) fn render_local(h: &mut HostFiles, r: &Renderer, s: &HostScope) -> Result<()> {
+pub(super) fn render_local(
+    h: &mut HostFiles,
+    r: &Renderer,
+    s: &HostScope,
+    pki: &Pki,
+) -> Result<()> {
+    check_credentials(h, pki, Step::AccessLayer)?;
     let (_, port) = s.cluster.node_apiserver_host_port();
     let ctx = json!({"cluster": s.cluster_ctx, "host": s.host_ctx,
         "lb": {"port": port, "masters": backends(s.cluster), "config": LOCAL_LB_CONFIG,
+            "check_dir": APISERVER_CHECK_DIR,
             "maxconn": LOCAL_LB_MAXCONN, "nofile": open_files_for(LOCAL_LB_MAXCONN)}});
     h.text(
         LOCAL_LB_CONFIG,
@@ -74,6 +100,7 @@ fn lb_ctx(input: &AccessInput) -> Json {
     let maxconn = c.config.ex_lb_maxconn.value;
     json!({"cluster": s.cluster_ctx, "host": s.host_ctx, "lb": {
         "vip": input.vip.to_string(), "port": c.lb_port, "masters": backends(c),
+        "check_dir": APISERVER_CHECK_DIR,
         "maxconn": maxconn, "nofile": open_files_for(maxconn),
         "state": if is_master {"MASTER"} else {"BACKUP"},
         "priority": if is_master {150} else {100usize.saturating_sub(idx)},

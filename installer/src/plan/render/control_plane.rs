@@ -60,6 +60,7 @@ fn control_plane_ctx(input: &ControlPlaneInput) -> Json {
 
 fn certificates(h: &mut HostFiles, input: &ControlPlaneInput) -> Result<()> {
     let pki = input.pki;
+    super::access::check_credentials(h, pki, Step::ControlPlane)?;
     let ca_dir = input.scope.ca_dir();
     for f in [
         "ca.pem",

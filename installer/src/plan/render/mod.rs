@@ -5,7 +5,7 @@
 //! renderers (one module each), in the order below; a component gets its
 //! inputs as a typed struct built here.
 
-mod access;
+pub mod access;
 mod addon_manifests;
 mod addons;
 mod baseline;
@@ -578,10 +578,18 @@ fn render_host_kubernetes(
         control_plane::render(h, r, &control_plane)?;
     }
     if let (true, Some(vip)) = (scope.has(Role::ExLb), input.cluster.vip) {
-        access::render(h, r, &access::AccessInput { scope, vip })?;
+        access::render(
+            h,
+            r,
+            &access::AccessInput {
+                scope,
+                pki: input.pki,
+                vip,
+            },
+        )?;
     }
     if scope.has(Role::Node) {
-        access::render_local(h, r, scope)?;
+        access::render_local(h, r, scope, input.pki)?;
     }
     if scope.has(Role::Node) {
         let node = node::NodeInput {
