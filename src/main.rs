@@ -42,6 +42,9 @@ enum Command {
     /// Day 2: add hosts to the running cluster.
     #[command(subcommand)]
     Node(cli::node::NodeCommand),
+    /// Day 2: etcd backups.
+    #[command(subcommand)]
+    Etcd(cli::etcd::EtcdCommand),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::install::run_status(args),
         Command::Node(cmd) => cli::node::run(cmd),
         Command::Upgrade(args) => cli::upgrade::run(args),
+        Command::Etcd(cmd) => cli::etcd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

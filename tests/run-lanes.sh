@@ -18,9 +18,9 @@ lanes=${FERRY_TEST_LANES:-2}
 # Measured seconds of the long targets (tests that boot rigs or build
 # bundles); every other target counts as 10. Lanes are filled longest first.
 declare -A cost=(
-    [install_e2e]=360 [upgrade]=330 [addons_apply]=300 [node_add]=300
+    [install_e2e]=360 [upgrade]=330 [addons_apply]=300 [node_add]=400
     [install_faults]=260 [local_lb]=250 [bundle_build]=200 [bundle_artifacts]=95
-    [bundle_os]=55 [addons_schema]=40 [catalog_1_29_7]=90
+    [bundle_os]=55 [addons_schema]=40 [catalog_1_29_7]=90 [etcd_backup]=150
 )
 
 # "package target" of every integration test target of the workspace.

@@ -195,7 +195,13 @@ pub fn node_remove(
     mut on_event: impl FnMut(InstallEvent<'_>),
 ) -> Result<crate::deploy::remove::RemoveReport, InstallError> {
     let bundle = open_bundle(&request.data_dir, &request.bundle)?;
-    let full = plan_cluster(&request.cluster, &bundle, false)?;
+    // The cluster as it runs now: its member count is what it is (4 going
+    // to 3 is fine); only what stays is held to an odd count.
+    let now = ClusterInputs {
+        allow_even_etcd: true,
+        ..request.cluster.clone()
+    };
+    let full = plan_cluster(&now, &bundle, false)?;
     let gone = named_hosts(&full, &request.hosts).map_err(InstallError::Nodes)?;
     let exclude = gone.iter().map(|h| h.inventory_host.clone()).collect();
     let rest = plan_cluster_with(&request.cluster, &bundle, false, exclude)?;
@@ -308,6 +314,26 @@ pub fn cluster_status(
     let plan = plan_cluster(cluster, &bundle, true)?;
     let options = deploy_options(access, &plan, None);
     block_on(deploy::status::status(&plan, &options))
+}
+
+/// `ferry etcd backup`: a snapshot of the running cluster's etcd copied to
+/// `to` (default `<cluster-dir>/backups`), the newest `keep` kept.
+pub fn etcd_backup(
+    data_dir: &Path,
+    bundle: &str,
+    cluster: &ClusterInputs,
+    access: &HostAccess,
+    to: Option<PathBuf>,
+    keep: usize,
+) -> Result<deploy::etcd_backup::Backup, InstallError> {
+    let bundle = open_bundle(data_dir, bundle)?;
+    let plan = plan_cluster(cluster, &bundle, true)?;
+    let options = deploy_options(access, &plan, None);
+    let backup = deploy::etcd_backup::BackupOptions {
+        to: to.unwrap_or_else(|| plan.cluster_dir.join("backups")),
+        keep,
+    };
+    block_on(deploy::etcd_backup::backup(&plan, &options, &backup))?.map_err(InstallError::Nodes)
 }
 
 pub(crate) fn unpack_bundle(

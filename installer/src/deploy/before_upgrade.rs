@@ -19,9 +19,12 @@ pub struct TakenSnapshot {
     pub revision: u64,
 }
 
-struct Member {
-    host: HostPlan,
-    exec: Executor,
+/// An etcd member as a survey found it: its connection (None when it could
+/// not be reached) and Ok(whether it leads) or what is wrong with it.
+pub(super) struct Surveyed {
+    pub host: HostPlan,
+    pub exec: Option<Executor>,
+    pub state: Result<bool, String>,
 }
 
 /// Checks etcd's health and, when `name` is given, takes a snapshot named
@@ -31,39 +34,65 @@ pub async fn check_and_snapshot(
     opts: &DeployOptions,
     name: Option<&str>,
 ) -> Result<Option<TakenSnapshot>, String> {
-    let members = connect_members(plan, opts).await?;
-    let statuses = member_statuses(plan, &members).await?;
-    let result = match name {
-        Some(name) => {
-            // Not the leader when there is a choice: its snapshot costs the
-            // cluster least.
-            let pick = statuses.iter().position(|leader| !leader).unwrap_or(0);
-            Some(snapshot(plan, &members[pick], name).await?)
+    let members = survey(plan, opts).await?;
+    let result = async {
+        if let Some(problem) = members.iter().find_map(|m| m.state.as_ref().err()) {
+            return Err(format!(
+                "{problem}; every member must be healthy before an upgrade"
+            ));
         }
-        None => None,
+        let Some(name) = name else {
+            return Ok(None);
+        };
+        let pick = pick_member(&members).ok_or("no etcd member answers")?;
+        Ok(Some(snapshot(plan, pick, name).await?.0))
+    }
+    .await;
+    close(members).await;
+    result
+}
+
+/// The member a snapshot is best taken on: a healthy one that does not
+/// lead when there is a choice (its snapshot costs the cluster least).
+pub(super) fn pick_member(members: &[Surveyed]) -> Option<&Surveyed> {
+    let healthy = || {
+        members
+            .iter()
+            .filter(|m| m.exec.is_some() && m.state.is_ok())
     };
+    healthy()
+        .find(|m| m.state == Ok(false))
+        .or_else(|| healthy().next())
+}
+
+pub(super) async fn close(members: Vec<Surveyed>) {
     for m in members {
-        if let Executor::Ssh(s) = m.exec {
+        if let Some(Executor::Ssh(s)) = m.exec {
             s.close().await;
         }
     }
-    Ok(result)
 }
 
-async fn connect_members(plan: &ClusterPlan, opts: &DeployOptions) -> Result<Vec<Member>, String> {
+/// Connects to every member of the plan and asks each for its status.
+pub(super) async fn survey(
+    plan: &ClusterPlan,
+    opts: &DeployOptions,
+) -> Result<Vec<Surveyed>, String> {
     let mut members = Vec::new();
     for h in plan.hosts.iter().filter(|h| member_of(plan, h).is_some()) {
         let run = connect(h, opts).await;
-        let exec = run.exec.ok_or_else(|| {
-            format!(
-                "etcd member on {} is not reachable ({}): every member must be healthy before an upgrade",
+        let state = match &run.exec {
+            Some(exec) => member_status(plan, h, exec).await,
+            None => Err(format!(
+                "etcd member on {} is not reachable ({})",
                 h.name,
-                run.error.unwrap_or_default()
-            )
-        })?;
-        members.push(Member {
+                run.error.clone().unwrap_or_default()
+            )),
+        };
+        members.push(Surveyed {
             host: h.clone(),
-            exec,
+            exec: run.exec,
+            state,
         });
     }
     if members.is_empty() {
@@ -72,37 +101,52 @@ async fn connect_members(plan: &ClusterPlan, opts: &DeployOptions) -> Result<Vec
     Ok(members)
 }
 
-/// Whether each member is the leader; an unhealthy member is an error naming it.
-async fn member_statuses(plan: &ClusterPlan, members: &[Member]) -> Result<Vec<bool>, String> {
-    let mut leaders = Vec::new();
-    for m in members {
-        let endpoint = etcdctl::client_endpoint(plan, &m.host);
-        let ctl = etcdctl::Etcdctl::on(plan, &m.host, &[endpoint])?;
-        let out = m
-            .exec
-            .run(&format!("{} 2>&1", ctl.command(&["endpoint", "status"])))
-            .await
-            .map_err(|e| e.to_string())?;
-        if !out.success() {
-            return Err(format!(
-                "etcd member on {} is not healthy: {}; every member must be healthy before an upgrade",
-                m.host.name,
-                out.stdout.trim()
-            ));
-        }
-        // endpoint, id, version, db size, is leader, is learner, ...
-        let leader = out
-            .stdout
-            .lines()
-            .next()
-            .and_then(|l| l.split(", ").nth(4))
-            .is_some_and(|f| f.trim() == "true");
-        leaders.push(leader);
+/// Whether the member on `host` leads; an error names it when it is not healthy.
+async fn member_status(
+    plan: &ClusterPlan,
+    host: &HostPlan,
+    exec: &Executor,
+) -> Result<bool, String> {
+    let endpoint = etcdctl::client_endpoint(plan, host);
+    let ctl = etcdctl::Etcdctl::on(plan, host, &[endpoint])?;
+    let out = exec
+        .run(&format!("{} 2>&1", ctl.command(&["endpoint", "status"])))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(format!(
+            "etcd member on {} is not healthy: {}",
+            host.name,
+            out.stdout.trim()
+        ));
     }
-    Ok(leaders)
+    // endpoint, id, version, db size, is leader, is learner, ...
+    Ok(out
+        .stdout
+        .lines()
+        .next()
+        .and_then(|l| l.split(", ").nth(4))
+        .is_some_and(|f| f.trim() == "true"))
 }
 
-async fn snapshot(plan: &ClusterPlan, m: &Member, name: &str) -> Result<TakenSnapshot, String> {
+/// What `snapshot status` says of a snapshot.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SnapshotStatus {
+    pub hash: u64,
+    pub revision: u64,
+    #[serde(rename = "totalKey")]
+    pub total_key: u64,
+    #[serde(rename = "totalSize")]
+    pub total_size: u64,
+}
+
+/// Takes `<SNAPSHOT_DIR>/<name>.db` on `m` over TLS and checks it with `snapshot status`.
+pub(super) async fn snapshot(
+    plan: &ClusterPlan,
+    m: &Surveyed,
+    name: &str,
+) -> Result<(TakenSnapshot, SnapshotStatus), String> {
+    let exec = m.exec.as_ref().ok_or("the member is not reachable")?;
     let path = PathBuf::from(SNAPSHOT_DIR).join(format!("{name}.db"));
     let endpoint = etcdctl::client_endpoint(plan, &m.host);
     let ctl = etcdctl::Etcdctl::on(plan, &m.host, &[endpoint])?;
@@ -111,10 +155,9 @@ async fn snapshot(plan: &ClusterPlan, m: &Member, name: &str) -> Result<TakenSna
         "set -e; umask 077; mkdir -p {dir}; {save} >/dev/null 2>&1 || {{ {save} 2>&1 | tail -n 5; exit 1; }}; {status}",
         dir = sh_quote(SNAPSHOT_DIR),
         save = ctl.command(&["snapshot", "save", &p]),
-        status = ctl.command(&["snapshot", "status", &p, "-w", "simple"]),
+        status = ctl.command(&["snapshot", "status", &p, "-w", "json"]),
     );
-    let out = m
-        .exec
+    let out = exec
         .run(&script)
         .await
         .map_err(|e| format!("etcd snapshot on {}: {e}", m.host.name))?;
@@ -126,26 +169,28 @@ async fn snapshot(plan: &ClusterPlan, m: &Member, name: &str) -> Result<TakenSna
             out.stderr.trim()
         ));
     }
-    // hash, revision, total keys, total size
-    let revision = out
+    let status: SnapshotStatus = out
         .stdout
         .lines()
-        .last()
-        .and_then(|l| l.split(", ").nth(1))
-        .and_then(|r| r.trim().parse().ok())
+        .rev()
+        .find_map(|l| serde_json::from_str(l.trim()).ok())
         .ok_or_else(|| {
             format!(
-                "etcd snapshot {p} on {}: snapshot status printed no revision: {}",
+                "etcd snapshot {p} on {}: snapshot status printed no status: {}",
                 m.host.name,
                 out.stdout.trim()
             )
         })?;
-    m.exec.log().line(&format!(
-        "upgrade: etcd snapshot {p} at revision {revision}"
+    exec.log().line(&format!(
+        "etcd snapshot {p} at revision {} ({} keys)",
+        status.revision, status.total_key
     ));
-    Ok(TakenSnapshot {
-        host: m.host.name.clone(),
-        path,
-        revision,
-    })
+    Ok((
+        TakenSnapshot {
+            host: m.host.name.clone(),
+            path,
+            revision: status.revision,
+        },
+        status,
+    ))
 }

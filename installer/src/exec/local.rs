@@ -25,6 +25,24 @@ impl LocalExecutor {
         &self.log
     }
 
+    pub async fn download(
+        &self,
+        remote: &str,
+        local: &std::path::Path,
+    ) -> Result<super::Downloaded> {
+        let io = |path: &std::path::Path, e: std::io::Error| ExecError::Io {
+            host: self.host.clone(),
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let from = tokio::fs::File::open(remote)
+            .await
+            .map_err(|e| io(std::path::Path::new(remote), e))?;
+        super::download::copy_hashing(from, local)
+            .await
+            .map_err(|e| io(local, e))
+    }
+
     pub async fn run_with(&self, script: &str, input: Option<&Source>) -> Result<CmdOutput> {
         let session = |reason: String| ExecError::Session {
             host: self.host.clone(),

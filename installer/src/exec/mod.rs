@@ -4,6 +4,7 @@
 //! Every operation is logged to the host's log file (see [`HostLog`]); file
 //! contents never are (they may be private keys).
 
+mod download;
 mod fanout;
 mod local;
 mod log;
@@ -12,6 +13,7 @@ mod ssh;
 mod sudo;
 mod upload;
 
+pub use download::Downloaded;
 pub use fanout::fan_out;
 pub use local::LocalExecutor;
 pub use log::HostLog;
@@ -152,6 +154,26 @@ impl Executor {
 
     pub async fn run(&self, script: &str) -> Result<CmdOutput> {
         self.run_with(script, None).await
+    }
+
+    /// Copies `remote` (a file on the host) to `local` on the deploy host,
+    /// which must not exist yet; streamed and hashed on the way.
+    pub async fn download(&self, remote: &str, local: &std::path::Path) -> Result<Downloaded> {
+        let out = match self {
+            Executor::Ssh(e) => e.download(remote, local).await,
+            Executor::Local(e) => e.download(remote, local).await,
+        };
+        let line = match &out {
+            Ok(d) => format!(
+                "copied {remote} to {} on the deploy host: {} bytes, sha256 {}",
+                local.display(),
+                d.bytes,
+                d.sha256
+            ),
+            Err(e) => format!("copying {remote} to the deploy host: {e}"),
+        };
+        self.log().line(&line);
+        out
     }
 
     /// Runs `script`; a non-zero exit is an error carrying its stderr.

@@ -211,6 +211,52 @@ impl SshExecutor {
     }
 }
 
+impl SshExecutor {
+    /// Streams `remote` through `cat` into `local` (see [`super::Executor::download`]).
+    pub async fn download(&self, remote: &str, local: &Path) -> Result<super::Downloaded> {
+        let script = format!("cat -- {}", super::sh_quote(remote));
+        let session = |reason: String| ExecError::Session {
+            host: self.host.clone(),
+            command: script.clone(),
+            reason,
+        };
+        let wrapped = match &self.sudo_user {
+            Some(_) => sudo::as_root(&script),
+            None => script.clone(),
+        };
+        let mut cmd = self.session.shell(&wrapped);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().await.map_err(|e| session(e.to_string()))?;
+        let stdout = child
+            .stdout()
+            .take()
+            .ok_or_else(|| session("no stdout".into()))?;
+        let copied = super::download::copy_hashing(stdout, local).await;
+        let out = to_output(
+            child
+                .wait_with_output()
+                .await
+                .map_err(|e| session(e.to_string()))?,
+        );
+        if !out.success() {
+            let _ = tokio::fs::remove_file(local).await;
+            return Err(ExecError::Failed {
+                host: self.host.clone(),
+                command: script,
+                code: out.code,
+                stderr: out.stderr,
+            });
+        }
+        copied.map_err(|e| ExecError::Io {
+            host: self.host.clone(),
+            path: local.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+}
+
 fn describe(d: &SshDestination) -> String {
     let mut s = String::new();
     if let Some(u) = &d.user {

@@ -1,0 +1,185 @@
+//! `ferry etcd backup`: a snapshot taken over TLS on a healthy member (not
+//! the leader when there is a choice), checked with `snapshot status`,
+//! copied to the deploy host (streamed, its sha256 compared with the
+//! member's) as `<cluster>-rev<revision>-<UTC time>.db` with a `.sha256`
+//! beside it, then removed from the member; the newest `keep` are kept.
+
+use super::before_upgrade::{close, pick_member, snapshot, survey};
+use super::DeployOptions;
+use crate::exec::sh_quote;
+use crate::plan::ClusterPlan;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+pub struct BackupOptions {
+    /// Where backups go on the deploy host.
+    pub to: PathBuf,
+    /// How many backups of this cluster to keep (the newest); at least 1.
+    pub keep: usize,
+}
+
+/// A backup on the deploy host.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backup {
+    pub path: PathBuf,
+    pub member: String,
+    pub revision: u64,
+    pub keys: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    /// Older backups removed to keep `keep`.
+    pub pruned: Vec<PathBuf>,
+}
+
+pub async fn backup(
+    plan: &ClusterPlan,
+    opts: &DeployOptions,
+    backup: &BackupOptions,
+) -> Result<Backup, String> {
+    std::fs::create_dir_all(&backup.to)
+        .map_err(|e| format!("{}: cannot create it: {e}", backup.to.display()))?;
+    let members = survey(plan, opts).await?;
+    let result = take_and_copy(plan, &members, backup).await;
+    close(members).await;
+    let mut taken = result?;
+    taken.pruned = prune(&backup.to, &plan.cluster_name, backup.keep)?;
+    Ok(taken)
+}
+
+async fn take_and_copy(
+    plan: &ClusterPlan,
+    members: &[super::before_upgrade::Surveyed],
+    backup: &BackupOptions,
+) -> Result<Backup, String> {
+    let Some(member) = pick_member(members) else {
+        let problems: Vec<String> = members
+            .iter()
+            .filter_map(|m| m.state.as_ref().err().cloned())
+            .collect();
+        return Err(format!(
+            "no etcd member is healthy to take a snapshot from: {}",
+            problems.join("; ")
+        ));
+    };
+    let exec = member.exec.as_ref().ok_or("the member is not reachable")?;
+    let stamp = utc_stamp()?;
+    let (taken, status) = snapshot(plan, member, &format!("backup-{stamp}")).await?;
+    let remote = taken.path.to_string_lossy().into_owned();
+    let name = format!("{}-rev{}-{stamp}.db", plan.cluster_name, status.revision);
+    let path = backup.to.join(&name);
+    let partial = backup.to.join(format!(".{name}.partial"));
+    let copied = async {
+        let hashed = exec
+            .check(&format!(
+                "sha256sum -- {} | cut -d' ' -f1",
+                sh_quote(&remote)
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        let got = exec
+            .download(&remote, &partial)
+            .await
+            .map_err(|e| e.to_string())?;
+        if got.sha256 != hashed.trim() {
+            return Err(format!(
+                "the copy of {remote} from {} has sha256 {}, the member's file {}; try again",
+                member.host.name,
+                got.sha256,
+                hashed.trim()
+            ));
+        }
+        std::fs::rename(&partial, &path)
+            .and_then(|()| {
+                std::fs::write(
+                    backup.to.join(format!("{name}.sha256")),
+                    format!("{}  {name}\n", got.sha256),
+                )
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(got)
+    }
+    .await;
+    let _ = std::fs::remove_file(&partial);
+    // The member keeps no copy: its disk is etcd's.
+    let _ = exec.run(&format!("rm -f -- {}", sh_quote(&remote))).await;
+    let got = copied?;
+    Ok(Backup {
+        path,
+        member: member.host.name.clone(),
+        revision: status.revision,
+        keys: status.total_key,
+        bytes: got.bytes,
+        sha256: got.sha256,
+        pruned: Vec::new(),
+    })
+}
+
+/// `20261203T074501Z`: sortable, and safe in a file name.
+fn utc_stamp() -> Result<String, String> {
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .map_err(|e| e.to_string())
+}
+
+/// Removes all but the newest `keep` backups of `cluster` in `dir` (and
+/// their `.sha256`); returns what it removed.
+pub fn prune(dir: &Path, cluster: &str, keep: usize) -> Result<Vec<PathBuf>, String> {
+    let mut backups: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stamp = backup_stamp(&name, cluster)?.to_owned();
+            Some((stamp, e.path()))
+        })
+        .collect();
+    backups.sort();
+    let excess = backups.len().saturating_sub(keep.max(1));
+    let mut removed = Vec::new();
+    for (_, path) in backups.into_iter().take(excess) {
+        let sum = PathBuf::from(format!("{}.sha256", path.display()));
+        std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let _ = std::fs::remove_file(sum);
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
+/// The time stamp of a backup file of `cluster` (`<cluster>-rev<N>-<stamp>.db`).
+fn backup_stamp<'a>(name: &'a str, cluster: &str) -> Option<&'a str> {
+    let rest = name.strip_prefix(cluster)?.strip_prefix("-rev")?;
+    let (revision, stamp) = rest.strip_suffix(".db")?.split_once('-')?;
+    (revision.bytes().all(|b| b.is_ascii_digit()) && !revision.is_empty()).then_some(stamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_of_this_cluster_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "prod-rev9-20261201T000000Z.db",
+            "prod-rev3-20261202T000000Z.db",
+            "prod-rev12-20261203T000000Z.db",
+            "prod-x-rev1-20261130T000000Z.db",
+            "prod-rev5-20261129T000000Z.db.sha256",
+            "notes.txt",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), "x").unwrap();
+        }
+        std::fs::write(dir.path().join("prod-rev9-20261201T000000Z.db.sha256"), "x").unwrap();
+        let removed = prune(dir.path(), "prod", 2).unwrap();
+        assert_eq!(removed, [dir.path().join("prod-rev9-20261201T000000Z.db")]);
+        assert!(!dir
+            .path()
+            .join("prod-rev9-20261201T000000Z.db.sha256")
+            .exists());
+        for kept in &names[1..] {
+            assert!(dir.path().join(kept).exists(), "{kept}");
+        }
+    }
+}

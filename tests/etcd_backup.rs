@@ -1,0 +1,299 @@
+//! `ferry etcd backup` on a 4-host bare rig (3 masters that are etcd
+//! members, 1 node): 1,000 keys are written, the backup is taken on a
+//! member that does not lead, copied to the deploy host with its sha256,
+//! accepted by `etcdctl snapshot status`, restored into a throwaway etcd on
+//! this machine's loopback with every key and value as written; older
+//! backups beyond --keep are removed.
+//!
+//! Real parts: etcd and etcdctl (the members, snapshot save, status,
+//! restore), containerd, systemd, sshd. STAND-INS: kube-apiserver,
+//! kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl and
+//! helm are the python script tests/fixtures/standins/kube-standin.py (not
+//! Kubernetes).
+
+mod common;
+
+use common::cluster::{etcdctl, inventory, ok};
+use common::rig::Rig;
+use common::upstream::signed_amd64_bundle;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const OCTET: u8 = 56;
+const MASTERS: [&str; 3] = ["h1", "h2", "h3"];
+
+/// The test hosts are containers without CAP_SYS_RESOURCE (see install_e2e).
+const CONFIG: &str = "CLUSTER_NAME: \"bak\"\nK8S_VER: \"1.29.6\"\nCONTAINER_RUNTIME: \"containerd\"\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\nCONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n";
+
+struct Setup {
+    rig: Rig,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn ferry(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .arg("--inventory")
+            .arg(self.path("hosts"))
+            .arg("--config")
+            .arg(self.path("config.yml"))
+            .arg("--data-dir")
+            .arg(self.path("data"))
+            .arg("--cluster-dir")
+            .arg(self.path("cluster"))
+            .arg("--ssh-config")
+            .arg(self.rig.ssh_config())
+            .output()
+            .expect("run ferry")
+    }
+
+    fn backup(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["etcd", "backup", "--json"];
+        args.extend(extra);
+        serde_json::from_str(&ok(self.ferry(&args), "ferry etcd backup")).unwrap()
+    }
+
+    /// etcdctl on this machine against h1's member, as the cluster dir's
+    /// health-check client.
+    fn local_etcdctl(&self, endpoint: &str) -> Command {
+        let pki = self.path("cluster/pki/etcd");
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoint}"))
+            .arg(format!("--cacert={}", pki.join("ca.pem").display()))
+            .arg(format!(
+                "--cert={}",
+                pki.join("healthcheck-client.pem").display()
+            ))
+            .arg(format!(
+                "--key={}",
+                pki.join("healthcheck-client-key.pem").display()
+            ));
+        cmd
+    }
+}
+
+/// Writes /ferry-test/k0000..k0999 (100 puts per transaction).
+fn write_keys(s: &Setup) {
+    let endpoint = format!("https://{}:2379", s.rig.addr("h1"));
+    for batch in 0..10 {
+        let mut ops = String::from("\n");
+        for i in batch * 100..(batch + 1) * 100 {
+            ops += &format!("put /ferry-test/k{i:04} value-{i}-{}\n", i * 7919 % 1000);
+        }
+        ops += "\n\n";
+        let mut child = s
+            .local_etcdctl(&endpoint)
+            .arg("txn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ops.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("SUCCESS"),
+            "etcdctl txn: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// sha256 over every key and value under /ferry-test/ at `endpoint`, and the count.
+fn keys_digest(cmd: &mut Command) -> (usize, String) {
+    let out = cmd
+        .args(["get", "--prefix", "/ferry-test/", "-w", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
+    let mut h = Sha256::new();
+    for kv in &kvs {
+        h.update(kv["key"].as_str().unwrap());
+        h.update(kv["value"].as_str().unwrap());
+    }
+    (kvs.len(), hex::encode(h.finalize()))
+}
+
+fn sha256_file(p: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+/// Restores `snapshot` into a throwaway etcd on this machine's loopback and
+/// returns what [`keys_digest`] says of it.
+fn restored_digest(snapshot: &Path, work: &Path) -> (usize, String) {
+    let data = work.join("restored");
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["snapshot", "restore"])
+        .arg(snapshot)
+        .arg(format!("--data-dir={}", data.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = work.join("restored-etcd.log");
+    let (mut etcd, port) = common::ports::start_on_free_port("a throwaway etcd", &log, |port| {
+        let url = format!("http://127.0.0.1:{port}");
+        Command::new("etcd")
+            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            // Its peer port is never used (one member); next to the client's.
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", port + 1))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap()
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let digest = common::cluster::wait_for("the restored etcd to answer", 30, || {
+        let probe = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={url}"))
+            .args(["endpoint", "health"])
+            .output()
+            .unwrap();
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={url}"));
+        probe.status.success().then(|| keys_digest(&mut cmd))
+    });
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    digest
+}
+
+#[test]
+fn a_backup_is_taken_off_the_leader_copied_whole_and_restores_every_key() {
+    eprintln!("NOTE: kube-* binaries, kubectl and helm in this test are python stand-ins (tests/fixtures/standins), not Kubernetes");
+    let rig = Rig::up_bare(4, "fbak", OCTET);
+    let dir = tempfile::tempdir().unwrap();
+    signed_amd64_bundle(dir.path(), "bak");
+    let s = Setup { rig, dir };
+    let rig = &s.rig;
+    std::fs::write(s.path("hosts"), inventory(rig, &MASTERS, &MASTERS, &["h4"])).unwrap();
+    std::fs::write(s.path("config.yml"), CONFIG).unwrap();
+    let install = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("install")
+        .arg("--bundle")
+        .arg(s.path("bak.tar.zst"))
+        .arg("--trust")
+        .arg(s.path("key.pub"))
+        .arg("--inventory")
+        .arg(s.path("hosts"))
+        .arg("--config")
+        .arg(s.path("config.yml"))
+        .arg("--data-dir")
+        .arg(s.path("data"))
+        .arg("--cluster-dir")
+        .arg(s.path("cluster"))
+        .arg("--ssh-config")
+        .arg(rig.ssh_config())
+        .output()
+        .unwrap();
+    ok(install, "ferry install");
+
+    write_keys(&s);
+    let endpoint = format!("https://{}:2379", rig.addr("h2"));
+    let written = keys_digest(&mut s.local_etcdctl(&endpoint));
+    assert_eq!(written.0, 1000);
+
+    let first = s.backup(&["--keep", "2"]);
+    let path = PathBuf::from(first["path"].as_str().unwrap());
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        path.starts_with(s.path("cluster/backups")) && name.starts_with("bak-rev"),
+        "{first}"
+    );
+    // Taken on a member that does not lead (all three are healthy).
+    let member = first["member"].as_str().unwrap();
+    let status = etcdctl(rig, member, "endpoint status");
+    assert!(
+        status.contains(", false, false,"),
+        "{member} leads: {status}"
+    );
+    // Whole: the sha256 the member's file had, and etcd reads it.
+    assert_eq!(sha256_file(&path), first["sha256"].as_str().unwrap());
+    let sums = std::fs::read_to_string(format!("{}.sha256", path.display())).unwrap();
+    assert_eq!(
+        sums,
+        format!("{}  {name}\n", first["sha256"].as_str().unwrap())
+    );
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["snapshot", "status", "-w", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["revision"], first["revision"], "{status}");
+    assert_eq!(status["totalKey"], first["keys"], "{status}");
+    assert!(first["keys"].as_u64().unwrap() >= 1000, "{first}");
+    assert!(
+        name.contains(&format!("-rev{}-", first["revision"])),
+        "{name}"
+    );
+    // No copy stays on the member.
+    let left = rig.sh(member, "ls /var/lib/ferry/snapshots | wc -l");
+    assert_eq!(left.trim(), "0", "{member} kept its snapshot");
+
+    // Every key and value, as written, in an etcd restored from it.
+    assert_eq!(restored_digest(&path, s.dir.path()), written);
+
+    // Two more: the oldest goes, with its .sha256.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let second = s.backup(&["--keep", "2"]);
+    assert!(second["pruned"].as_array().unwrap().is_empty(), "{second}");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let third = s.backup(&["--keep", "2"]);
+    assert_eq!(third["pruned"][0].as_str().unwrap(), path.to_str().unwrap());
+    let mut left: Vec<String> = std::fs::read_dir(s.path("cluster/backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let mut want: Vec<String> = [&second, &third]
+        .iter()
+        .flat_map(|b| {
+            let n = Path::new(b["path"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            [n.clone(), format!("{n}.sha256")]
+        })
+        .collect();
+    want.sort();
+    assert_eq!(left, want);
+
+    // A destination that cannot be a directory: named, nothing taken.
+    std::fs::write(s.path("not-a-dir"), "x").unwrap();
+    let to = s.path("not-a-dir").display().to_string();
+    let refused = s.ferry(&["etcd", "backup", "--to", &to]);
+    let text = common::cluster::text(&refused);
+    assert!(!refused.status.success() && text.contains(&to), "{text}");
+}
