@@ -42,7 +42,7 @@ enum Command {
     /// Day 2: add hosts to the running cluster.
     #[command(subcommand)]
     Node(cli::node::NodeCommand),
-    /// Day 2: etcd backups.
+    /// Day 2: etcd backup and restore.
     #[command(subcommand)]
     Etcd(cli::etcd::EtcdCommand),
 }

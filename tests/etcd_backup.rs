@@ -3,7 +3,9 @@
 //! member that does not lead, copied to the deploy host with its sha256,
 //! accepted by `etcdctl snapshot status`, restored into a throwaway etcd on
 //! this machine's loopback with every key and value as written; older
-//! backups beyond --keep are removed.
+//! backups beyond --keep are removed. Then keys are overwritten and deleted
+//! and `ferry etcd restore` brings back every key and value as backed up,
+//! with every member healthy and the control plane running again.
 //!
 //! Real parts: etcd and etcdctl (the members, snapshot save, status,
 //! restore), containerd, systemd, sshd. STAND-INS: kube-apiserver,
@@ -80,13 +82,15 @@ impl Setup {
     }
 }
 
-/// Writes /ferry-test/k0000..k0999 (100 puts per transaction).
-fn write_keys(s: &Setup) {
+/// Writes /ferry-test/k<i> for i in `keys` (100 puts per transaction),
+/// each value naming `tag`.
+fn write_keys(s: &Setup, keys: std::ops::Range<usize>, tag: &str) {
     let endpoint = format!("https://{}:2379", s.rig.addr("h1"));
-    for batch in 0..10 {
+    let keys: Vec<usize> = keys.collect();
+    for batch in keys.chunks(100) {
         let mut ops = String::from("\n");
-        for i in batch * 100..(batch + 1) * 100 {
-            ops += &format!("put /ferry-test/k{i:04} value-{i}-{}\n", i * 7919 % 1000);
+        for i in batch {
+            ops += &format!("put /ferry-test/k{i:04} {tag}-{i}-{}\n", i * 7919 % 1000);
         }
         ops += "\n\n";
         let mut child = s
@@ -188,7 +192,7 @@ fn restored_digest(snapshot: &Path, work: &Path) -> (usize, String) {
 }
 
 #[test]
-fn a_backup_is_taken_off_the_leader_copied_whole_and_restores_every_key() {
+fn a_backup_is_taken_off_the_leader_copied_whole_and_restored_over_changed_data() {
     eprintln!("NOTE: kube-* binaries, kubectl and helm in this test are python stand-ins (tests/fixtures/standins), not Kubernetes");
     let rig = Rig::up_bare(4, "fbak", OCTET);
     let dir = tempfile::tempdir().unwrap();
@@ -217,7 +221,7 @@ fn a_backup_is_taken_off_the_leader_copied_whole_and_restores_every_key() {
         .unwrap();
     ok(install, "ferry install");
 
-    write_keys(&s);
+    write_keys(&s, 0..1000, "value");
     let endpoint = format!("https://{}:2379", rig.addr("h2"));
     let written = keys_digest(&mut s.local_etcdctl(&endpoint));
     assert_eq!(written.0, 1000);
@@ -290,10 +294,95 @@ fn a_backup_is_taken_off_the_leader_copied_whole_and_restores_every_key() {
     want.sort();
     assert_eq!(left, want);
 
+    restore_over_changed_data(&s, Path::new(third["path"].as_str().unwrap()), &written);
+
     // A destination that cannot be a directory: named, nothing taken.
     std::fs::write(s.path("not-a-dir"), "x").unwrap();
     let to = s.path("not-a-dir").display().to_string();
     let refused = s.ferry(&["etcd", "backup", "--to", &to]);
     let text = common::cluster::text(&refused);
     assert!(!refused.status.success() && text.contains(&to), "{text}");
+}
+
+/// Overwrites and deletes keys, then restores `snapshot`: refused while
+/// etcd answers unless --yes, refused for a damaged copy; with --yes every
+/// key and value is as at snapshot time and the cluster runs again.
+fn restore_over_changed_data(s: &Setup, snapshot: &Path, written: &(usize, String)) {
+    let rig = &s.rig;
+    let endpoint = format!("https://{}:2379", rig.addr("h3"));
+    write_keys(s, 0..100, "changed");
+    let del = s
+        .local_etcdctl(&endpoint)
+        .args(["del", "--prefix", "/ferry-test/k09"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&del.stdout).trim(), "100");
+    let changed = keys_digest(&mut s.local_etcdctl(&endpoint));
+    assert_eq!(changed.0, 900);
+    let snap = snapshot.display().to_string();
+
+    let refused = s.ferry(&["etcd", "restore", &snap]);
+    let text = common::cluster::text(&refused);
+    assert!(
+        !refused.status.success()
+            && text.contains("etcd answers on")
+            && text.contains("--yes")
+            && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(keys_digest(&mut s.local_etcdctl(&endpoint)), changed);
+
+    // A damaged copy (one byte flipped, its .sha256 beside it): refused.
+    let damaged = s.path("damaged.db");
+    let mut bytes = std::fs::read(snapshot).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    std::fs::copy(
+        format!("{snap}.sha256"),
+        format!("{}.sha256", damaged.display()),
+    )
+    .unwrap();
+    let bad = s.ferry(&["etcd", "restore", damaged.to_str().unwrap(), "--yes"]);
+    let text = common::cluster::text(&bad);
+    assert!(
+        !bad.status.success() && text.contains("damaged") && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(keys_digest(&mut s.local_etcdctl(&endpoint)), changed);
+
+    let done: Value = serde_json::from_str(&ok(
+        s.ferry(&["etcd", "restore", &snap, "--yes", "--json"]),
+        "ferry etcd restore",
+    ))
+    .unwrap();
+    assert_eq!(done["members"].as_array().unwrap().len(), 3, "{done}");
+    // Every key and value as at snapshot time, read from every member.
+    for h in MASTERS {
+        let at = format!("https://{}:2379", rig.addr(h));
+        assert_eq!(&keys_digest(&mut s.local_etcdctl(&at)), written, "{h}");
+    }
+    let health = etcdctl(rig, "h1", "endpoint health --cluster");
+    assert_eq!(health.matches("is healthy").count(), 3, "{health}");
+    for h in MASTERS {
+        let active = rig.sh(
+            h,
+            "systemctl is-active etcd kube-apiserver kube-controller-manager kube-scheduler",
+        );
+        assert_eq!(
+            active.split_whitespace().collect::<Vec<_>>(),
+            ["active"; 4],
+            "{h}"
+        );
+    }
+    // The old data dirs are kept aside, not deleted.
+    for kept in done["kept_aside"].as_array().unwrap() {
+        let (host, dir) = kept.as_str().unwrap().split_once(':').unwrap();
+        assert!(
+            rig.exec(host, &format!("test -d '{dir}/member'"))
+                .status
+                .success(),
+            "{kept}"
+        );
+    }
 }

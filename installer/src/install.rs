@@ -336,6 +336,22 @@ pub fn etcd_backup(
     block_on(deploy::etcd_backup::backup(&plan, &options, &backup))?.map_err(InstallError::Nodes)
 }
 
+/// `ferry etcd restore`: the cluster's etcd replaced by `snapshot` (see
+/// deploy/etcd_restore.rs for the order).
+pub fn etcd_restore(
+    data_dir: &Path,
+    bundle: &str,
+    cluster: &ClusterInputs,
+    access: &HostAccess,
+    options: &deploy::etcd_restore::RestoreOptions,
+) -> Result<deploy::etcd_restore::RestoreReport, InstallError> {
+    let bundle = open_bundle(data_dir, bundle)?;
+    let plan = plan_cluster(cluster, &bundle, true)?;
+    let deploy_opts = deploy_options(access, &plan, None);
+    block_on(deploy::etcd_restore::restore(&plan, &deploy_opts, options))?
+        .map_err(InstallError::Nodes)
+}
+
 pub(crate) fn unpack_bundle(
     bundle: &BundleSource,
     trust: &Trust,

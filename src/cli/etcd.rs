@@ -1,4 +1,4 @@
-//! `ferry etcd backup`.
+//! `ferry etcd backup` and `ferry etcd restore`.
 
 use super::install::RunningCluster;
 use clap::{Args, Subcommand};
@@ -9,6 +9,27 @@ use std::path::PathBuf;
 pub enum EtcdCommand {
     /// Take a snapshot of the cluster's etcd and copy it to the deploy host.
     Backup(BackupArgs),
+    /// Replace the cluster's etcd data with a snapshot (the guide's restore).
+    Restore(RestoreArgs),
+}
+
+/// The snapshot is checked (its .sha256 when one lies beside it, then
+/// `snapshot status` on a member) and copied to every member. The control
+/// plane stops on every master, then etcd on every member; each member
+/// restores into a new data dir with the cluster token and its own name and
+/// peer URL, the old dir kept aside as <dir>.before-restore-<time>; the
+/// members start together and must all be healthy; the control plane
+/// starts and every apiserver must answer /readyz. Refused without --yes
+/// while etcd answers.
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// The snapshot (a file `ferry etcd backup` wrote, or any etcd snapshot).
+    pub snapshot: PathBuf,
+    #[command(flatten)]
+    pub cluster: RunningCluster,
+    /// Restore although etcd answers: its data is replaced by the snapshot's.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// The snapshot is taken over TLS on a healthy member (not the leader when
@@ -31,7 +52,36 @@ pub struct BackupArgs {
 pub fn run(cmd: EtcdCommand) -> anyhow::Result<()> {
     match cmd {
         EtcdCommand::Backup(args) => backup(args),
+        EtcdCommand::Restore(args) => restore(args),
     }
+}
+
+fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let (bundle, cluster) = args.cluster.inputs(false)?;
+    let done = install::etcd_restore(
+        &args.cluster.data_dir,
+        &bundle,
+        &cluster,
+        &args.cluster.ssh.access(),
+        &ferry_installer::deploy::etcd_restore::RestoreOptions {
+            snapshot: args.snapshot,
+            yes: args.yes,
+        },
+    )?;
+    if args.cluster.json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+        return Ok(());
+    }
+    println!(
+        "etcd restored from {} (revision {}) on {}; every member is healthy and every apiserver ready",
+        done.snapshot.display(),
+        done.revision,
+        done.members.join(", ")
+    );
+    for d in &done.kept_aside {
+        println!("kept aside: {d}");
+    }
+    Ok(())
 }
 
 fn backup(args: BackupArgs) -> anyhow::Result<()> {

@@ -115,7 +115,7 @@ async fn take_and_copy(
 }
 
 /// `20261203T074501Z`: sortable, and safe in a file name.
-fn utc_stamp() -> Result<String, String> {
+pub(super) fn utc_stamp() -> Result<String, String> {
     let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     time::OffsetDateTime::now_utc()
         .format(&format)
