@@ -45,6 +45,9 @@ enum Command {
     /// Day 2: etcd backup and restore.
     #[command(subcommand)]
     Etcd(cli::etcd::EtcdCommand),
+    /// Day 2: the guide's drills, each leaving a dated report.
+    #[command(subcommand)]
+    Drill(cli::drill::DrillCommand),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Node(cmd) => cli::node::run(cmd),
         Command::Upgrade(args) => cli::upgrade::run(args),
         Command::Etcd(cmd) => cli::etcd::run(cmd),
+        Command::Drill(cmd) => cli::drill::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,7 +5,9 @@
 //! this machine's loopback with every key and value as written; older
 //! backups beyond --keep are removed. Then keys are overwritten and deleted
 //! and `ferry etcd restore` brings back every key and value as backed up,
-//! with every member healthy and the control plane running again.
+//! with every member healthy and the control plane running again. The
+//! etcd restore drill restores the newest backup into a throwaway etcd on
+//! a member's host and reports a match, leaving nothing behind.
 //!
 //! Real parts: etcd and etcdctl (the members, snapshot save, status,
 //! restore), containerd, systemd, sshd. STAND-INS: kube-apiserver,
@@ -295,6 +297,7 @@ fn a_backup_is_taken_off_the_leader_copied_whole_and_restored_over_changed_data(
     assert_eq!(left, want);
 
     restore_over_changed_data(&s, Path::new(third["path"].as_str().unwrap()), &written);
+    drill_with_the_newest_backup(&s, &third);
 
     // A destination that cannot be a directory: named, nothing taken.
     std::fs::write(s.path("not-a-dir"), "x").unwrap();
@@ -385,4 +388,52 @@ fn restore_over_changed_data(s: &Setup, snapshot: &Path, written: &(usize, Strin
             "{kept}"
         );
     }
+}
+
+/// `ferry drill etcd-restore` picks the newest backup, reports that the
+/// throwaway etcd restored from it matches it, and leaves nothing behind.
+fn drill_with_the_newest_backup(s: &Setup, newest: &Value) {
+    let rig = &s.rig;
+    let report: Value = serde_json::from_str(&ok(
+        s.ferry(&["drill", "etcd-restore", "--json"]),
+        "ferry drill etcd-restore",
+    ))
+    .unwrap();
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["snapshot"], newest["path"], "{report}");
+    assert_eq!(report["snapshot_revision"], newest["revision"], "{report}");
+    assert_eq!(report["restored_revision"], newest["revision"], "{report}");
+    assert_eq!(report["snapshot_keys"], newest["keys"], "{report}");
+    // Restored after the restore above: the cluster still has the revision.
+    assert_eq!(report["hash_compared"], "equal", "{report}");
+    assert!(report["live_keys"].as_u64().unwrap() >= 1000, "{report}");
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(report["report"].as_str().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(written, report);
+    assert!(
+        report["report"]
+            .as_str()
+            .unwrap()
+            .starts_with(s.path("cluster/drills").to_str().unwrap()),
+        "{report}"
+    );
+    let host = report["host"].as_str().unwrap();
+    let left = rig.sh(host, "ls -A /var/lib/ferry/drills 2>/dev/null | wc -l");
+    assert_eq!(left.trim(), "0", "{host} kept the drill's directory");
+    let health = etcdctl(rig, "h1", "endpoint health --cluster");
+    assert_eq!(health.matches("is healthy").count(), 3, "{health}");
+    // A damaged snapshot is no drill: refused, naming it.
+    let damaged = s.path("damaged.db");
+    let bad = s.ferry(&[
+        "drill",
+        "etcd-restore",
+        "--snapshot",
+        damaged.to_str().unwrap(),
+    ]);
+    let text = common::cluster::text(&bad);
+    assert!(
+        !bad.status.success() && text.contains("damaged.db") && text.contains("damaged"),
+        "{text}"
+    );
 }

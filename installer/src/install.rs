@@ -352,6 +352,22 @@ pub fn etcd_restore(
         .map_err(InstallError::Nodes)
 }
 
+/// `ferry drill etcd-restore`: `snapshot` (default: the newest backup)
+/// restored into a throwaway etcd; the report is written to the cluster dir.
+pub fn drill_etcd_restore(
+    data_dir: &Path,
+    bundle: &str,
+    cluster: &ClusterInputs,
+    access: &HostAccess,
+    snapshot: Option<PathBuf>,
+) -> Result<deploy::etcd_drill::DrillReport, InstallError> {
+    let bundle = open_bundle(data_dir, bundle)?;
+    let plan = plan_cluster(cluster, &bundle, true)?;
+    let options = deploy_options(access, &plan, None);
+    block_on(deploy::etcd_drill::etcd_restore(&plan, &options, snapshot))?
+        .map_err(InstallError::Nodes)
+}
+
 pub(crate) fn unpack_bundle(
     bundle: &BundleSource,
     trust: &Trust,

@@ -146,6 +146,22 @@ pub fn prune(dir: &Path, cluster: &str, keep: usize) -> Result<Vec<PathBuf>, Str
     Ok(removed)
 }
 
+/// The newest backup of `cluster` in `dir`, if any.
+pub fn latest(dir: &Path, cluster: &str) -> Result<Option<PathBuf>, String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(None);
+    };
+    Ok(entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stamp = backup_stamp(&name, cluster)?.to_owned();
+            Some((stamp, e.path()))
+        })
+        .max()
+        .map(|(_, p)| p))
+}
+
 /// The time stamp of a backup file of `cluster` (`<cluster>-rev<N>-<stamp>.db`).
 fn backup_stamp<'a>(name: &'a str, cluster: &str) -> Option<&'a str> {
     let rest = name.strip_prefix(cluster)?.strip_prefix("-rev")?;

@@ -72,7 +72,7 @@ pub async fn restore(
 
 /// The snapshot exists and, when a `.sha256` lies beside it (as `ferry etcd
 /// backup` writes), matches it; returns its sha256.
-fn check_local(snapshot: &Path) -> Result<String, String> {
+pub(super) fn check_local(snapshot: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(snapshot).map_err(|e| format!("{}: {e}", snapshot.display()))?;
     if !meta.is_file() || meta.len() == 0 {
         return Err(format!("{}: not a snapshot file", snapshot.display()));
@@ -288,7 +288,9 @@ async fn stage_member(
         .data_dirs
         .etcd
         .first()
-        .map(|d| d.to_string_lossy().into_owned()).ok_or("the plan names no etcd data dir")?.clone();
+        .map(|d| d.to_string_lossy().into_owned())
+        .ok_or("the plan names no etcd data dir")?
+        .clone();
     let mut restore = vec![
         format!("--name={}", member.name),
         format!("--initial-cluster={}", initial_cluster.join(",")),

@@ -14,6 +14,7 @@ mod apply;
 mod baseline;
 pub mod before_upgrade;
 pub mod etcd_backup;
+pub mod etcd_drill;
 pub mod etcd_restore;
 pub mod etcd_step;
 pub mod etcdctl;
