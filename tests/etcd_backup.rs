@@ -7,7 +7,9 @@
 //! and `ferry etcd restore` brings back every key and value as backed up,
 //! with every member healthy and the control plane running again. The
 //! etcd restore drill restores the newest backup into a throwaway etcd on
-//! a member's host and reports a match, leaving nothing behind.
+//! a member's host and reports a match, leaving nothing behind. Each
+//! member's snapshot timer (ETCD_BACKUP_SCHEDULE) is armed; its service
+//! takes snapshots etcd reads and keeps ETCD_BACKUP_KEEP of them.
 //!
 //! Real parts: etcd and etcdctl (the members, snapshot save, status,
 //! restore), containerd, systemd, sshd. STAND-INS: kube-apiserver,
@@ -29,7 +31,7 @@ const OCTET: u8 = 56;
 const MASTERS: [&str; 3] = ["h1", "h2", "h3"];
 
 /// The test hosts are containers without CAP_SYS_RESOURCE (see install_e2e).
-const CONFIG: &str = "CLUSTER_NAME: \"bak\"\nK8S_VER: \"1.29.6\"\nCONTAINER_RUNTIME: \"containerd\"\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\nCONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n";
+const CONFIG: &str = "CLUSTER_NAME: \"bak\"\nK8S_VER: \"1.29.6\"\nETCD_BACKUP_SCHEDULE: \"*-*-* 03:30:00\"\nETCD_BACKUP_KEEP: 2\nCONTAINER_RUNTIME: \"containerd\"\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\nCONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n";
 
 struct Setup {
     rig: Rig,
@@ -296,6 +298,7 @@ fn a_backup_is_taken_off_the_leader_copied_whole_and_restored_over_changed_data(
     want.sort();
     assert_eq!(left, want);
 
+    scheduled_snapshots(&s);
     restore_over_changed_data(&s, Path::new(third["path"].as_str().unwrap()), &written);
     drill_with_the_newest_backup(&s, &third);
 
@@ -436,4 +439,41 @@ fn drill_with_the_newest_backup(s: &Setup, newest: &Value) {
         !bad.status.success() && text.contains("damaged.db") && text.contains("damaged"),
         "{text}"
     );
+}
+
+/// Every member's timer is armed for ETCD_BACKUP_SCHEDULE; its service,
+/// started three times, leaves the newest two snapshots, each read by
+/// `snapshot status` and matching its `.sha256`.
+fn scheduled_snapshots(s: &Setup) {
+    let rig = &s.rig;
+    for h in MASTERS {
+        let timer = rig.sh(
+            h,
+            "systemctl is-enabled ferry-etcd-backup.timer; systemctl is-active ferry-etcd-backup.timer; systemctl show -p TimersCalendar --value ferry-etcd-backup.timer",
+        );
+        assert!(
+            timer.starts_with("enabled\nactive\n") && timer.contains("*-*-* 03:30:00"),
+            "{h}: {timer}"
+        );
+    }
+    for _ in 0..3 {
+        rig.sh("h2", "systemctl start ferry-etcd-backup.service");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let dir = "/var/lib/ferry/snapshots/scheduled";
+    let files = rig.sh("h2", &format!("ls {dir}"));
+    let dbs: Vec<&str> = files.lines().filter(|f| f.ends_with(".db")).collect();
+    assert_eq!(dbs.len(), 2, "{files}");
+    assert_eq!(files.lines().count(), 4, "each with its .sha256: {files}");
+    for db in dbs {
+        assert!(db.starts_with("bak-rev"), "{db}");
+        let status = rig.sh(
+            "h2",
+            &format!("cd {dir} && sha256sum -c {db}.sha256 && ETCDCTL_API=3 /opt/kube/bin/etcdctl snapshot status {db} -w json"),
+        );
+        assert!(
+            status.contains(": OK") && status.contains("\"totalKey\""),
+            "{status}"
+        );
+    }
 }

@@ -178,7 +178,7 @@ fn registry_host_of_another_architecture_needs_ferry_in_the_bundle() {
     }
     let err = closure_err(&inputs, &common::bundle());
     assert!(
-        err.contains("host worker-01: the registry mirror needs ferry for linux/arm64"),
+        err.contains("host worker-01: its registry mirror or scheduled etcd snapshot needs ferry for linux/arm64"),
         "{err}"
     );
     // With ferry for arm64 in the bundle the plan closes, copying the bundle's.

@@ -166,11 +166,11 @@ fn systemd_accepts_every_unit() {
     for h in &plan.hosts {
         let dir = tmp.path().join("units").join(&h.name);
         let mut units = Vec::new();
-        for f in h
-            .files
-            .iter()
-            .filter(|f| f.path.extension().is_some_and(|e| e == "service"))
-        {
+        for f in h.files.iter().filter(|f| {
+            f.path
+                .extension()
+                .is_some_and(|e| e == "service" || e == "timer")
+        }) {
             let text = common::text(&plan, &h.name, &f.path.display().to_string());
             // Stand-ins for the executables the plan puts on the host (bundle binaries
             // and the containerd archive's members).
@@ -193,7 +193,11 @@ fn systemd_accepts_every_unit() {
         // Warnings (unknown keys, bad values) count as failures too.
         let ours: Vec<&str> = out
             .lines()
-            .filter(|l| l.contains(dir.to_str().unwrap()) || l.contains(".service:"))
+            .filter(|l| {
+                l.contains(dir.to_str().unwrap())
+                    || l.contains(".service:")
+                    || l.contains(".timer:")
+            })
             .collect();
         assert!(
             ours.is_empty(),
@@ -202,8 +206,9 @@ fn systemd_accepts_every_unit() {
         );
         checked += units.len();
     }
-    // 3 masters x 10 units, 6 nodes x 5 (both with the local balancer), 2 LBs x 1
-    assert_eq!(checked, 3 * 10 + 6 * 5 + 2, "units checked");
+    // 3 masters x 12 units (with the etcd snapshot's service and timer), 6
+    // nodes x 5 (both with the local balancer), 2 LBs x 1
+    assert_eq!(checked, 3 * 12 + 6 * 5 + 2, "units checked");
 
     // And it does check: a unit whose binary is missing fails.
     let broken = tmp.path().join("broken/kubelet.service");

@@ -11,6 +11,31 @@ pub enum EtcdCommand {
     Backup(BackupArgs),
     /// Replace the cluster's etcd data with a snapshot (the guide's restore).
     Restore(RestoreArgs),
+    /// Run on an etcd member's host by its timer (ETCD_BACKUP_SCHEDULE).
+    #[command(hide = true)]
+    SnapshotLocal(SnapshotLocalArgs),
+}
+
+/// A snapshot of the member at --endpoint into --dir, checked with
+/// `snapshot status`, with its .sha256; the newest --keep are kept.
+#[derive(Args)]
+pub struct SnapshotLocalArgs {
+    #[arg(long)]
+    pub etcdctl: PathBuf,
+    #[arg(long)]
+    pub endpoint: String,
+    #[arg(long)]
+    pub cacert: PathBuf,
+    #[arg(long)]
+    pub cert: PathBuf,
+    #[arg(long)]
+    pub key: PathBuf,
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub prefix: String,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep: u64,
 }
 
 /// The snapshot is checked (its .sha256 when one lies beside it, then
@@ -53,7 +78,29 @@ pub fn run(cmd: EtcdCommand) -> anyhow::Result<()> {
     match cmd {
         EtcdCommand::Backup(args) => backup(args),
         EtcdCommand::Restore(args) => restore(args),
+        EtcdCommand::SnapshotLocal(args) => snapshot_local(args),
     }
+}
+
+fn snapshot_local(args: SnapshotLocalArgs) -> anyhow::Result<()> {
+    let (path, pruned) = ferry_installer::deploy::etcd_backup::snapshot_local(
+        &ferry_installer::deploy::etcd_backup::LocalSnapshot {
+            etcdctl: args.etcdctl,
+            endpoint: args.endpoint,
+            cacert: args.cacert,
+            cert: args.cert,
+            key: args.key,
+            dir: args.dir,
+            prefix: args.prefix,
+            keep: args.keep as usize,
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
+    println!("etcd snapshot {}", path.display());
+    for p in pruned {
+        println!("removed the older snapshot {}", p.display());
+    }
+    Ok(())
 }
 
 fn restore(args: RestoreArgs) -> anyhow::Result<()> {

@@ -114,6 +114,89 @@ async fn take_and_copy(
     })
 }
 
+/// What an etcd member's scheduled snapshot (`ferry etcd snapshot-local`,
+/// run by its timer on the member's host) needs.
+pub struct LocalSnapshot {
+    pub etcdctl: PathBuf,
+    pub endpoint: String,
+    pub cacert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub dir: PathBuf,
+    /// The cluster's name: the files are `<prefix>-rev<N>-<time>.db`.
+    pub prefix: String,
+    pub keep: usize,
+}
+
+/// Takes a snapshot of the member at `o.endpoint` into `o.dir`, checks it
+/// with `snapshot status`, writes its `.sha256`, and keeps the newest
+/// `o.keep`; returns the snapshot and what was removed.
+pub fn snapshot_local(o: &LocalSnapshot) -> Result<(PathBuf, Vec<PathBuf>), String> {
+    std::fs::create_dir_all(&o.dir).map_err(|e| format!("{}: {e}", o.dir.display()))?;
+    let stamp = utc_stamp()?;
+    let partial = o.dir.join(format!(".{}-{stamp}.partial", o.prefix));
+    let etcdctl = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(&o.etcdctl)
+            .env("ETCDCTL_API", "3")
+            .args(args)
+            .output()
+            .map_err(|e| format!("{}: {e}", o.etcdctl.display()))
+    };
+    let tls = [
+        format!("--endpoints={}", o.endpoint),
+        format!("--cacert={}", o.cacert.display()),
+        format!("--cert={}", o.cert.display()),
+        format!("--key={}", o.key.display()),
+    ];
+    let mut save: Vec<&std::ffi::OsStr> = tls.iter().map(|a| a.as_ref()).collect();
+    save.extend(["snapshot".as_ref(), "save".as_ref(), partial.as_os_str()]);
+    let result = (|| {
+        let saved = etcdctl(&save)?;
+        if !saved.status.success() {
+            return Err(format!(
+                "etcdctl snapshot save at {}: {}",
+                o.endpoint,
+                String::from_utf8_lossy(&saved.stderr).trim()
+            ));
+        }
+        let status = etcdctl(&[
+            "snapshot".as_ref(),
+            "status".as_ref(),
+            partial.as_os_str(),
+            "-w".as_ref(),
+            "json".as_ref(),
+        ])?;
+        let parsed: super::before_upgrade::SnapshotStatus = serde_json::from_slice(&status.stdout)
+            .map_err(|e| {
+                format!(
+                    "{}: snapshot status does not read it ({e}): {}",
+                    partial.display(),
+                    String::from_utf8_lossy(&status.stderr).trim()
+                )
+            })?;
+        let name = format!("{}-rev{}-{stamp}.db", o.prefix, parsed.revision);
+        let path = o.dir.join(&name);
+        if path.exists() {
+            return Err(format!("{}: exists already", path.display()));
+        }
+        let mut file = std::fs::File::open(&partial).map_err(|e| e.to_string())?;
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        std::io::copy(&mut file, &mut hasher).map_err(|e| e.to_string())?;
+        let sha = hex::encode(sha2::Digest::finalize(hasher));
+        std::fs::write(
+            o.dir.join(format!("{name}.sha256")),
+            format!("{sha}  {name}\n"),
+        )
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    })();
+    let _ = std::fs::remove_file(&partial);
+    let path = result?;
+    let pruned = prune(&o.dir, &o.prefix, o.keep)?;
+    Ok((path, pruned))
+}
+
 /// `20261203T074501Z`: sortable, and safe in a file name.
 pub(super) fn utc_stamp() -> Result<String, String> {
     let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");

@@ -48,6 +48,10 @@ pub struct Config {
     pub etcd_wal_dir: Setting<String>,
     pub etcd_auto_compaction_retention: Setting<String>,
     pub etcd_snapshot_count: Setting<String>,
+    /// systemd OnCalendar= of each member's scheduled snapshot; empty: none.
+    pub etcd_backup_schedule: Setting<String>,
+    /// How many scheduled snapshots each member keeps.
+    pub etcd_backup_keep: Setting<u32>,
     pub etcd_client_port: Setting<u16>,
     pub etcd_peer_port: Setting<u16>,
     pub apiserver_bind_port: Setting<u16>,
@@ -155,6 +159,8 @@ const KNOWN_KEYS: &[&str] = &[
     "ETCD_WAL_DIR",
     "ETCD_AUTO_COMPACTION_RETENTION",
     "ETCD_SNAPSHOT_COUNT",
+    "ETCD_BACKUP_SCHEDULE",
+    "ETCD_BACKUP_KEEP",
     "ETCD_CLIENT_PORT",
     "ETCD_PEER_PORT",
     "KUBE_APISERVER_BIND_PORT",
@@ -652,6 +658,8 @@ impl Reader<'_> {
             etcd_wal_dir: r.string("ETCD_WAL_DIR", "/var/lib/etcd/wal"),
             etcd_auto_compaction_retention: r.string("ETCD_AUTO_COMPACTION_RETENTION", "8"),
             etcd_snapshot_count: r.string("ETCD_SNAPSHOT_COUNT", "10000"),
+            etcd_backup_schedule: r.string("ETCD_BACKUP_SCHEDULE", "daily"),
+            etcd_backup_keep: r.number("ETCD_BACKUP_KEEP", 7u32),
             etcd_client_port: r.number("ETCD_CLIENT_PORT", 2379u16),
             etcd_peer_port: r.number("ETCD_PEER_PORT", 2380u16),
             apiserver_bind_port: r.number("KUBE_APISERVER_BIND_PORT", 6443u16),

@@ -61,6 +61,7 @@ const KINDS: &[(&str, Shape)] = &[
     ("ETCD_WAL_DIR", OneOrEmpty(AbsPath)),
     ("ETCD_AUTO_COMPACTION_RETENTION", One(HoursOrDuration)),
     ("ETCD_SNAPSHOT_COUNT", One(Count)),
+    ("ETCD_BACKUP_SCHEDULE", OneOrEmpty(Calendar)),
     ("KUBE_APISERVER_EVENT_TTL", One(Duration)),
     ("KUBE_APISERVER_REQUEST_TIMEOUT", One(Duration)),
     ("KUBE_APISERVER_ENABLE_ADMISSION_PLUGINS", List(Identifier)),

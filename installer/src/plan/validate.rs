@@ -635,6 +635,12 @@ fn check_config_values(c: &mut Checker, cfg: &Config) {
             "EX_LB_MAXCONN must be between 100 and 1000000 (haproxy's connections on [ex_lb])",
         );
     }
+    if !(1..=1000).contains(&cfg.etcd_backup_keep.value) {
+        c.fail(
+            &cfg.etcd_backup_keep.origin,
+            "ETCD_BACKUP_KEEP must be between 1 and 1000 (scheduled etcd snapshots each member keeps)",
+        );
+    }
 }
 
 /// The bundle's Kubernetes version (no `v`); `K8S_VER`, if set, must be it.

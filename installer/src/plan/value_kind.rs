@@ -57,6 +57,9 @@ pub enum Kind {
     /// A word of letters, digits, `-` and `_` (an enumerated setting, checked
     /// against its values where it is used).
     Word,
+    /// A systemd calendar event (`OnCalendar=`): a shorthand such as
+    /// `daily`, or `[weekdays] [date] [time]`.
+    Calendar,
 }
 
 impl Kind {
@@ -87,6 +90,7 @@ impl Kind {
             Kind::Identifier => is_identifier(s),
             Kind::UnitName => is_unit_name(s),
             Kind::Word => is_word(s),
+            Kind::Calendar => is_calendar(s),
         }
     }
 
@@ -117,6 +121,7 @@ impl Kind {
             Kind::Identifier => "a name of letters and digits starting with a letter, such as NodeRestriction",
             Kind::UnitName => "a systemd service name such as containerd.service",
             Kind::Word => "a word of letters, digits, '-' and '_'",
+            Kind::Calendar => "a systemd calendar event such as daily, hourly, '*-*-* 02:30:00' or 'Mon..Fri 01:00' (see systemd.time(7))",
         }
     }
 
@@ -238,6 +243,54 @@ fn is_percent(s: &str) -> bool {
 }
 
 /// Go's `time.ParseDuration`: `0`, or one or more decimal-and-unit pairs.
+/// systemd.time(7) calendar events, the forms an operator writes: a
+/// shorthand, or up to three words (weekdays, a date with `-`, a time with
+/// `:`) of digits and `*,./~-:` with weekday names.
+fn is_calendar(s: &str) -> bool {
+    const SHORTHANDS: [&str; 9] = [
+        "minutely",
+        "hourly",
+        "daily",
+        "weekly",
+        "monthly",
+        "yearly",
+        "annually",
+        "quarterly",
+        "semiannually",
+    ];
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    if SHORTHANDS.contains(&s) {
+        return true;
+    }
+    let words: Vec<&str> = s.split(' ').collect();
+    let spec = |w: &str, sep: char| {
+        w.contains(sep)
+            && w.starts_with(|c: char| c.is_ascii_digit() || c == '*')
+            && w.chars()
+                .all(|c| c.is_ascii_digit() || "*,./~-:".contains(c))
+    };
+    let weekdays = |w: &str| {
+        w.split([',', '.', '-'])
+            .filter(|d| !d.is_empty())
+            .all(|d| DAYS.contains(&d))
+            && w.starts_with(|c: char| c.is_ascii_uppercase())
+    };
+    let mut rest = &words[..];
+    if rest.first().is_some_and(|w| weekdays(w)) {
+        rest = &rest[1..];
+    }
+    if rest
+        .first()
+        .is_some_and(|w| spec(w, '-') && !w.contains(':'))
+    {
+        rest = &rest[1..];
+    }
+    if rest.first().is_some_and(|w| spec(w, ':')) {
+        rest = &rest[1..];
+    }
+    rest.is_empty() && !s.is_empty() && words.len() <= 3
+}
+
 fn is_go_duration(s: &str) -> bool {
     if s == "0" {
         return true;
@@ -476,6 +529,33 @@ mod tests {
             assert!(!kind.accepts(v), "{kind:?} accepted {v:?}");
             assert!(kind.check(v).unwrap().contains(kind.allowed()));
         }
+    }
+
+    #[test]
+    fn calendar_events() {
+        check(
+            Kind::Calendar,
+            &[
+                "daily",
+                "hourly",
+                "*-*-* 02:30:00",
+                "Mon..Fri 01:00",
+                "Sat,Sun *-*-* 03:00",
+                "*:0/15",
+                "2026-12-* 04:00",
+                "Mon",
+            ],
+            &[
+                "../../etc/cron.d/x",
+                "daily; rm -rf /",
+                "x\" --y",
+                "Mon Tue",
+                "02:00\n",
+                "*-*-* 02:00 extra",
+                "%n",
+                "Daily",
+            ],
+        );
     }
 
     #[test]

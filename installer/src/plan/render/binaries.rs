@@ -1,4 +1,5 @@
-//! The binaries of the host's roles, and the ferry executable on registry hosts.
+//! The binaries of the host's roles, and the ferry executable on registry
+//! hosts and etcd members (their scheduled snapshots).
 
 use super::{bundle_file, HostFiles, HostScope};
 use crate::images::{deploy_arch, find_binary};
@@ -15,7 +16,16 @@ pub(super) fn render(h: &mut HostFiles, input: &BinariesInput) -> Result<()> {
     for b in role_binaries(input.scope) {
         role_binary(h, input, b)?;
     }
-    if input.scope.has(Role::Registry) {
+    // The registry mirror runs ferry, and so does each etcd member's
+    // scheduled snapshot (ETCD_BACKUP_SCHEDULE).
+    let scheduled = !input
+        .scope
+        .cluster
+        .config
+        .etcd_backup_schedule
+        .value
+        .is_empty();
+    if input.scope.has(Role::Registry) || (input.scope.has(Role::Etcd) && scheduled) {
         ferry_binary(h, input)?;
     }
     Ok(())
@@ -61,7 +71,7 @@ fn role_binary(h: &mut HostFiles, input: &BinariesInput, b: &str) -> Result<()> 
     }
 }
 
-/// The registry mirror runs ferry: the bundle's build for the host, else this one.
+/// ferry for the host: the bundle's build for its platform, else this one.
 fn ferry_binary(h: &mut HostFiles, input: &BinariesInput) -> Result<()> {
     let s = input.scope;
     let content = match find_binary(input.bundle, &s.node.arch, "ferry") {
@@ -70,7 +80,7 @@ fn ferry_binary(h: &mut HostFiles, input: &BinariesInput) -> Result<()> {
             // The running ferry can only stand in for a host of its own architecture.
             if s.node.arch != deploy_arch() {
                 h.missing(format!(
-                    "host {}: the registry mirror needs ferry for {}; the bundle carries none and this ferry is linux/{}",
+                    "host {}: its registry mirror or scheduled etcd snapshot needs ferry for {}; the bundle carries none and this ferry is linux/{}",
                     s.node.name,
                     s.platform,
                     deploy_arch()

@@ -23,6 +23,29 @@ pub(super) fn render(h: &mut HostFiles, r: &Renderer, input: &EtcdInput) -> Resu
         Step::Etcd,
     )?;
     h.service("etcd.service", Step::Etcd, true);
+    scheduled_backup(h, r, input)
+}
+
+/// Where each member keeps its scheduled snapshots.
+pub const SCHEDULED_SNAPSHOT_DIR: &str = "/var/lib/ferry/snapshots/scheduled";
+
+/// The member's snapshot timer (ETCD_BACKUP_SCHEDULE; none when empty).
+fn scheduled_backup(h: &mut HostFiles, r: &Renderer, input: &EtcdInput) -> Result<()> {
+    let cfg = &input.scope.cluster.config;
+    if cfg.etcd_backup_schedule.value.is_empty() {
+        return Ok(());
+    }
+    let mut ctx = etcd_ctx(input);
+    ctx["backup"] = json!({"schedule": cfg.etcd_backup_schedule.value,
+        "keep": cfg.etcd_backup_keep.value, "dir": SCHEDULED_SNAPSHOT_DIR});
+    for unit in ["ferry-etcd-backup.service", "ferry-etcd-backup.timer"] {
+        h.text(
+            format!("{SYSTEMD_DIR}/{unit}"),
+            r.render(&format!("systemd/{unit}"), &ctx)?,
+            Step::Etcd,
+        )?;
+    }
+    h.service("ferry-etcd-backup.timer", Step::Etcd, true);
     Ok(())
 }
 

@@ -66,6 +66,8 @@ pub const TEMPLATES: &[(&str, &str)] = templates![
     "lb/keepalived.conf",
     "lb/kube-lb.cfg",
     "systemd/ferry-kube-lb.service",
+    "systemd/ferry-etcd-backup.service",
+    "systemd/ferry-etcd-backup.timer",
     "systemd/haproxy-limits.conf",
     "addons/10-coredns.yaml",
     "addons/20-nodelocaldns.yaml",
