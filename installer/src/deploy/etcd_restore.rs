@@ -237,13 +237,7 @@ async fn snapshot_revision(plan: &ClusterPlan, m: &HostRun, remote: &str) -> Res
 
 /// `systemctl VERB` the units of `step` the host's plan runs.
 async fn systemctl(run: &HostRun, verb: &str, step: Step) -> Result<(), String> {
-    let units: Vec<String> = run
-        .plan
-        .services
-        .iter()
-        .filter(|s| s.step == step)
-        .map(|s| sh_quote(&s.unit))
-        .collect();
+    let units = rolling::step_units(&run.plan, step);
     if units.is_empty() {
         return Ok(());
     }

@@ -126,14 +126,17 @@ pub(super) async fn running_hosts(
     asked.into_iter().collect()
 }
 
-async fn units_active(step: Step, r: &HostRun) -> bool {
-    let units: Vec<String> = r
-        .plan
-        .services
+/// The units of `step` the host's plan runs, each quoted for a shell.
+pub(super) fn step_units(host: &HostPlan, step: Step) -> Vec<String> {
+    host.services
         .iter()
         .filter(|s| s.step == step)
         .map(|s| sh_quote(&s.unit))
-        .collect();
+        .collect()
+}
+
+async fn units_active(step: Step, r: &HostRun) -> bool {
+    let units = step_units(&r.plan, step);
     let Ok(exec) = r.exec() else {
         return false;
     };
