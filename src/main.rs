@@ -48,6 +48,9 @@ enum Command {
     /// Day 2: the guide's drills, each leaving a dated report.
     #[command(subcommand)]
     Drill(cli::drill::DrillCommand),
+    /// Day 2: certificates on the hosts.
+    #[command(subcommand)]
+    Certs(cli::certs::CertsCommand),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Upgrade(args) => cli::upgrade::run(args),
         Command::Etcd(cmd) => cli::etcd::run(cmd),
         Command::Drill(cmd) => cli::drill::run(cmd),
+        Command::Certs(cmd) => cli::certs::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

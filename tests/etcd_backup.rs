@@ -9,7 +9,9 @@
 //! etcd restore drill restores the newest backup into a throwaway etcd on
 //! a member's host and reports a match, leaving nothing behind. Each
 //! member's snapshot timer (ETCD_BACKUP_SCHEDULE) is armed; its service
-//! takes snapshots etcd reads and keeps ETCD_BACKUP_KEEP of them.
+//! takes snapshots etcd reads and keeps ETCD_BACKUP_KEEP of them. `ferry
+//! certs check` agrees with `openssl x509 -enddate` on every certificate of
+//! every host, and names a host copy that differs from the cluster dir's.
 //!
 //! Real parts: etcd and etcdctl (the members, snapshot save, status,
 //! restore), containerd, systemd, sshd. STAND-INS: kube-apiserver,
@@ -301,6 +303,7 @@ fn a_backup_is_taken_off_the_leader_copied_whole_and_restored_over_changed_data(
     scheduled_snapshots(&s);
     restore_over_changed_data(&s, Path::new(third["path"].as_str().unwrap()), &written);
     drill_with_the_newest_backup(&s, &third);
+    certs_check_agrees_with_openssl(&s);
 
     // A destination that cannot be a directory: named, nothing taken.
     std::fs::write(s.path("not-a-dir"), "x").unwrap();
@@ -476,4 +479,72 @@ fn scheduled_snapshots(s: &Setup) {
             "{status}"
         );
     }
+}
+
+/// `ferry certs check` reads every certificate of every host: each row's
+/// expiry is what openssl says of the host's copy; a copy that differs from
+/// the cluster dir's is named and fails the command.
+fn certs_check_agrees_with_openssl(s: &Setup) {
+    let rig = &s.rig;
+    let rows: Value = serde_json::from_str(&ok(
+        s.ferry(&["certs", "check", "--json"]),
+        "ferry certs check",
+    ))
+    .unwrap();
+    let rows = rows.as_array().unwrap();
+    // Every host has certificates (h4 is a node: kubelet, kube-proxy, the
+    // local balancer's check, containerd's CA).
+    for h in ["h1", "h2", "h3", "h4"] {
+        assert!(
+            rows.iter().filter(|r| r["host"] == h).count() >= 4,
+            "{h}: {rows:?}"
+        );
+    }
+    let tmp = s.path("cert.pem");
+    for r in rows {
+        let (host, path) = (r["host"].as_str().unwrap(), r["path"].as_str().unwrap());
+        assert!(
+            r["problem"].is_null() && r["matches_cluster_dir"] == true,
+            "{r}"
+        );
+        assert!(r["days_left"].as_i64().unwrap() > 300, "{r}");
+        let pem = if path.ends_with(".pem") {
+            rig.sh(host, &format!("cat '{path}'"))
+        } else {
+            rig.sh(
+                host,
+                &format!("sed -n 's/^ *client-certificate-data: *//p' '{path}' | base64 -d"),
+            )
+        };
+        std::fs::write(&tmp, pem).unwrap();
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
+            .arg(&tmp)
+            .output()
+            .unwrap();
+        let openssl = String::from_utf8_lossy(&out.stdout);
+        let want = openssl
+            .trim()
+            .strip_prefix("notAfter=")
+            .unwrap_or("?")
+            .replace(' ', "T");
+        assert_eq!(r["not_after"].as_str().unwrap(), want, "{host}:{path}");
+    }
+    // A host copy that is not the cluster dir's: named, and the command fails.
+    let path = "/etc/ferry/apiserver-check/ca.pem";
+    rig.sh(
+        "h4",
+        &format!("cp {path} /root/ca.saved && sed -n 's/^ *client-certificate-data: *//p' /etc/kubernetes/kube-proxy.kubeconfig | base64 -d > {path}"),
+    );
+    let out = s.ferry(&["certs", "check"]);
+    let text = common::cluster::text(&out);
+    assert!(
+        !out.status.success()
+            && text
+                .lines()
+                .any(|l| l.starts_with("h4") && l.contains(path) && l.contains("DIFFERS"))
+            && text.contains("need attention"),
+        "{text}"
+    );
+    rig.sh("h4", &format!("cp /root/ca.saved {path}"));
 }

@@ -368,6 +368,19 @@ pub fn drill_etcd_restore(
         .map_err(InstallError::Nodes)
 }
 
+/// `ferry certs check`: every certificate ferry placed, as each host holds it.
+pub fn certs_check(
+    data_dir: &Path,
+    bundle: &str,
+    cluster: &ClusterInputs,
+    access: &HostAccess,
+) -> Result<Vec<deploy::certs::CertRow>, InstallError> {
+    let bundle = open_bundle(data_dir, bundle)?;
+    let plan = plan_cluster(cluster, &bundle, true)?;
+    let options = deploy_options(access, &plan, None);
+    block_on(deploy::certs::check(&plan, &options))
+}
+
 pub(crate) fn unpack_bundle(
     bundle: &BundleSource,
     trust: &Trust,

@@ -4,6 +4,7 @@ pub mod bundle;
 pub mod bundle_build;
 pub mod bundle_check;
 pub mod bundle_unpack;
+pub mod certs;
 pub mod drill;
 pub mod etcd;
 pub mod install;

@@ -13,6 +13,7 @@ pub mod addons;
 mod apply;
 mod baseline;
 pub mod before_upgrade;
+pub mod certs;
 pub mod etcd_backup;
 pub mod etcd_drill;
 pub mod etcd_restore;
