@@ -39,6 +39,9 @@ struct Setup {
     bundle: PathBuf,
 }
 
+/// Where the stand-in apiserver keeps Leases.
+const LEASES: &str = "/registry/coordination.k8s.io/leases/";
+
 impl Setup {
     fn new() -> Setup {
         Setup::with("fadd", OCTET, "")
@@ -109,7 +112,9 @@ impl Setup {
         )
     }
 
-    /// The stand-in apiserver's store: etcd's /registry/ keys with (create, mod) revisions.
+    /// The stand-in apiserver's store: etcd's /registry/ keys with (create,
+    /// mod) revisions, less the Leases the controller-manager and scheduler
+    /// renew every few seconds (cluster state, not addons).
     fn store(&self) -> Vec<(String, u64, u64)> {
         let out = self.etcdctl("get --prefix /registry/ --keys-only -w fields");
         let mut rows: Vec<(String, u64, u64)> = Vec::new();
@@ -128,6 +133,7 @@ impl Setup {
                 _ => {}
             }
         }
+        rows.retain(|(k, _, _)| !k.starts_with(LEASES));
         rows
     }
 

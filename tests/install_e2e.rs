@@ -408,8 +408,9 @@ fn addon_store(s: &Setup) -> Vec<Stored> {
             object: serde_json::from_slice(&unbase64(kv["value"].as_str().unwrap())).unwrap(),
         })
         .collect();
-    // The kubelets register their Nodes (every master and node has one);
-    // the rest is what the addons step applied.
+    // The kubelets register their Nodes (every master and node has one),
+    // the controllers keep their Leases; the rest is what the addons step
+    // applied.
     let nodes: Vec<&str> = stored
         .iter()
         .filter_map(|o| o.key.strip_prefix("/registry/core/nodes/"))
@@ -417,9 +418,19 @@ fn addon_store(s: &Setup) -> Vec<Stored> {
     for h in MASTERS.iter().chain(NODES.iter()) {
         assert!(nodes.contains(h), "no Node {h} registered: {nodes:?}");
     }
+    // The controller-manager and scheduler elected leaders and keep their
+    // Leases (renewed every few seconds: cluster state, not addons).
+    let leases = "/registry/coordination.k8s.io/leases/kube-system/";
+    for lease in ["kube-controller-manager", "kube-scheduler"] {
+        assert!(
+            stored.iter().any(|o| o.key == format!("{leases}{lease}")),
+            "no Lease {lease}"
+        );
+    }
     stored
         .into_iter()
         .filter(|o| !o.key.starts_with("/registry/core/nodes/"))
+        .filter(|o| !o.key.starts_with("/registry/coordination.k8s.io/leases/"))
         .collect()
 }
 

@@ -499,9 +499,13 @@ fn an_install_killed_at_several_points_converges_when_run_again() {
             .map(|u| u.as_str().unwrap().to_string())
             .collect()
     };
+    // The etcd step's units: the member and its snapshot timer.
     assert_eq!(
         restarted("h1"),
-        vec!["etcd.service".to_string()],
+        vec![
+            "etcd.service".to_string(),
+            "ferry-etcd-backup.timer".to_string()
+        ],
         "{report}"
     );
     assert!(

@@ -131,7 +131,9 @@ fn check_unit(s: &Site, filter: &str, in_exec: bool) -> Result<(), String> {
     let whole_word = s.after.is_empty() || s.after.starts_with(char::is_whitespace);
     let ok = match filter {
         "comment" => s.before.trim_start().starts_with('#'),
-        "systemd_text" => s.before.starts_with("Description="),
+        // Free text: a description, or a timer's calendar event (typed as
+        // one: Kind::Calendar; systemd expands no specifiers there).
+        "systemd_text" => s.before.starts_with("Description=") || s.before == "OnCalendar=",
         "systemd_env" => s.before == "Environment=" && whole_word,
         "systemd_path" => s.before.starts_with("WorkingDirectory=") && whole_word,
         "systemd_exec" => {

@@ -36,6 +36,7 @@ fn ctx(bin: &Path) -> Json {
         "containerd": {"bin_dir": bin_dir},
         "registry": {"port": 5000},
         "lb": {"config": A, "maxconn": 2000, "nofile": 5024},
+        "backup": {"schedule": A, "keep": 7, "dir": A},
     })
 }
 
