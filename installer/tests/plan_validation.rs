@@ -397,3 +397,29 @@ fn apiserver_port_disagrees_with_secure_port() {
         "{err}"
     );
 }
+
+#[test]
+fn ex_lb_on_a_master_needs_a_port_of_its_own() {
+    let lb = "\n[ex_lb]\n10.1.0.1 LB_ROLE=master\n10.1.0.2 LB_ROLE=backup\n";
+    let hosts = format!("{SMALL_HOSTS}{lb}");
+    let config = format!("{SMALL_CONFIG}VIP: \"10.1.0.250\"\n");
+    let (err, i) = fails(&hosts, &config);
+    let line = hosts
+        .lines()
+        .position(|l| l == "10.1.0.1 LB_ROLE=master")
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!(
+            "{}: 10.1.0.1 is in [ex_lb] and [kube_master]",
+            at(&i, "hosts", line)
+        )) && err.contains("EX_APISERVER_PORT=8443"),
+        "{err}"
+    );
+    // With a port of its own it plans.
+    let hosts = hosts.replace("LB_ROLE=master", "LB_ROLE=master EX_APISERVER_PORT=8443");
+    let plan = Inputs::new(&hosts, &config)
+        .plan()
+        .expect("ex_lb on masters with 8443");
+    assert_eq!(plan.apiserver_endpoint, "https://10.1.0.250:8443");
+}

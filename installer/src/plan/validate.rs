@@ -721,6 +721,18 @@ fn access_layer(
         }
     }
     let vip = check_vip(c, cfg, groups, nodes, vip_text.as_ref());
+    if lb_port == apiserver_port {
+        for (h, origin) in groups
+            .ex_lb
+            .iter()
+            .filter(|(h, _)| groups.masters.iter().any(|(m, _)| m == h))
+        {
+            c.fail(
+                origin,
+                format!("{h} is in [ex_lb] and [kube_master]: haproxy would listen on the VIP at {lb_port}, the port its apiserver listens on; set EX_APISERVER_PORT=8443 (kubeasz's example) on the [ex_lb] lines"),
+            );
+        }
+    }
     Access { vip, lb_port }
 }
 
