@@ -112,7 +112,7 @@ impl<'a> Kubectl<'a> {
             .await
     }
 
-    /// Runs `script`, whose kubectl calls (at most two) are bounded by `bound` each.
+    /// Runs `script` (tried again when kubectl could not reach the apiserver), whose kubectl calls (at most two) are bounded by `bound` each.
     async fn script(
         &self,
         what: &str,
@@ -123,16 +123,27 @@ impl<'a> Kubectl<'a> {
         let secs = bound.as_secs().max(1);
         let input = input.map(|b| Source::Bytes(Arc::from(b)));
         let guard = bound * 2 + Duration::from_secs(30);
-        let out = tokio::time::timeout(guard, self.exec.run_with(script, input.as_ref()))
-            .await
-            .map_err(|_| {
-                format!(
-                    "{}: {what}: the host did not answer within {}s; check the SSH connection to it",
-                    self.host(),
-                    guard.as_secs()
-                )
-            })?
-            .map_err(|e| format!("{what}: {e}"))?;
+        let mut attempt = 1;
+        let out = loop {
+            let out = tokio::time::timeout(guard, self.exec.run_with(script, input.as_ref()))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{}: {what}: the host did not answer within {}s; check the SSH connection to it",
+                        self.host(),
+                        guard.as_secs()
+                    )
+                })?
+                .map_err(|e| format!("{what}: {e}"))?;
+            // Every call is a read or a server-side apply, so one that never
+            // reached the apiserver (the VIP moving between [ex_lb] hosts
+            // drops connections) is tried again.
+            if out.code == 0 || attempt == CONNECT_ATTEMPTS || !never_connected(&out.stderr) {
+                break out;
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
         match out.code {
             0 => Ok(out.stdout),
             124 | 137 => Err(format!(
@@ -307,8 +318,26 @@ fn parse_hashes(out: &str) -> Result<BTreeMap<ObjectKey, String>, String> {
     Ok(map)
 }
 
+/// Tries of a kubectl call that could not reach the apiserver.
+const CONNECT_ATTEMPTS: u32 = 3;
+
+/// Whether kubectl failed before the apiserver answered: its messages for
+/// a connection refused, reset or closed.
+fn never_connected(stderr: &str) -> bool {
+    stderr.contains("Unable to connect to the server")
+        || (stderr.contains("The connection to the server") && stderr.contains("was refused"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_call_that_never_reached_the_apiserver_is_tried_again() {
+        assert!(never_connected("Unable to connect to the server: https://10.0.0.250:8443: Remote end closed connection without response"));
+        assert!(never_connected("The connection to the server 10.0.0.1:6443 was refused - did you specify the right host or port?"));
+        assert!(!never_connected(
+            "Error from server (Forbidden): configmaps is forbidden"
+        ));
+    }
     use super::*;
 
     #[test]
