@@ -91,9 +91,10 @@ fn signed_build_through_mirrors_reads_with_stock_tools() {
     ok(&res, "bundle build");
     let report: serde_json::Value = serde_json::from_slice(&res.stdout).expect("--json report");
     assert_eq!(report["images"], 18);
-    // 12 catalog components give 13 binaries and archives per platform, plus
-    // the 5 platform-independent addon artifacts.
-    assert_eq!(report["components"], 13 * 2 + 5);
+    // 12 catalog components give 14 binaries and archives per platform
+    // (etcd's archive gives etcd, etcdctl and etcdutl), plus the 5
+    // platform-independent addon artifacts.
+    assert_eq!(report["components"], 14 * 2 + 5);
     assert_eq!(report["signed"], true);
 
     // The installer-side check and the stock tools all accept it.
@@ -167,6 +168,7 @@ fn signed_build_through_mirrors_reads_with_stock_tools() {
         "kubectl",
         "etcd",
         "etcdctl",
+        "etcdutl",
         "runc",
         "crictl",
         "helm",
@@ -427,7 +429,7 @@ fn same_inputs_and_epoch_give_byte_identical_bundles() {
         v
     };
     let (ec, ed) = (entries(&c), entries(&d));
-    // 102 content files, 18 of the six signed images' cosign signatures, 5
+    // 104 content files, 18 of the six signed images' cosign signatures, 5
     // addon artifacts (Cilium and tigera-operator charts, cert-manager,
     // metrics-server, prometheus-operator CRDs), and 7 files for each of
     // the 8 Calico images (list, 2 manifests, 2 configs, 2 own layers);
@@ -439,8 +441,8 @@ fn same_inputs_and_epoch_give_byte_identical_bundles() {
     assert!(os_files > 2 * 2, "both platforms' package sets: {os_files}");
     assert_eq!(
         ec.len() - os_files,
-        182,
-        "bundle.json + 181 content files expected"
+        184,
+        "bundle.json + 183 content files expected"
     );
     assert_eq!(ec, ed, "signed builds differ beyond the signature");
 }

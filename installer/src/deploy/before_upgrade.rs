@@ -38,7 +38,7 @@ pub async fn check_and_snapshot(
     let result = async {
         if let Some(problem) = members.iter().find_map(|m| m.state.as_ref().err()) {
             return Err(format!(
-                "{problem}; every member must be healthy before an upgrade"
+                "{problem}; every member must be healthy before ferry changes the cluster"
             ));
         }
         let Some(name) = name else {
@@ -152,10 +152,11 @@ pub(super) async fn snapshot(
     let ctl = etcdctl::Etcdctl::on(plan, &m.host, &[endpoint])?;
     let p = path.to_string_lossy().into_owned();
     let script = format!(
-        "set -e; umask 077; mkdir -p {dir}; {save} >/dev/null 2>&1 || {{ {save} 2>&1 | tail -n 5; exit 1; }}; {status}",
+        "{tool}set -e; umask 077; mkdir -p {dir}; {save} >/dev/null 2>&1 || {{ {save} 2>&1 | tail -n 5; exit 1; }}; snapshot_tool snapshot status {file} -w json",
+        tool = etcdctl::snapshot_tool(plan),
         dir = sh_quote(SNAPSHOT_DIR),
         save = ctl.command(&["snapshot", "save", &p]),
-        status = ctl.command(&["snapshot", "status", &p, "-w", "json"]),
+        file = sh_quote(&p),
     );
     let out = exec
         .run(&script)

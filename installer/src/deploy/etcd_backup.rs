@@ -159,13 +159,18 @@ pub fn snapshot_local(o: &LocalSnapshot) -> Result<(PathBuf, Vec<PathBuf>), Stri
                 String::from_utf8_lossy(&saved.stderr).trim()
             ));
         }
-        let status = etcdctl(&[
-            "snapshot".as_ref(),
-            "status".as_ref(),
-            partial.as_os_str(),
-            "-w".as_ref(),
-            "json".as_ref(),
-        ])?;
+        // etcdutl beside etcdctl when the bundle carries it (etcd 3.5+).
+        let etcdutl = o.etcdctl.with_file_name("etcdutl");
+        let status = std::process::Command::new(if etcdutl.exists() {
+            &etcdutl
+        } else {
+            &o.etcdctl
+        })
+        .env("ETCDCTL_API", "3")
+        .args(["snapshot".as_ref(), "status".as_ref(), partial.as_os_str()])
+        .args(["-w", "json"])
+        .output()
+        .map_err(|e| format!("snapshot status of {}: {e}", partial.display()))?;
         let parsed: super::before_upgrade::SnapshotStatus = serde_json::from_slice(&status.stdout)
             .map_err(|e| {
                 format!(
@@ -179,10 +184,8 @@ pub fn snapshot_local(o: &LocalSnapshot) -> Result<(PathBuf, Vec<PathBuf>), Stri
         if path.exists() {
             return Err(format!("{}: exists already", path.display()));
         }
-        let mut file = std::fs::File::open(&partial).map_err(|e| e.to_string())?;
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        std::io::copy(&mut file, &mut hasher).map_err(|e| e.to_string())?;
-        let sha = hex::encode(sha2::Digest::finalize(hasher));
+        let sha =
+            crate::exec::hash_file(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
         std::fs::write(
             o.dir.join(format!("{name}.sha256")),
             format!("{sha}  {name}\n"),
@@ -198,7 +201,7 @@ pub fn snapshot_local(o: &LocalSnapshot) -> Result<(PathBuf, Vec<PathBuf>), Stri
 }
 
 /// `20261203T074501Z`: sortable, and safe in a file name.
-pub(super) fn utc_stamp() -> Result<String, String> {
+pub(crate) fn utc_stamp() -> Result<String, String> {
     let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     time::OffsetDateTime::now_utc()
         .format(&format)

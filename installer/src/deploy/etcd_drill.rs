@@ -113,7 +113,7 @@ pub async fn etcd_restore(
     .await;
     close(members).await;
     let report = result?;
-    write_report(&report)?;
+    write_report(&report.report, &report)?;
     Ok(report)
 }
 
@@ -124,18 +124,19 @@ fn drill_script(plan: &ClusterPlan, dir: &str) -> String {
     let ctl = format!("ETCDCTL_API=3 {}", bin("etcdctl"));
     let at = format!("{ctl} --endpoints=unix://client:1");
     format!(
-        "set -e; d={dir}; pid=; trap 'if [ -n \"$pid\" ]; then kill $pid 2>/dev/null; wait $pid 2>/dev/null || true; fi; cd /; rm -rf \"$d\"' EXIT; \
+        "{tool}set -e; d={dir}; pid=; trap 'if [ -n \"$pid\" ]; then kill $pid 2>/dev/null; wait $pid 2>/dev/null || true; fi; cd /; rm -rf \"$d\"' EXIT; \
          umask 077; mkdir -p \"$d\"; cd \"$d\"; cat > snapshot.db; \
-         echo \"before $({ctl} snapshot status snapshot.db -w json)\"; \
-         {ctl} snapshot restore snapshot.db --data-dir=\"$d/data\" >restore.log 2>&1 || {{ tail -n 5 restore.log; exit 1; }}; \
+         echo \"before $(snapshot_tool snapshot status snapshot.db -w json)\"; \
+         snapshot_tool snapshot restore snapshot.db --data-dir=\"$d/data\" >restore.log 2>&1 || {{ tail -n 5 restore.log; exit 1; }}; \
          {etcd} --data-dir=\"$d/data\" --listen-client-urls=unix://client:1 --advertise-client-urls=unix://client:1 --listen-peer-urls=unix://peer:1 >etcd.log 2>&1 & pid=$!; \
          for i in $(seq 1 150); do {at} endpoint health >/dev/null 2>&1 && break; sleep 0.2; done; \
          echo \"status $({at} endpoint status -w json)\"; \
          echo \"count $({at} get '' --prefix --keys-only --limit=1 -w json)\"; \
-         rev=$({ctl} snapshot status snapshot.db -w json | sed 's/.*\"revision\":\\([0-9]*\\).*/\\1/'); \
+         rev=$(snapshot_tool snapshot status snapshot.db -w json | sed 's/.*\"revision\":\\([0-9]*\\).*/\\1/'); \
          echo \"hashkv $({at} endpoint hashkv --rev=$rev -w json)\"",
         dir = sh_quote(dir),
         etcd = bin("etcd"),
+        tool = super::etcdctl::snapshot_tool(plan),
     )
 }
 
@@ -201,12 +202,12 @@ fn parse(stdout: &str) -> Option<Seen> {
     })
 }
 
-fn write_report(report: &DrillReport) -> Result<(), String> {
-    let dir = report.report.parent().unwrap_or(Path::new("."));
+/// Writes a drill's report as JSON to `path`.
+pub(super) fn write_report(path: &Path, report: &impl Serialize) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
-    std::fs::write(&report.report, text + "\n")
-        .map_err(|e| format!("{}: {e}", report.report.display()))
+    std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

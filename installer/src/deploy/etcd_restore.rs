@@ -77,11 +77,8 @@ pub(super) fn check_local(snapshot: &Path) -> Result<String, String> {
     if !meta.is_file() || meta.len() == 0 {
         return Err(format!("{}: not a snapshot file", snapshot.display()));
     }
-    let mut f =
-        std::fs::File::open(snapshot).map_err(|e| format!("{}: {e}", snapshot.display()))?;
-    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-    std::io::copy(&mut f, &mut hasher).map_err(|e| format!("{}: {e}", snapshot.display()))?;
-    let got = hex::encode(sha2::Digest::finalize(hasher));
+    let got =
+        crate::exec::hash_file(snapshot).map_err(|e| format!("{}: {e}", snapshot.display()))?;
     let sums = PathBuf::from(format!("{}.sha256", snapshot.display()));
     if let Ok(text) = std::fs::read_to_string(&sums) {
         let want = text.split_whitespace().next().unwrap_or_default();
@@ -187,7 +184,6 @@ async fn run_restore(
 
 /// Streams the snapshot to `remote` on the member and checks its sha256 there.
 async fn upload(m: &HostRun, snapshot: &Path, remote: &str, sha256: &str) -> Result<(), String> {
-    let exec = m.exec.as_ref().ok_or("not connected")?;
     let script = format!(
         "set -e; umask 077; mkdir -p {dir}; cat > {tmp}; test \"$(sha256sum < {tmp} | cut -d' ' -f1)\" = {sha}; mv -f {tmp} {dst}",
         dir = sh_quote(RESTORE_DIR),
@@ -195,44 +191,64 @@ async fn upload(m: &HostRun, snapshot: &Path, remote: &str, sha256: &str) -> Res
         dst = sh_quote(remote),
         sha = sh_quote(sha256),
     );
+    let input = Source::File(snapshot.to_path_buf());
+    run_on(
+        m,
+        &script,
+        Some(&input),
+        "copying the snapshot failed (sha256 differs or the disk is full)",
+    )
+    .await
+    .map(drop)
+    .map_err(|e| format!("{e}; nothing was changed"))
+}
+
+/// Runs `script` on `run`'s host; its stdout, or an error naming the host,
+/// `what` failed, and what the script printed.
+async fn run_on(
+    run: &HostRun,
+    script: &str,
+    input: Option<&Source>,
+    what: &str,
+) -> Result<String, String> {
+    let exec = run.exec()?;
     let out = exec
-        .run_with(&script, Some(&Source::File(snapshot.to_path_buf())))
+        .run_with(script, input)
         .await
-        .map_err(|e| e.to_string())?;
-    if !out.success() {
-        return Err(format!(
-            "{}: copying the snapshot failed (sha256 differs or the disk is full): {}; nothing was changed",
-            m.plan.name,
-            out.stderr.trim()
-        ));
+        .map_err(|e| format!("{}: {what}: {e}", run.plan.name))?;
+    if out.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!(
+            "{}: {what}: {}",
+            run.plan.name,
+            format!("{} {}", out.stdout.trim(), out.stderr.trim()).trim()
+        ))
     }
-    Ok(())
 }
 
 /// `snapshot status` of the copy on `m`: etcd reads it whole; its revision.
 async fn snapshot_revision(plan: &ClusterPlan, m: &HostRun, remote: &str) -> Result<u64, String> {
-    let exec = m.exec.as_ref().ok_or("not connected")?;
-    let out = exec
-        .run(&format!(
-            "ETCDCTL_API=3 {} snapshot status {} -w json 2>&1",
-            sh_quote(&plan.bin_dir.join("etcdctl").to_string_lossy()),
-            sh_quote(remote)
-        ))
+    let script = format!(
+        "{}snapshot_tool snapshot status {} -w json 2>&1",
+        super::etcdctl::snapshot_tool(plan),
+        sh_quote(remote)
+    );
+    let what = "etcd does not read the snapshot";
+    let out = run_on(m, &script, None, what)
         .await
-        .map_err(|e| e.to_string())?;
-    let status: Option<super::before_upgrade::SnapshotStatus> = out
-        .stdout
-        .lines()
+        .map_err(|e| format!("{e}; nothing was changed"))?;
+    out.lines()
         .rev()
-        .find_map(|l| serde_json::from_str(l.trim()).ok());
-    match (out.success(), status) {
-        (true, Some(s)) => Ok(s.revision),
-        _ => Err(format!(
-            "{}: etcd does not read the snapshot: {}; nothing was changed",
-            m.plan.name,
-            out.stdout.trim()
-        )),
-    }
+        .find_map(|l| serde_json::from_str::<super::before_upgrade::SnapshotStatus>(l.trim()).ok())
+        .map(|s| s.revision)
+        .ok_or_else(|| {
+            format!(
+                "{}: {what}: {}; nothing was changed",
+                m.plan.name,
+                out.trim()
+            )
+        })
 }
 
 /// `systemctl VERB` the units of `step` the host's plan runs.
@@ -241,21 +257,10 @@ async fn systemctl(run: &HostRun, verb: &str, step: Step) -> Result<(), String> 
     if units.is_empty() {
         return Ok(());
     }
-    let exec = run.exec.as_ref().ok_or("not connected")?;
-    let out = exec
-        .run(&format!("systemctl {verb} {} 2>&1", units.join(" ")))
+    let command = format!("systemctl {verb} {}", units.join(" "));
+    run_on(run, &format!("{command} 2>&1"), None, &command)
         .await
-        .map_err(|e| e.to_string())?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}: systemctl {verb} {}: {}",
-            run.plan.name,
-            units.join(" "),
-            out.stdout.trim()
-        ))
-    }
+        .map(drop)
 }
 
 /// Starts etcd without waiting: a member is only ready once a quorum runs.
@@ -322,22 +327,13 @@ async fn stage_member(
         .map(|d| sh_quote(&format!("{d}.restoring")))
         .collect();
     let script = format!(
-        "set -e; rm -rf {clean}; out=$(ETCDCTL_API=3 {ctl} snapshot restore {snap} {args} 2>&1) || {{ rm -rf {clean}; echo \"$out\" | tail -n 5; exit 1; }}",
+        "{tool}set -e; rm -rf {clean}; out=$(snapshot_tool snapshot restore {snap} {args} 2>&1) || {{ rm -rf {clean}; echo \"$out\" | tail -n 5; exit 1; }}",
         clean = clean.join(" "),
-        ctl = sh_quote(&plan.bin_dir.join("etcdctl").to_string_lossy()),
+        tool = super::etcdctl::snapshot_tool(plan),
         snap = sh_quote(remote),
         args = quoted.join(" "),
     );
-    let exec = m.exec.as_ref().ok_or("not connected")?;
-    let out = exec.run(&script).await.map_err(|e| e.to_string())?;
-    if !out.success() {
-        return Err(format!(
-            "{}: snapshot restore failed: {}{}",
-            m.plan.name,
-            out.stdout.trim(),
-            out.stderr.trim()
-        ));
-    }
+    run_on(m, &script, None, "snapshot restore failed").await?;
     Ok(Staged { swap, aside })
 }
 
@@ -350,18 +346,13 @@ struct Staged {
 
 /// Puts `staged`'s dirs in place on `m`, the old ones aside.
 async fn swap_in(m: &HostRun, staged: &Staged) -> Result<(), String> {
-    let exec = m.exec.as_ref().ok_or("not connected")?;
-    let out = exec
-        .run(&format!("set -e; {}", staged.swap))
-        .await
-        .map_err(|e| e.to_string())?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}: putting the restored data dir in place failed: {}",
-            m.plan.name,
-            out.stderr.trim()
-        ))
-    }
+    let script = format!("set -e; {}", staged.swap);
+    run_on(
+        m,
+        &script,
+        None,
+        "putting the restored data dir in place failed",
+    )
+    .await
+    .map(drop)
 }

@@ -95,6 +95,19 @@ impl Etcdctl {
     }
 }
 
+/// A shell function, `snapshot_tool`, for etcd's offline snapshot commands
+/// (`snapshot status`, `snapshot restore`): the bundle's etcdutl, which etcd
+/// 3.5 ships for them (its `etcdctl snapshot status|restore` is deprecated),
+/// else etcdctl on a host whose bundle carries no etcdutl.
+pub fn snapshot_tool(plan: &ClusterPlan) -> String {
+    let bin = |b: &str| sh_quote(&plan.bin_dir.join(b).to_string_lossy());
+    format!(
+        "snapshot_tool() {{ if [ -x {utl} ]; then {utl} \"$@\"; else ETCDCTL_API=3 {ctl} \"$@\"; fi; }}\n",
+        utl = bin("etcdutl"),
+        ctl = bin("etcdctl"),
+    )
+}
+
 /// Waits until `host`'s own member answers healthy (run on `host`).
 pub async fn wait_member_healthy(
     plan: &ClusterPlan,

@@ -18,6 +18,7 @@ pub use fanout::fan_out;
 pub use local::LocalExecutor;
 pub use log::HostLog;
 pub use ssh::{KnownHostsPolicy, SshDestination, SshExecutor, SshOptions};
+pub(crate) use upload::hash_file;
 pub use upload::{sh_quote, Source, Upload};
 
 use std::path::PathBuf;

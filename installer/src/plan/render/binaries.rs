@@ -25,6 +25,13 @@ pub(super) fn render(h: &mut HostFiles, input: &BinariesInput) -> Result<()> {
         .etcd_backup_schedule
         .value
         .is_empty();
+    // etcd's offline snapshot tool (etcd 3.5+); the snapshot commands fall
+    // back to etcdctl when a bundle carries none.
+    if input.scope.has(Role::Etcd)
+        && find_binary(input.bundle, &input.scope.node.arch, "etcdutl").is_some()
+    {
+        role_binary(h, input, "etcdutl")?;
+    }
     if input.scope.has(Role::Registry) || (input.scope.has(Role::Etcd) && scheduled) {
         ferry_binary(h, input)?;
     }
