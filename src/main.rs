@@ -51,6 +51,8 @@ enum Command {
     /// Day 2: certificates on the hosts.
     #[command(subcommand)]
     Certs(cli::certs::CertsCommand),
+    /// Take the cluster off every host (data too with --purge-data).
+    Destroy(cli::destroy::DestroyArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::Etcd(cmd) => cli::etcd::run(cmd),
         Command::Drill(cmd) => cli::drill::run(cmd),
         Command::Certs(cmd) => cli::certs::run(cmd),
+        Command::Destroy(args) => cli::destroy::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,19 +21,25 @@
 
 mod common;
 
-use common::cluster::{etcdctl, inventory, ok};
+use common::cluster::{
+    cluster_args, etcdctl, inventory_with_lb, ok, overlapping_outages, Probe, Watcher,
+};
+use common::hostfiles::{file_list, left_behind};
 use common::rig::Rig;
 use common::upstream::signed_amd64_bundle;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const OCTET: u8 = 56;
 const MASTERS: [&str; 3] = ["h1", "h2", "h3"];
+/// `[ex_lb]` on two masters: haproxy and keepalived holding the VIP.
+const LBS: [&str; 2] = ["h1", "h2"];
 
 /// The test hosts are containers without CAP_SYS_RESOURCE (see install_e2e).
-const CONFIG: &str = "CLUSTER_NAME: \"bak\"\nK8S_VER: \"1.29.6\"\nETCD_BACKUP_SCHEDULE: \"*-*-* 03:30:00\"\nETCD_BACKUP_KEEP: 2\nCONTAINER_RUNTIME: \"containerd\"\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\nCONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\n";
+const CONFIG: &str = "CLUSTER_NAME: \"bak\"\nK8S_VER: \"1.29.6\"\nETCD_BACKUP_SCHEDULE: \"*-*-* 03:30:00\"\nETCD_BACKUP_KEEP: 2\nCA_EXPIRY: \"43800h\"\nCERT_EXPIRY: \"240h\"\nCONTAINER_RUNTIME: \"containerd\"\nPROXY_MODE: \"ipvs\"\nCLUSTER_CIDR: \"10.244.0.0/16\"\nSERVICE_CIDR: \"10.96.0.0/16\"\nCONTAINERD_RESTRICT_OOM_SCORE_ADJ: true\nVIP: \"198.18.56.250\"\nVIP_IF: \"eth0\"\nHOST_SUBNET_PREFIX: 24\nEX_LB_MAXCONN: 4000\n";
 
 struct Setup {
     rig: Rig,
@@ -48,16 +54,7 @@ impl Setup {
     fn ferry(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_ferry"))
             .args(args)
-            .arg("--inventory")
-            .arg(self.path("hosts"))
-            .arg("--config")
-            .arg(self.path("config.yml"))
-            .arg("--data-dir")
-            .arg(self.path("data"))
-            .arg("--cluster-dir")
-            .arg(self.path("cluster"))
-            .arg("--ssh-config")
-            .arg(self.rig.ssh_config())
+            .args(cluster_args(self.dir.path(), &self.rig))
             .output()
             .expect("run ferry")
     }
@@ -205,24 +202,37 @@ fn a_backup_is_taken_off_the_leader_copied_whole_and_restored_over_changed_data(
     signed_amd64_bundle(dir.path(), "bak");
     let s = Setup { rig, dir };
     let rig = &s.rig;
-    std::fs::write(s.path("hosts"), inventory(rig, &MASTERS, &MASTERS, &["h4"])).unwrap();
+    // haproxy on a master listens on the VIP at a port of its own.
+    let mut hosts = inventory_with_lb(rig, &MASTERS, &MASTERS, &["h4"], &LBS);
+    for h in LBS {
+        let a = rig.addr(h);
+        hosts = hosts.replace(
+            &format!("\n{a}\n[all:vars]"),
+            &format!("\n{a} EX_APISERVER_PORT=8443\n[all:vars]"),
+        );
+        hosts = hosts.replace(
+            &format!("[ex_lb]\n{a}\n"),
+            &format!("[ex_lb]\n{a} EX_APISERVER_PORT=8443\n"),
+        );
+    }
+    assert_eq!(
+        hosts.matches("EX_APISERVER_PORT=8443").count(),
+        2,
+        "{hosts}"
+    );
+    std::fs::write(s.path("hosts"), hosts).unwrap();
     std::fs::write(s.path("config.yml"), CONFIG).unwrap();
+    let before_install: BTreeMap<&str, BTreeSet<String>> = ["h1", "h2", "h3", "h4"]
+        .into_iter()
+        .map(|h| (h, file_list(rig, h)))
+        .collect();
     let install = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .arg("install")
         .arg("--bundle")
         .arg(s.path("bak.tar.zst"))
         .arg("--trust")
         .arg(s.path("key.pub"))
-        .arg("--inventory")
-        .arg(s.path("hosts"))
-        .arg("--config")
-        .arg(s.path("config.yml"))
-        .arg("--data-dir")
-        .arg(s.path("data"))
-        .arg("--cluster-dir")
-        .arg(s.path("cluster"))
-        .arg("--ssh-config")
-        .arg(rig.ssh_config())
+        .args(cluster_args(s.dir.path(), rig))
         .output()
         .unwrap();
     ok(install, "ferry install");
@@ -303,7 +313,10 @@ fn a_backup_is_taken_off_the_leader_copied_whole_and_restored_over_changed_data(
     scheduled_snapshots(&s);
     restore_over_changed_data(&s, Path::new(third["path"].as_str().unwrap()), &written);
     drill_with_the_newest_backup(&s, &third);
-    certs_check_agrees_with_openssl(&s);
+    certs_check_agrees_with_openssl(&s, 9..=10);
+    renew_the_short_lived_certificates(&s);
+    certs_check_agrees_with_openssl(&s, 364..=365);
+    master_failure_drill(&s);
 
     // A destination that cannot be a directory: named, nothing taken.
     std::fs::write(s.path("not-a-dir"), "x").unwrap();
@@ -311,6 +324,58 @@ fn a_backup_is_taken_off_the_leader_copied_whole_and_restored_over_changed_data(
     let refused = s.ferry(&["etcd", "backup", "--to", &to]);
     let text = common::cluster::text(&refused);
     assert!(!refused.status.success() && text.contains(&to), "{text}");
+
+    destroy_leaves_the_hosts_as_they_were(&s, &before_install);
+}
+
+/// `ferry destroy` changes nothing without --yes; with --yes --purge-data
+/// no ferry unit or file is left on any host (compared with its file list
+/// from before the install, less what the OS packages own), and the
+/// cluster dir keeps its PKI and backups but no longer says a cluster runs.
+fn destroy_leaves_the_hosts_as_they_were(s: &Setup, before: &BTreeMap<&str, BTreeSet<String>>) {
+    let rig = &s.rig;
+    let refused = s.ferry(&["destroy", "--purge-data"]);
+    let text = common::cluster::text(&refused);
+    assert!(
+        !refused.status.success() && text.contains("nothing was changed") && text.contains("--yes"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("h4: ") && l.contains(" files ")),
+        "{text}"
+    );
+    assert!(
+        etcdctl(rig, "h1", "endpoint health").contains("is healthy"),
+        "the refused destroy stopped etcd"
+    );
+
+    let out = ok(
+        s.ferry(&["destroy", "--yes", "--purge-data"]),
+        "ferry destroy",
+    );
+    eprintln!("ferry destroy: {out}");
+    for h in ["h1", "h2", "h3", "h4"] {
+        let units = rig.sh(
+            h,
+            "systemctl list-unit-files --no-legend 'etcd*' 'kube*' 'containerd*' 'ferry*' | wc -l",
+        );
+        assert_eq!(units.trim(), "0", "{h} still has ferry's units");
+        let running = rig.sh(
+            h,
+            "pgrep -c '^(etcd|containerd.*|kube-.*|kubelet)$' || true",
+        );
+        assert_eq!(running.trim(), "0", "{h} still runs ferry's processes");
+        let left = left_behind(rig, h, &before[h]);
+        assert!(left.is_empty(), "{h}: ferry left {left:?}");
+    }
+    let cluster = s.path("cluster");
+    assert!(cluster.join("pki/ca.pem").exists() && cluster.join("backups").is_dir());
+    assert!(
+        !cluster.join("installed.json").exists(),
+        "the cluster dir still says a cluster runs"
+    );
+    assert!(!cluster.join("placed").join("h1.json").exists());
 }
 
 /// Overwrites and deletes keys, then restores `snapshot`: refused while
@@ -318,6 +383,15 @@ fn a_backup_is_taken_off_the_leader_copied_whole_and_restored_over_changed_data(
 /// key and value is as at snapshot time and the cluster runs again.
 fn restore_over_changed_data(s: &Setup, snapshot: &Path, written: &(usize, String)) {
     let rig = &s.rig;
+    // Every member has the bundle's etcdutl beside etcd, which the restore
+    // runs (here the fixture's STAND-IN, wrapping etcd 3.4's etcdctl).
+    for h in MASTERS {
+        let utl = rig.sh(
+            h,
+            "u=$(systemctl cat etcd.service | sed -n 's/^ExecStart=\\([^ ]*\\).*/\\1/p'); head -n 2 \"$(dirname \"$u\")/etcdutl\"",
+        );
+        assert!(utl.contains("STAND-IN for etcdutl"), "{h}: {utl}");
+    }
     let endpoint = format!("https://{}:2379", rig.addr("h3"));
     write_keys(s, 0..100, "changed");
     let del = s
@@ -405,6 +479,7 @@ fn drill_with_the_newest_backup(s: &Setup, newest: &Value) {
         "ferry drill etcd-restore",
     ))
     .unwrap();
+    eprintln!("etcd-restore drill report: {report:#}");
     assert_eq!(report["passed"], true, "{report}");
     assert_eq!(report["snapshot"], newest["path"], "{report}");
     assert_eq!(report["snapshot_revision"], newest["revision"], "{report}");
@@ -481,17 +556,115 @@ fn scheduled_snapshots(s: &Setup) {
     }
 }
 
-/// `ferry certs check` reads every certificate of every host: each row's
-/// expiry is what openssl says of the host's copy; a copy that differs from
-/// the cluster dir's is named and fails the command.
-fn certs_check_agrees_with_openssl(s: &Setup) {
+/// `ferry certs check --json`: its rows, and whether it passed.
+fn certs_check(s: &Setup) -> (Vec<Value>, bool) {
+    let out = s.ferry(&["certs", "check", "--json"]);
+    let rows: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", common::cluster::text(&out)));
+    (rows.as_array().unwrap().clone(), out.status.success())
+}
+
+/// Whether a row is a CA's certificate (it signed itself).
+fn is_ca(row: &Value) -> bool {
+    row["subject"] == row["issuer"]
+}
+
+/// CERT_EXPIRY is 240h at install: every leaf is flagged for renewal.
+/// `ferry certs renew` with CERT_EXPIRY 8760h issues them again and rolls
+/// them out: every etcd member and apiserver restarted, never two at once;
+/// the CAs are kept, and so is the PKI as it was.
+fn renew_the_short_lived_certificates(s: &Setup) {
     let rig = &s.rig;
-    let rows: Value = serde_json::from_str(&ok(
-        s.ferry(&["certs", "check", "--json"]),
-        "ferry certs check",
-    ))
+    let (rows, passed) = certs_check(s);
+    assert!(!passed, "10-day certificates pass certs check: {rows:?}");
+    let flagged = |rows: &[Value]| {
+        rows.iter()
+            .filter(|r| r["days_left"].as_i64().unwrap() < 30)
+            .count()
+    };
+    assert_eq!(
+        flagged(&rows),
+        rows.iter().filter(|r| !is_ca(r)).count(),
+        "{rows:?}"
+    );
+    let config = std::fs::read_to_string(s.path("config.yml")).unwrap();
+    std::fs::write(
+        s.path("config.yml"),
+        config.replace("CERT_EXPIRY: \"240h\"", "CERT_EXPIRY: \"8760h\""),
+    )
     .unwrap();
-    let rows = rows.as_array().unwrap();
+    let started = |unit: &str, host: &str| {
+        rig.sh(
+            host,
+            &format!("systemctl show -p InvocationID --value {unit}"),
+        )
+    };
+    let before: Vec<(String, String)> = MASTERS
+        .iter()
+        .map(|h| (started("kube-apiserver", h), started("etcd", h)))
+        .collect();
+    let cluster_dir = s.path("cluster");
+    let mut probes = Vec::new();
+    for h in MASTERS {
+        let addr = rig.addr(h).to_string();
+        let api = format!("https://{addr}:6443");
+        probes.push(Probe::readyz(&format!("apiserver-{h}"), &api, &cluster_dir));
+        probes.push(Probe::etcd_health(
+            &format!("etcd-{h}"),
+            &addr,
+            &cluster_dir,
+        ));
+    }
+    let watcher = Watcher::start(probes);
+    let out = s.ferry(&["certs", "renew"]);
+    let samples = watcher.finish();
+    let text = ok(out, "ferry certs renew");
+    eprintln!("ferry certs renew:\n{text}");
+    let apiservers = MASTERS.map(|h| format!("apiserver-{h}"));
+    let members = MASTERS.map(|h| format!("etcd-{h}"));
+    for names in [&apiservers, &members] {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let both = overlapping_outages(&samples, &names);
+        assert!(both.is_empty(), "two down at once: {both:?}");
+    }
+    for (h, (api, etcd)) in MASTERS.iter().zip(&before) {
+        assert_ne!(
+            &started("kube-apiserver", h),
+            api,
+            "{h}'s apiserver kept its certificate"
+        );
+        assert_ne!(&started("etcd", h), etcd, "{h}'s etcd kept its certificate");
+    }
+    // The table it ends with passes: every leaf has a year again.
+    assert!(text.contains("EXPIRES"), "{text}");
+    let (rows, passed) = certs_check(s);
+    assert!(passed && flagged(&rows) == 0, "{rows:?}");
+    let kept: Vec<PathBuf> = std::fs::read_dir(&cluster_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("pki.before-renew-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    for f in ["ca.pem", "ca-key.pem", "etcd/ca.pem"] {
+        assert_eq!(
+            std::fs::read(kept[0].join(f)).unwrap(),
+            std::fs::read(cluster_dir.join("pki").join(f)).unwrap(),
+            "{f}: the CA is kept"
+        );
+    }
+    assert_ne!(
+        std::fs::read(kept[0].join("apiserver.pem")).unwrap(),
+        std::fs::read(cluster_dir.join("pki/apiserver.pem")).unwrap()
+    );
+}
+
+/// `ferry certs check` reads every certificate of every host: each row's
+/// expiry is what openssl says of the host's copy (leaves have `leaf_days`
+/// left, CAs 5 years); a copy that differs from the cluster dir's is named
+/// and fails the command.
+fn certs_check_agrees_with_openssl(s: &Setup, leaf_days: std::ops::RangeInclusive<i64>) {
+    let rig = &s.rig;
+    let (rows, _) = certs_check(s);
     // Every host has certificates (h4 is a node: kubelet, kube-proxy, the
     // local balancer's check, containerd's CA).
     for h in ["h1", "h2", "h3", "h4"] {
@@ -501,13 +674,18 @@ fn certs_check_agrees_with_openssl(s: &Setup) {
         );
     }
     let tmp = s.path("cert.pem");
-    for r in rows {
+    for r in &rows {
         let (host, path) = (r["host"].as_str().unwrap(), r["path"].as_str().unwrap());
         assert!(
             r["problem"].is_null() && r["matches_cluster_dir"] == true,
             "{r}"
         );
-        assert!(r["days_left"].as_i64().unwrap() > 300, "{r}");
+        let days = r["days_left"].as_i64().unwrap();
+        if is_ca(r) {
+            assert!((1824..=1825).contains(&days), "CA_EXPIRY 43800h: {r}");
+        } else {
+            assert!(leaf_days.contains(&days), "{r}");
+        }
         let pem = if path.ends_with(".pem") {
             rig.sh(host, &format!("cat '{path}'"))
         } else {
@@ -530,6 +708,9 @@ fn certs_check_agrees_with_openssl(s: &Setup) {
             .replace(' ', "T");
         assert_eq!(r["not_after"].as_str().unwrap(), want, "{host}:{path}");
     }
+    if *leaf_days.start() < 30 {
+        return;
+    }
     // A host copy that is not the cluster dir's: named, and the command fails.
     let path = "/etc/ferry/apiserver-check/ca.pem";
     rig.sh(
@@ -547,4 +728,179 @@ fn certs_check_agrees_with_openssl(s: &Setup) {
         "{text}"
     );
     rig.sh("h4", &format!("cp /root/ca.saved {path}"));
+}
+
+/// `ferry drill master-failure`: refused on a cluster with a member down
+/// and for a host that is not a master; on the healthy cluster it fails the
+/// VIP's holder (watched from here: its member and apiserver go down, never
+/// a second member), reports the VIP moved, quorum kept and the API
+/// answering through the VIP and h4's local balancer, and leaves every
+/// member healthy and the VIP held.
+fn master_failure_drill(s: &Setup) {
+    let rig = &s.rig;
+    let refused = s.ferry(&["drill", "master-failure", "--host", "h4"]);
+    let text = common::cluster::text(&refused);
+    assert!(
+        !refused.status.success() && text.contains("h4 is not a master"),
+        "{text}"
+    );
+    rig.sh("h3", "systemctl stop etcd");
+    let refused = s.ferry(&["drill", "master-failure"]);
+    let text = common::cluster::text(&refused);
+    rig.sh("h3", "systemctl start etcd");
+    assert!(
+        !refused.status.success() && text.contains("h3") && text.contains("nothing was stopped"),
+        "{text}"
+    );
+    for h in ["h1", "h2"] {
+        let active = rig.sh(h, "systemctl is-active etcd kube-apiserver keepalived");
+        assert_eq!(
+            active.trim(),
+            "active\nactive\nactive",
+            "{h}: the refused drill stopped something"
+        );
+    }
+    common::cluster::wait_for("h3's member to be healthy again", 60, || {
+        etcdctl(rig, "h3", "endpoint health")
+            .contains("is healthy")
+            .then_some(())
+    });
+
+    let holder = common::cluster::wait_for("a VIP holder", 30, || {
+        LBS.into_iter().find(|h| {
+            rig.sh(h, "ip -4 -o addr show dev eth0")
+                .contains(" 198.18.56.250/")
+        })
+    });
+    let cluster_dir = s.path("cluster");
+    let mut probes = vec![Probe::readyz(
+        "vip",
+        "https://198.18.56.250:8443",
+        &cluster_dir,
+    )];
+    for h in MASTERS {
+        let addr = rig.addr(h).to_string();
+        probes.push(Probe::readyz(
+            &format!("apiserver-{h}"),
+            &format!("https://{addr}:6443"),
+            &cluster_dir,
+        ));
+        probes.push(Probe::etcd_health(
+            &format!("etcd-{h}"),
+            &addr,
+            &cluster_dir,
+        ));
+    }
+    let watcher = Watcher::start(probes);
+    let out = s.ferry(&["drill", "master-failure", "--json"]);
+    let timed = watcher.finish_timed();
+    let samples: Vec<Vec<String>> = timed.iter().map(|(_, d)| d.clone()).collect();
+    let report: Value = serde_json::from_str(&ok(out, "ferry drill master-failure")).unwrap();
+    eprintln!("master-failure drill report: {report:#}");
+    assert_eq!(
+        report["host"], holder,
+        "the VIP's holder is failed by default"
+    );
+    assert_eq!(report["held_vip"], true, "{report}");
+    let other = LBS.into_iter().find(|h| *h != holder).unwrap();
+    assert_eq!(report["vip_holder_after"], other, "{report}");
+    for key in [
+        "vip_moved_seconds",
+        "etcd_quorum_seconds",
+        "api_via_vip_seconds",
+        "recovered_seconds",
+    ] {
+        assert!(report[key].as_f64().is_some(), "{key}: {report}");
+    }
+    // Every other host with a local balancer (h4 and the masters that stay).
+    let balancers = report["local_balancers"].as_array().unwrap();
+    let mut asked: Vec<&str> = balancers
+        .iter()
+        .map(|b| b["host"].as_str().unwrap())
+        .collect();
+    asked.sort();
+    let mut want: Vec<&str> = ["h1", "h2", "h3", "h4"]
+        .into_iter()
+        .filter(|h| *h != holder)
+        .collect();
+    want.sort();
+    assert_eq!(asked, want, "{report}");
+    assert!(
+        balancers.iter().all(|b| b["seconds"].as_f64().is_some()),
+        "{report}"
+    );
+    assert!(
+        report["passed"] == true && report["problems"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(report["report"].as_str().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(written, report);
+    // Seen from here: the holder's member and apiserver went down.
+    let down = |name: &str| {
+        samples
+            .iter()
+            .filter(|d| d.iter().any(|n| n == name))
+            .count()
+    };
+    assert!(
+        down(&format!("etcd-{holder}")) > 0,
+        "the drill did not stop {holder}'s etcd"
+    );
+    assert!(
+        down(&format!("apiserver-{holder}")) > 0,
+        "the drill did not stop {holder}'s apiserver"
+    );
+    // The others lose their leader when the holder led, and elect another
+    // within a few election timeouts: a quorum kept, not one lost.
+    let others: Vec<String> = MASTERS
+        .iter()
+        .filter(|h| **h != holder)
+        .map(|h| format!("etcd-{h}"))
+        .collect();
+    let both_down: Vec<(std::time::Duration, Vec<String>)> = timed
+        .iter()
+        .map(|(at, down)| {
+            let both = others.iter().all(|o| down.contains(o));
+            (
+                *at,
+                if both {
+                    vec!["quorum".to_string()]
+                } else {
+                    vec![]
+                },
+            )
+        })
+        .collect();
+    let leaderless = common::cluster::longest_outage(&both_down, "quorum");
+    eprintln!("measured: the other etcd members answered no health for {leaderless:?} at most");
+    assert!(
+        leaderless < std::time::Duration::from_secs(10),
+        "the other members had no quorum for {leaderless:?}"
+    );
+    assert!(
+        report["etcd_quorum_seconds"].as_f64().unwrap() < 10.0,
+        "{report}"
+    );
+    // And after it: every member healthy, the VIP held, the holder's units active.
+    for h in MASTERS {
+        assert!(
+            etcdctl(rig, h, "endpoint health").contains("is healthy"),
+            "{h}"
+        );
+    }
+    let active = rig.sh(
+        holder,
+        "systemctl is-active etcd kube-apiserver keepalived",
+    );
+    assert_eq!(active.trim(), "active\nactive\nactive");
+    common::cluster::wait_for("the VIP to be held", 30, || {
+        LBS.into_iter()
+            .any(|h| {
+                rig.sh(h, "ip -4 -o addr show dev eth0")
+                    .contains(" 198.18.56.250/")
+            })
+            .then_some(())
+    });
 }

@@ -11,7 +11,8 @@
 
 mod common;
 
-use common::cluster::{ok, text};
+use common::cluster::{cluster_args, ok, text};
+use common::hostfiles::{file_list, left_behind};
 
 use common::cluster::{
     etcdctl, inventory, overlapping_outages, sandbox_comes_from_the_mirror, Probe, Watcher,
@@ -53,16 +54,7 @@ impl Setup {
     }
 
     fn common_args(&self, cmd: &mut Command) {
-        cmd.arg("--inventory")
-            .arg(self.path("hosts"))
-            .arg("--config")
-            .arg(self.path("config.yml"))
-            .arg("--data-dir")
-            .arg(self.path("data"))
-            .arg("--cluster-dir")
-            .arg(self.path("cluster"))
-            .arg("--ssh-config")
-            .arg(self.rig.ssh_config())
+        cmd.args(cluster_args(self.dir.path(), &self.rig))
             .args(["--forks", "7", "--json"]);
     }
 
@@ -325,53 +317,6 @@ fn node_add_joins_etcd_members_one_at_a_time_and_a_worker() {
 
     remove_an_etcd_member_and_a_worker(&s, &before_install);
     remove_a_master(&s, &before_install);
-}
-
-/// Every file and symlink under the directories ferry writes to, on `host`.
-fn file_list(rig: &Rig, host: &str) -> BTreeSet<String> {
-    rig.sh(
-        host,
-        "find /etc /opt /usr/local /var/lib /srv -xdev \\( -type f -o -type l \\) 2>/dev/null | sort",
-    )
-    .lines()
-    .map(str::to_owned)
-    .collect()
-}
-
-/// What the OS packages ferry installed from the bundle leave (they stay):
-/// the package manager's and systemd's state, the rc.d links and files
-/// their maintainer scripts write. Everything else a removed host has that
-/// it did not have before the install was ferry's and must be gone.
-const PACKAGE_STATE: [&str; 11] = [
-    "/var/lib/dpkg/",
-    "/var/lib/apt/",
-    "/var/lib/systemd/",
-    "/var/lib/ucf/",
-    "/var/lib/python/",
-    "/etc/python3/",
-    "/etc/apparmor.d/local/",
-    "/etc/ld.so.cache",
-    // readline-common's postinst
-    "/etc/inputrc",
-    // chrony's postinst
-    "/etc/chrony/chrony.keys",
-    "/etc/rc",
-];
-
-/// What `host` has now that it did not have before the install, less what
-/// the packages own (by dpkg, or as a link to a file dpkg owns) or write.
-fn left_behind(rig: &Rig, host: &str, before: &BTreeSet<String>) -> Vec<String> {
-    file_list(rig, host)
-        .difference(before)
-        .filter(|p| !PACKAGE_STATE.iter().any(|s| p.starts_with(s)))
-        .filter(|p| {
-            let owned = format!(
-                "dpkg -S '{p}' >/dev/null 2>&1 || {{ [ -L '{p}' ] && dpkg -S \"$(readlink -f '{p}' | sed 's,^/usr/lib/,/lib/,')\" >/dev/null 2>&1; }} || {{ [ -L '{p}' ] && dpkg -S \"$(readlink -f '{p}')\" >/dev/null 2>&1; }}"
-            );
-            !rig.exec(host, &owned).status.success()
-        })
-        .cloned()
-        .collect()
 }
 
 fn remove_an_etcd_member_and_a_worker(s: &Setup, before: &BTreeMap<&str, BTreeSet<String>>) {

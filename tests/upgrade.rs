@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::cluster::{cri, ok, text};
+use common::cluster::{cluster_args, cri, ok, text};
 
 use common::cluster::{
     apiserver_client, inventory_with_lb, longest_outage, overlapping_outages, Probe, Watcher,
@@ -53,16 +53,7 @@ impl Setup {
                 .arg("--trust")
                 .arg(self.path("key.pub"));
         }
-        cmd.arg("--inventory")
-            .arg(self.path("hosts"))
-            .arg("--config")
-            .arg(self.path("config.yml"))
-            .arg("--data-dir")
-            .arg(self.path("data"))
-            .arg("--cluster-dir")
-            .arg(self.path("cluster"))
-            .arg("--ssh-config")
-            .arg(self.rig.ssh_config())
+        cmd.args(cluster_args(self.dir.path(), &self.rig))
             .args(["--forks", "5"]);
         cmd
     }

@@ -204,7 +204,7 @@ pub fn node_remove(
     let full = plan_cluster(&now, &bundle, false)?;
     let gone = named_hosts(&full, &request.hosts).map_err(InstallError::Nodes)?;
     let exclude = gone.iter().map(|h| h.inventory_host.clone()).collect();
-    let rest = plan_cluster_with(&request.cluster, &bundle, false, exclude)?;
+    let rest = plan_cluster_with(&request.cluster, &bundle, false, exclude, false)?;
     let options = deploy_options(&request.access, &rest, None);
     on_event(InstallEvent::Deploying {
         plan: &rest,
@@ -368,6 +368,46 @@ pub fn drill_etcd_restore(
         .map_err(InstallError::Nodes)
 }
 
+/// `ferry drill master-failure`: one master (`host`, else the VIP's
+/// holder) failed and brought back; the report is written to the cluster dir.
+pub fn drill_master_failure(
+    data_dir: &Path,
+    bundle: &str,
+    cluster: &ClusterInputs,
+    access: &HostAccess,
+    host: Option<&str>,
+) -> Result<deploy::master_drill::MasterDrillReport, InstallError> {
+    let bundle = open_bundle(data_dir, bundle)?;
+    let plan = plan_cluster(cluster, &bundle, true)?;
+    let options = deploy_options(access, &plan, None);
+    block_on(deploy::master_drill::master_failure(&plan, &options, host))?
+        .map_err(InstallError::Nodes)
+}
+
+/// The plan of the running cluster, read without writing anything.
+pub fn plan_read_only(
+    data_dir: &Path,
+    bundle: &str,
+    cluster: &ClusterInputs,
+) -> Result<ClusterPlan, InstallError> {
+    plan_cluster(cluster, &open_bundle(data_dir, bundle)?, true)
+}
+
+/// `ferry destroy`: everything ferry placed taken off every host (data
+/// too with `purge_data`), see deploy/destroy.rs.
+pub fn destroy(
+    data_dir: &Path,
+    bundle: &str,
+    cluster: &ClusterInputs,
+    access: &HostAccess,
+    purge_data: bool,
+) -> Result<deploy::destroy::DestroyReport, InstallError> {
+    let bundle = open_bundle(data_dir, bundle)?;
+    let plan = plan_cluster(cluster, &bundle, true)?;
+    let options = deploy_options(access, &plan, None);
+    block_on(deploy::destroy::destroy(&plan, &options, purge_data))
+}
+
 /// `ferry certs check`: every certificate ferry placed, as each host holds it.
 pub fn certs_check(
     data_dir: &Path,
@@ -379,6 +419,50 @@ pub fn certs_check(
     let plan = plan_cluster(cluster, &bundle, true)?;
     let options = deploy_options(access, &plan, None);
     block_on(deploy::certs::check(&plan, &options))
+}
+
+/// What `ferry certs renew` did.
+pub struct CertsRenewed {
+    /// The PKI as it was before, kept whole.
+    pub kept: PathBuf,
+    pub report: DeployReport,
+}
+
+/// `ferry certs renew`: every leaf certificate issued again for
+/// CERT_EXPIRY from now (keys and CAs kept), then deployed as a re-run of
+/// the install: etcd members and masters one at a time behind their
+/// gates. Every etcd member must be healthy first; the PKI as it was is
+/// kept in `<cluster dir>/pki.before-renew-<time>`.
+pub fn certs_renew(
+    data_dir: &Path,
+    bundle: &str,
+    cluster: &ClusterInputs,
+    access: &HostAccess,
+) -> Result<CertsRenewed, InstallError> {
+    let bundle = open_bundle(data_dir, bundle)?;
+    let current = plan_cluster(cluster, &bundle, true)?;
+    refuse_joining_members(&current)?;
+    refuse_version_change(&current, &bundle)?;
+    let options = deploy_options(access, &current, None);
+    block_on(deploy::before_upgrade::check_and_snapshot(
+        &current, &options, None,
+    ))?
+    .map_err(|e| {
+        InstallError::Nodes(format!(
+            "before renewing certificates (nothing was changed): {e}"
+        ))
+    })?;
+    let stamp = deploy::etcd_backup::utc_stamp().map_err(InstallError::Nodes)?;
+    let kept = crate::plan::pki::keep_copy(&current.cluster_dir, &format!("before-renew-{stamp}"))
+        .map_err(|source| InstallError::Plan {
+            inventory: cluster.inventory.clone(),
+            config: cluster.config.clone(),
+            source,
+        })?;
+    let plan = plan_cluster_with(cluster, &bundle, false, BTreeSet::new(), true)?;
+    let options = deploy_options(access, &plan, None);
+    let report = block_on(deploy::deploy(&plan, &bundle, &options))??;
+    Ok(CertsRenewed { kept, report })
 }
 
 pub(crate) fn unpack_bundle(
@@ -417,7 +501,7 @@ pub(crate) fn plan_cluster(
     bundle: &DeployContext,
     read_only: bool,
 ) -> Result<ClusterPlan, InstallError> {
-    plan_cluster_with(cluster, bundle, read_only, BTreeSet::new())
+    plan_cluster_with(cluster, bundle, read_only, BTreeSet::new(), false)
 }
 
 /// [`plan_cluster`] as if the inventory did not list `exclude_hosts`.
@@ -426,6 +510,7 @@ fn plan_cluster_with(
     bundle: &DeployContext,
     read_only: bool,
     exclude_hosts: BTreeSet<String>,
+    rotate: bool,
 ) -> Result<ClusterPlan, InstallError> {
     let artifacts =
         bundle
@@ -442,7 +527,7 @@ fn plan_cluster_with(
         new_cluster: cluster.new_cluster,
         allow_even_etcd: cluster.allow_even_etcd,
         exclude_hosts,
-        ..PlanOptions::default()
+        rotate,
     };
     build_plan(
         &cluster.inventory,

@@ -482,3 +482,74 @@ fn a_read_only_plan_writes_nothing() {
         "files changed"
     );
 }
+
+/// Whether a certificate is still valid `days` from now (`openssl x509 -checkend`).
+fn valid_in(cert: &Path, days: u64) -> bool {
+    Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-checkend",
+            &(days * 86400).to_string(),
+            "-in",
+        ])
+        .arg(cert)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// `notAfter` of a certificate file, as openssl prints it.
+fn enddate(cert: &Path) -> String {
+    openssl(&["x509", "-noout", "-enddate", "-in", cert.to_str().unwrap()])
+}
+
+#[test]
+fn lifetimes_follow_the_config_and_a_renewed_leaf_stops_at_its_ca() {
+    let f = common::fixtures();
+    let hosts = std::fs::read_to_string(f.join("hosts")).unwrap();
+    let config = std::fs::read_to_string(f.join("config.yml")).unwrap();
+    let short = common::Inputs::new(
+        &hosts,
+        &format!("{config}\nCA_EXPIRY: \"480h\"\nCERT_EXPIRY: \"240h\"\n"),
+    );
+    short.plan().expect("short lifetimes plan");
+    let pki = short.dir.path().join("cluster/pki");
+    // Leaves for 10 days, CAs for 20.
+    assert!(valid_in(&pki.join("apiserver.pem"), 9));
+    assert!(
+        !valid_in(&pki.join("apiserver.pem"), 11),
+        "CERT_EXPIRY 240h gives 10 days"
+    );
+    assert!(
+        valid_in(&pki.join("ca.pem"), 19),
+        "CA_EXPIRY 480h gives 20 days"
+    );
+    assert!(!valid_in(&pki.join("ca.pem"), 21));
+    let ca_end = enddate(&pki.join("ca.pem"));
+
+    // A year asked for, renewed under the 20-day CAs: the leaves end with their CA.
+    std::fs::write(
+        short.config(),
+        format!("{config}\nCERT_EXPIRY: \"8760h\"\n"),
+    )
+    .unwrap();
+    build_plan(
+        &short.hosts(),
+        &short.config(),
+        &common::bundle(),
+        Some(&short.dir.path().join("cluster")),
+        &PlanOptions {
+            rotate: true,
+            ..common::options()
+        },
+    )
+    .expect("rotate");
+    assert_eq!(enddate(&pki.join("ca.pem")), ca_end, "the CA is kept");
+    assert_eq!(enddate(&pki.join("apiserver.pem")), ca_end);
+    assert_eq!(
+        enddate(&pki.join("etcd/etcd-1-server.pem")),
+        enddate(&pki.join("etcd/ca.pem"))
+    );
+}

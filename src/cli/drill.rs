@@ -9,6 +9,27 @@ use std::path::PathBuf;
 pub enum DrillCommand {
     /// Restore a backup into a throwaway etcd and check it against the snapshot.
     EtcdRestore(EtcdRestoreArgs),
+    /// Fail one master (etcd, control plane, keepalived when it holds the
+    /// VIP), time the failover, and bring it back.
+    MasterFailure(MasterFailureArgs),
+}
+
+/// One master's etcd member and control plane are stopped, and its
+/// keepalived when it holds the VIP. The drill times how long until
+/// another [ex_lb] host holds the VIP, the other etcd members answer
+/// healthy (quorum), and the API answers /readyz through the VIP and
+/// through every node's local balancer. Then the master is started again,
+/// etcd first, and must be ready behind the VIP with the controllers'
+/// leases held. Refused on a cluster that is not healthy, or when the
+/// failure would cost etcd its quorum. The report goes to
+/// <cluster-dir>/drills/. Exits 1 when the drill fails.
+#[derive(Args)]
+pub struct MasterFailureArgs {
+    #[command(flatten)]
+    pub cluster: RunningCluster,
+    /// The master to fail (default: the one holding the VIP, else the first).
+    #[arg(long)]
+    pub host: Option<String>,
 }
 
 /// The newest backup in <cluster-dir>/backups (or --snapshot) is checked
@@ -31,7 +52,73 @@ pub struct EtcdRestoreArgs {
 pub fn run(cmd: DrillCommand) -> anyhow::Result<()> {
     match cmd {
         DrillCommand::EtcdRestore(args) => etcd_restore(args),
+        DrillCommand::MasterFailure(args) => master_failure(args),
     }
+}
+
+fn master_failure(args: MasterFailureArgs) -> anyhow::Result<()> {
+    let (bundle, cluster) = args.cluster.inputs(false)?;
+    let r = install::drill_master_failure(
+        &args.cluster.data_dir,
+        &bundle,
+        &cluster,
+        &args.cluster.ssh.access(),
+        args.host.as_deref(),
+    )?;
+    if args.cluster.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        let secs = |s: Option<f64>| s.map_or("never".to_string(), |s| format!("{s:.1}s"));
+        println!(
+            "master-failure drill on {} ({}; stopping took {:.1}s):",
+            r.host,
+            r.stopped_units.join(" "),
+            r.stop_seconds
+        );
+        if r.held_vip {
+            println!(
+                "  VIP moved to {} after {}",
+                r.vip_holder_after.as_deref().unwrap_or("no host"),
+                secs(r.vip_moved_seconds)
+            );
+        }
+        println!(
+            "  etcd quorum answered after {}",
+            secs(r.etcd_quorum_seconds)
+        );
+        println!(
+            "  API through the VIP answered after {}",
+            secs(r.api_via_vip_seconds)
+        );
+        for b in &r.local_balancers {
+            println!(
+                "  API through {}'s local balancer answered after {}",
+                b.host,
+                secs(b.seconds)
+            );
+        }
+        println!(
+            "  {} ready again after {}",
+            r.host,
+            secs(r.recovered_seconds)
+        );
+        for p in &r.problems {
+            println!("  problem: {p}");
+        }
+        println!(
+            "{:.1}s: {}\nreport: {}",
+            r.seconds,
+            if r.passed { "passed" } else { "FAILED" },
+            r.report.display()
+        );
+    }
+    if !r.passed {
+        anyhow::bail!(
+            "the master-failure drill failed: see {}",
+            r.report.display()
+        );
+    }
+    Ok(())
 }
 
 fn etcd_restore(args: EtcdRestoreArgs) -> anyhow::Result<()> {

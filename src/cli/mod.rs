@@ -5,6 +5,7 @@ pub mod bundle_build;
 pub mod bundle_check;
 pub mod bundle_unpack;
 pub mod certs;
+pub mod destroy;
 pub mod drill;
 pub mod etcd;
 pub mod install;

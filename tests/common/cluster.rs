@@ -330,3 +330,21 @@ pub fn ok(out: Output, what: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The arguments that name a test cluster laid out in `dir` (its `hosts`,
+/// `config.yml`, `data` and `cluster`) and reach its hosts through `rig`.
+pub fn cluster_args(dir: &Path, rig: &Rig) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    for (flag, name) in [
+        ("--inventory", "hosts"),
+        ("--config", "config.yml"),
+        ("--data-dir", "data"),
+        ("--cluster-dir", "cluster"),
+    ] {
+        args.push(flag.into());
+        args.push(dir.join(name).into());
+    }
+    args.push("--ssh-config".into());
+    args.push(rig.ssh_config().into());
+    args
+}

@@ -4,6 +4,7 @@
 
 pub mod bundles;
 pub mod cluster;
+pub mod hostfiles;
 pub mod kubeasz;
 pub mod mirror;
 pub mod plan;

@@ -285,7 +285,7 @@ fn member_id(listed: &str, peer_url: &str) -> Option<String> {
 
 /// Stops and disables ferry's units on `host` and removes what its record
 /// (and the plan) say ferry placed; data dirs only with `purge_data`.
-async fn clean_host(
+pub(super) async fn clean_host(
     full: &ClusterPlan,
     host: &HostPlan,
     opts: &DeployOptions,
@@ -414,6 +414,11 @@ fn cleanup_script(record: &placed::Placed, data: &[PathBuf]) -> String {
     for d in data {
         s.push_str(&format!(
             "if mountpoint -q {d}; then find {d} -xdev -mindepth 1 -delete || failed=1; else rm -rf --one-file-system -- {d} || failed=1; fi\n",
+            d = q(d)
+        ));
+        // What `ferry etcd restore` kept aside beside it is data too.
+        s.push_str(&format!(
+            "for a in {d}.before-restore-*; do if [ -e \"$a\" ]; then rm -rf --one-file-system -- \"$a\" || failed=1; fi; done\n",
             d = q(d)
         ));
     }

@@ -571,6 +571,8 @@ fn ensure_leaf(
     let issuer = ca_issuer(cas, spec.ca)?;
     let mut params = leaf_params(spec)?;
     validity(&mut params, cluster.cert_lifetimes.leaf_days);
+    // A certificate cannot outlive its CA: CERT_EXPIRY stops at the CA's end.
+    params.not_after = params.not_after.min(ca_not_after(cas, spec.ca)?);
     let cert = params
         .signed_by(&key, &issuer)
         .map_err(|e| pki_err(&spec.name, e))?;
@@ -587,6 +589,40 @@ fn ca_issuer(cas: &Cas, ca: Ca) -> Result<Issuer<'static, KeyPair>> {
     let (ca_cert, ca_key) = &cas[ca.name()];
     let ca_key = KeyPair::from_pem(ca_key).map_err(|e| pki_err(ca.name(), e))?;
     Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(|e| pki_err(ca.name(), e))
+}
+
+/// When the CA's certificate expires.
+fn ca_not_after(cas: &Cas, ca: Ca) -> Result<OffsetDateTime> {
+    let (ca_cert, _) = &cas[ca.name()];
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(ca_cert.as_bytes()).map_err(|e| pki_err(ca.name(), e))?;
+    let cert = pem.parse_x509().map_err(|e| pki_err(ca.name(), e))?;
+    Ok(cert.validity().not_after.to_datetime())
+}
+
+/// Copies `<cluster_dir>/pki` (keys keep their 0600) to
+/// `<cluster_dir>/pki.<suffix>`, a directory only root reads; returns it.
+pub fn keep_copy(cluster_dir: &Path, suffix: &str) -> Result<PathBuf> {
+    let from = cluster_dir.join("pki");
+    let to = cluster_dir.join(format!("pki.{suffix}"));
+    if to.exists() {
+        return Err(pki_err(
+            "pki",
+            format!("{} exists already; move it away first", to.display()),
+        ));
+    }
+    std::fs::create_dir(&to).map_err(|e| PlanError::io(&to, e))?;
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| PlanError::io(&to, e))?;
+    for (rel, _) in read_tree(&from)? {
+        let dest = to.join(&rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| PlanError::io(parent, e))?;
+        }
+        // fs::copy keeps the mode, so keys stay 0600.
+        std::fs::copy(from.join(&rel), &dest).map_err(|e| PlanError::io(&dest, e))?;
+    }
+    Ok(to)
 }
 
 /// A leaf's subject, usages and SANs (validity is set by the caller).

@@ -1,0 +1,55 @@
+//! What a test host holds, to prove that ferry took away everything it
+//! placed (`ferry node remove`, `ferry destroy`).
+
+use super::rig::Rig;
+use std::collections::BTreeSet;
+
+/// Every file and symlink under the directories ferry writes to, on `host`.
+pub fn file_list(rig: &Rig, host: &str) -> BTreeSet<String> {
+    rig.sh(
+        host,
+        "find /etc /opt /usr/local /var/lib /srv -xdev \\( -type f -o -type l \\) 2>/dev/null | sort",
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// What the OS packages ferry installed from the bundle leave (they stay):
+/// the package manager's and systemd's state, the rc.d links and files
+/// their maintainer scripts write. Everything else a removed host has that
+/// it did not have before the install was ferry's and must be gone.
+pub const PACKAGE_STATE: [&str; 12] = [
+    "/var/lib/dpkg/",
+    "/var/lib/apt/",
+    "/var/lib/systemd/",
+    "/var/lib/ucf/",
+    "/var/lib/python/",
+    "/etc/python3/",
+    "/etc/apparmor.d/local/",
+    "/etc/ld.so.cache",
+    // readline-common's postinst
+    "/etc/inputrc",
+    // haproxy's own unit bind-mounts /dev/log into its chroot; systemd
+    // makes the mount point (on [ex_lb] hosts, where haproxy.service ran)
+    "/var/lib/haproxy/dev/log",
+    // chrony's postinst
+    "/etc/chrony/chrony.keys",
+    "/etc/rc",
+];
+
+/// What `host` has now that it did not have before the install, less what
+/// the packages own (by dpkg, or as a link to a file dpkg owns) or write.
+pub fn left_behind(rig: &Rig, host: &str, before: &BTreeSet<String>) -> Vec<String> {
+    file_list(rig, host)
+        .difference(before)
+        .filter(|p| !PACKAGE_STATE.iter().any(|s| p.starts_with(s)))
+        .filter(|p| {
+            let owned = format!(
+                "dpkg -S '{p}' >/dev/null 2>&1 || {{ [ -L '{p}' ] && dpkg -S \"$(readlink -f '{p}' | sed 's,^/usr/lib/,/lib/,')\" >/dev/null 2>&1; }} || {{ [ -L '{p}' ] && dpkg -S \"$(readlink -f '{p}')\" >/dev/null 2>&1; }}"
+            );
+            !rig.exec(host, &owned).status.success()
+        })
+        .cloned()
+        .collect()
+}
