@@ -20,7 +20,7 @@ lanes=${FERRY_TEST_LANES:-2}
 declare -A cost=(
     [install_e2e]=360 [upgrade]=330 [addons_apply]=300 [node_add]=400
     [install_faults]=260 [local_lb]=250 [bundle_build]=200 [bundle_artifacts]=95
-    [bundle_os]=55 [addons_schema]=40 [catalog_1_29_7]=90 [etcd_backup]=200
+    [bundle_os]=55 [addons_schema]=40 [catalog_1_29_7]=90 [etcd_backup]=380
 )
 
 # "package target" of every integration test target of the workspace.

@@ -310,9 +310,7 @@ pub fn cluster_status(
     cluster: &ClusterInputs,
     access: &HostAccess,
 ) -> Result<Vec<HostStatus>, InstallError> {
-    let bundle = open_bundle(data_dir, bundle)?;
-    let plan = plan_cluster(cluster, &bundle, true)?;
-    let options = deploy_options(access, &plan, None);
+    let (plan, options) = running_cluster(data_dir, bundle, cluster, access)?;
     block_on(deploy::status::status(&plan, &options))
 }
 
@@ -326,9 +324,7 @@ pub fn etcd_backup(
     to: Option<PathBuf>,
     keep: usize,
 ) -> Result<deploy::etcd_backup::Backup, InstallError> {
-    let bundle = open_bundle(data_dir, bundle)?;
-    let plan = plan_cluster(cluster, &bundle, true)?;
-    let options = deploy_options(access, &plan, None);
+    let (plan, options) = running_cluster(data_dir, bundle, cluster, access)?;
     let backup = deploy::etcd_backup::BackupOptions {
         to: to.unwrap_or_else(|| plan.cluster_dir.join("backups")),
         keep,
@@ -345,9 +341,7 @@ pub fn etcd_restore(
     access: &HostAccess,
     options: &deploy::etcd_restore::RestoreOptions,
 ) -> Result<deploy::etcd_restore::RestoreReport, InstallError> {
-    let bundle = open_bundle(data_dir, bundle)?;
-    let plan = plan_cluster(cluster, &bundle, true)?;
-    let deploy_opts = deploy_options(access, &plan, None);
+    let (plan, deploy_opts) = running_cluster(data_dir, bundle, cluster, access)?;
     block_on(deploy::etcd_restore::restore(&plan, &deploy_opts, options))?
         .map_err(InstallError::Nodes)
 }
@@ -361,9 +355,7 @@ pub fn drill_etcd_restore(
     access: &HostAccess,
     snapshot: Option<PathBuf>,
 ) -> Result<deploy::etcd_drill::DrillReport, InstallError> {
-    let bundle = open_bundle(data_dir, bundle)?;
-    let plan = plan_cluster(cluster, &bundle, true)?;
-    let options = deploy_options(access, &plan, None);
+    let (plan, options) = running_cluster(data_dir, bundle, cluster, access)?;
     block_on(deploy::etcd_drill::etcd_restore(&plan, &options, snapshot))?
         .map_err(InstallError::Nodes)
 }
@@ -377,11 +369,22 @@ pub fn drill_master_failure(
     access: &HostAccess,
     host: Option<&str>,
 ) -> Result<deploy::master_drill::MasterDrillReport, InstallError> {
-    let bundle = open_bundle(data_dir, bundle)?;
-    let plan = plan_cluster(cluster, &bundle, true)?;
-    let options = deploy_options(access, &plan, None);
+    let (plan, options) = running_cluster(data_dir, bundle, cluster, access)?;
     block_on(deploy::master_drill::master_failure(&plan, &options, host))?
         .map_err(InstallError::Nodes)
+}
+
+/// The running cluster's plan, read without writing anything, and how its
+/// hosts are reached: what every day-2 command that only reads the plan starts from.
+fn running_cluster(
+    data_dir: &Path,
+    bundle: &str,
+    cluster: &ClusterInputs,
+    access: &HostAccess,
+) -> Result<(ClusterPlan, DeployOptions), InstallError> {
+    let plan = plan_read_only(data_dir, bundle, cluster)?;
+    let options = deploy_options(access, &plan, None);
+    Ok((plan, options))
 }
 
 /// The plan of the running cluster, read without writing anything.
@@ -402,9 +405,7 @@ pub fn destroy(
     access: &HostAccess,
     purge_data: bool,
 ) -> Result<deploy::destroy::DestroyReport, InstallError> {
-    let bundle = open_bundle(data_dir, bundle)?;
-    let plan = plan_cluster(cluster, &bundle, true)?;
-    let options = deploy_options(access, &plan, None);
+    let (plan, options) = running_cluster(data_dir, bundle, cluster, access)?;
     block_on(deploy::destroy::destroy(&plan, &options, purge_data))
 }
 
@@ -415,9 +416,7 @@ pub fn certs_check(
     cluster: &ClusterInputs,
     access: &HostAccess,
 ) -> Result<Vec<deploy::certs::CertRow>, InstallError> {
-    let bundle = open_bundle(data_dir, bundle)?;
-    let plan = plan_cluster(cluster, &bundle, true)?;
-    let options = deploy_options(access, &plan, None);
+    let (plan, options) = running_cluster(data_dir, bundle, cluster, access)?;
     block_on(deploy::certs::check(&plan, &options))
 }
 

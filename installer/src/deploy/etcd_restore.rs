@@ -192,8 +192,7 @@ async fn upload(m: &HostRun, snapshot: &Path, remote: &str, sha256: &str) -> Res
         sha = sh_quote(sha256),
     );
     let input = Source::File(snapshot.to_path_buf());
-    run_on(
-        m,
+    m.run_named(
         &script,
         Some(&input),
         "copying the snapshot failed (sha256 differs or the disk is full)",
@@ -201,30 +200,6 @@ async fn upload(m: &HostRun, snapshot: &Path, remote: &str, sha256: &str) -> Res
     .await
     .map(drop)
     .map_err(|e| format!("{e}; nothing was changed"))
-}
-
-/// Runs `script` on `run`'s host; its stdout, or an error naming the host,
-/// `what` failed, and what the script printed.
-async fn run_on(
-    run: &HostRun,
-    script: &str,
-    input: Option<&Source>,
-    what: &str,
-) -> Result<String, String> {
-    let exec = run.exec()?;
-    let out = exec
-        .run_with(script, input)
-        .await
-        .map_err(|e| format!("{}: {what}: {e}", run.plan.name))?;
-    if out.success() {
-        Ok(out.stdout)
-    } else {
-        Err(format!(
-            "{}: {what}: {}",
-            run.plan.name,
-            format!("{} {}", out.stdout.trim(), out.stderr.trim()).trim()
-        ))
-    }
 }
 
 /// `snapshot status` of the copy on `m`: etcd reads it whole; its revision.
@@ -235,7 +210,8 @@ async fn snapshot_revision(plan: &ClusterPlan, m: &HostRun, remote: &str) -> Res
         sh_quote(remote)
     );
     let what = "etcd does not read the snapshot";
-    let out = run_on(m, &script, None, what)
+    let out = m
+        .run_named(&script, None, what)
         .await
         .map_err(|e| format!("{e}; nothing was changed"))?;
     out.lines()
@@ -258,7 +234,7 @@ async fn systemctl(run: &HostRun, verb: &str, step: Step) -> Result<(), String> 
         return Ok(());
     }
     let command = format!("systemctl {verb} {}", units.join(" "));
-    run_on(run, &format!("{command} 2>&1"), None, &command)
+    run.run_named(&format!("{command} 2>&1"), None, &command)
         .await
         .map(drop)
 }
@@ -333,7 +309,8 @@ async fn stage_member(
         snap = sh_quote(remote),
         args = quoted.join(" "),
     );
-    run_on(m, &script, None, "snapshot restore failed").await?;
+    m.run_named(&script, None, "snapshot restore failed")
+        .await?;
     Ok(Staged { swap, aside })
 }
 
@@ -347,8 +324,7 @@ struct Staged {
 /// Puts `staged`'s dirs in place on `m`, the old ones aside.
 async fn swap_in(m: &HostRun, staged: &Staged) -> Result<(), String> {
     let script = format!("set -e; {}", staged.swap);
-    run_on(
-        m,
+    m.run_named(
         &script,
         None,
         "putting the restored data dir in place failed",

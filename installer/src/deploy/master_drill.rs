@@ -516,20 +516,10 @@ async fn recover(
         if units.is_empty() {
             return Ok(());
         }
-        let out = exec
-            .run(&format!("systemctl start --no-block {}", quoted(&units)))
+        let command = format!("systemctl start --no-block {}", quoted(&units));
+        run.run_named(&format!("{command} 2>&1"), None, &command)
             .await
-            .map_err(|e| e.to_string())?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}: systemctl start {}: {}",
-                target.name,
-                units.join(" "),
-                out.stderr.trim()
-            ))
-        }
+            .map(drop)
     };
     let of_step = |step: Step| -> Vec<String> {
         units

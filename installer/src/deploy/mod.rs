@@ -165,6 +165,26 @@ impl HostRun {
         self.status == Status::Ok
     }
 
+    /// Runs `script` on the host; its stdout, or an error naming the host,
+    /// `what` failed, and what the script printed.
+    async fn run_named(
+        &self,
+        script: &str,
+        input: Option<&crate::exec::Source>,
+        what: &str,
+    ) -> Result<String, String> {
+        let out = self
+            .exec()?
+            .run_with(script, input)
+            .await
+            .map_err(|e| format!("{}: {what}: {e}", self.plan.name))?;
+        if out.success() {
+            return Ok(out.stdout);
+        }
+        let printed = format!("{} {}", out.stdout.trim(), out.stderr.trim());
+        Err(format!("{}: {what}: {}", self.plan.name, printed.trim()))
+    }
+
     fn fail(&mut self, step: &str, error: String) {
         if let Some(e) = &self.exec {
             e.log().line(&format!("step {step}: FAILED: {error}"));
