@@ -890,10 +890,7 @@ fn master_failure_drill(s: &Setup) {
             "{h}"
         );
     }
-    let active = rig.sh(
-        holder,
-        "systemctl is-active etcd kube-apiserver keepalived",
-    );
+    let active = rig.sh(holder, "systemctl is-active etcd kube-apiserver keepalived");
     assert_eq!(active.trim(), "active\nactive\nactive");
     common::cluster::wait_for("the VIP to be held", 30, || {
         LBS.into_iter()
