@@ -134,22 +134,27 @@ async fn drill(
     let stop = Instant::now();
     // A failure, not a shutdown: every unit is killed at once (no graceful
     // drain), then stopped so that systemd does not restart it.
-    let stopped = exec
-        .run(&format!(
-            "systemctl kill --signal=SIGKILL {u}; systemctl stop {u}",
-            u = quoted(&units)
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+    // Timers have no process to kill; they are only stopped.
+    let services: Vec<String> = units
+        .iter()
+        .filter(|u| u.ends_with(".service"))
+        .cloned()
+        .collect();
+    let command = format!("systemctl stop {}", quoted(&units));
+    let stopped = hosts
+        .get(&target.name)
+        .run_named(
+            &format!(
+                "systemctl kill --signal=SIGKILL {} 2>&1; {command} 2>&1",
+                quoted(&services)
+            ),
+            None,
+            &command,
+        )
+        .await;
     let stop_seconds = stop.elapsed().as_secs_f64();
-    let mut problems = Vec::new();
-    if !stopped.success() {
-        problems.push(format!(
-            "{}: systemctl stop failed: {}",
-            target.name,
-            stopped.stderr.trim()
-        ));
-    }
+    // Whatever happened, what may have stopped is brought back below.
+    let mut problems: Vec<String> = stopped.err().into_iter().collect();
     let seen = watch_failover(plan, hosts, target, held_vip).await;
     problems.extend(seen.problems.iter().cloned());
     let recovered = recover(plan, hosts, target, &units).await;
