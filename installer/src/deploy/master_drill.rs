@@ -70,7 +70,7 @@ impl Hosts {
             let run = connect(h, opts).await;
             if run.exec.is_none() {
                 return Err(format!(
-                    "{} is not reachable ({}); every host must be before a drill",
+                    "{} is not reachable ({}); the drill needs every host (nothing was stopped)",
                     h.name,
                     run.error.clone().unwrap_or_default()
                 ));
