@@ -443,7 +443,14 @@ mod tests {
             "https://github.com/etcd-io/etcd/releases/download/v3.5.12/SHA256SUMS"
         );
         let paths: Vec<_> = etcd.outputs.iter().map(|o| o.path.as_str()).collect();
-        assert_eq!(paths, ["bin/linux-arm64/etcd", "bin/linux-arm64/etcdctl"]);
+        assert_eq!(
+            paths,
+            [
+                "bin/linux-arm64/etcd",
+                "bin/linux-arm64/etcdctl",
+                "bin/linux-arm64/etcdutl"
+            ]
+        );
         assert_eq!(
             etcd.outputs[0].member.as_deref(),
             Some("etcd-v3.5.12-linux-arm64/etcd")
