@@ -43,7 +43,8 @@ pub const PACKAGE_STATE: [&str; 12] = [
 /// list) or write. One script on the host checks every path: a `dpkg -S`
 /// per path took minutes on a host that gained packages.
 pub fn left_behind(rig: &Rig, host: &str, before: &BTreeSet<String>) -> Vec<String> {
-    let candidates: Vec<&String> = file_list(rig, host)
+    let now = file_list(rig, host);
+    let candidates: Vec<&String> = now
         .difference(before)
         .filter(|p| !PACKAGE_STATE.iter().any(|s| p.starts_with(s)))
         .collect();
