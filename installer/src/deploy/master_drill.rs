@@ -204,34 +204,22 @@ async fn healthy_first(plan: &ClusterPlan, hosts: &Hosts) -> Result<(), String> 
     };
     for h in plan.hosts_with(Role::Etcd) {
         let ctl = etcdctl::Etcdctl::on(plan, h, &[etcdctl::client_endpoint(plan, h)])?;
-        let out = hosts
-            .exec(&h.name)
-            .run(&format!("{} 2>&1", ctl.command(&["endpoint", "health"])))
+        let health = format!("{} 2>&1", ctl.command(&["endpoint", "health"]));
+        hosts
+            .get(&h.name)
+            .run_named(&health, None, "its etcd member is not healthy")
             .await
-            .map_err(|e| e.to_string())?;
-        if !out.success() {
-            return Err(refuse(format!(
-                "etcd member on {} is not healthy: {}",
-                h.name,
-                out.stdout.trim()
-            )));
-        }
+            .map_err(refuse)?;
     }
     for h in plan.hosts_with(Role::Master) {
         let own = format!("https://{}:{}", h.address, plan.apiserver_port);
         for endpoint in [own.as_str(), plan.apiserver_endpoint.as_str()] {
-            let out = hosts
-                .exec(&h.name)
-                .run(&readyz_within(endpoint, Duration::ZERO))
+            let what = format!("{endpoint}/readyz is not ok");
+            hosts
+                .get(&h.name)
+                .run_named(&readyz_within(endpoint, Duration::ZERO), None, &what)
                 .await
-                .map_err(|e| e.to_string())?;
-            if !out.success() {
-                return Err(refuse(format!(
-                    "{endpoint}/readyz from {} is not ok: {}",
-                    h.name,
-                    out.stdout.trim()
-                )));
-            }
+                .map_err(refuse)?;
         }
     }
     Ok(())
