@@ -162,6 +162,7 @@ fn options(rig: &Rig, logs: &Path) -> DeployOptions {
         },
         log_dir: logs.to_path_buf(),
         limit: None,
+        verify_hosts: false,
     }
 }
 

@@ -535,6 +535,15 @@ fn addons_applied(rendered: &[(String, Value)], store: &[Stored]) -> usize {
         .count()
 }
 
+/// Every host's last step in `report` is `want(host)`, and it is ok.
+fn assert_steps(report: &Value, want: impl Fn(&str) -> &'static str) {
+    for h in report["hosts"].as_array().unwrap() {
+        let name = h["host"].as_str().unwrap();
+        assert_eq!(h["status"], "ok", "{h}");
+        assert_eq!(h["step"], want(name), "{name}: {report}");
+    }
+}
+
 fn addons_note(report: &Value) -> String {
     report["notes"]
         .as_array()
@@ -773,10 +782,101 @@ fn install_deploys_a_working_cluster_to_seven_hosts() {
         revisions(&addons),
         "the no-op re-run applied addon objects"
     );
+    // Every host was found as the first run left it, by its fingerprint: no step ran there.
+    assert_steps(&r2, |_| "unchanged");
     assert!(
-        addons_note(&r2).starts_with(&format!("addons: 0 of {n} objects applied")),
+        addons_note(&r2).starts_with(&format!(
+            "addons: all {n} objects are in the cluster with their content hash"
+        )),
         "{}",
         addons_note(&r2)
+    );
+    for h in MASTERS.iter().chain(&NODES).chain(&LBS) {
+        let m: Value = serde_json::from_slice(
+            &std::fs::read(s.cluster_dir().join(format!("manifests/{h}.json"))).unwrap(),
+        )
+        .unwrap();
+        let has = |p: &str, mode: &str| {
+            m["files"].as_array().unwrap().iter().any(|f| {
+                f["path"] == p && f["mode"] == mode && f["sha256"].as_str().unwrap().len() == 64
+            })
+        };
+        if !LBS.contains(h) {
+            assert!(has("/etc/containerd/config.toml", "644"), "{h}: {m}");
+        }
+        let units = m["units"].as_array().unwrap();
+        assert!(!units.is_empty(), "{h}: {m}");
+        for u in units {
+            let unit = u["unit"].as_str().unwrap();
+            if !KERNEL_UNITS.contains(&unit) {
+                assert_eq!(u["state"], "active enabled", "{h}: {m}");
+            }
+        }
+    }
+
+    // --verify-hosts: every file is hashed on every host, the addons are applied again, and still nothing changes.
+    let verified = report(&ok(
+        s.install_with(&s.cluster_dir(), &["--verify-hosts"]),
+        "ferry install --verify-hosts",
+    ));
+    assert_eq!(
+        counts(&verified),
+        (0, 0),
+        "--verify-hosts changed something: {verified}"
+    );
+    assert_steps(&verified, |_| "checks");
+    assert!(
+        addons_note(&verified).starts_with(&format!("addons: 0 of {n} objects applied")),
+        "{}",
+        addons_note(&verified)
+    );
+
+    // Changed by hand: a file's content on h2, a unit stopped on h4. Those two
+    // hosts do their steps again and are put back; the others are left alone.
+    let edited = "/etc/containerd/config.toml";
+    let before = rig.sh("h2", &format!("sha256sum {edited}"));
+    rig.sh("h2", &format!("echo '# edited by hand' >> {edited}"));
+    rig.sh("h4", "systemctl stop kube-proxy.service");
+    let fixed = report(&ok(s.install(), "re-run after changes by hand"));
+    assert_steps(&fixed, |h| {
+        if h == "h2" || h == "h4" {
+            "checks"
+        } else {
+            "unchanged"
+        }
+    });
+    let host = |name: &str| {
+        fixed["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        host("h2")["changed_files"],
+        serde_json::json!([edited]),
+        "{fixed}"
+    );
+    assert_eq!(rig.sh("h2", &format!("sha256sum {edited}")), before);
+    assert!(
+        host("h4")["restarted_units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == "kube-proxy.service"),
+        "{fixed}"
+    );
+    assert_eq!(
+        rig.sh("h4", "systemctl is-active kube-proxy.service")
+            .trim(),
+        "active"
+    );
+    let h2_log = std::fs::read_to_string(host("h2")["log"].as_str().unwrap()).unwrap();
+    assert!(
+        h2_log.contains(&format!("fingerprint: the host changed: now {edited} ")),
+        "h2's log does not say what changed"
     );
 
     // Fault: a node's sshd is down during the run -> that node fails with its log, the rest completes.

@@ -46,6 +46,8 @@ pub struct InstallRequest {
     pub access: HostAccess,
     /// Only these hosts (names, inventory hosts or addresses); all when None.
     pub limit: Option<BTreeSet<String>>,
+    /// Hash every placed file on every host, not trusting recorded manifests.
+    pub verify_hosts: bool,
 }
 
 /// Progress of [`install`], in the order it happens.
@@ -129,7 +131,8 @@ pub fn install(
     refuse_joining_members(&plan)?;
     refuse_version_change(&plan, &bundle)?;
     let whole = request.limit.is_none();
-    let options = deploy_options(&request.access, &plan, request.limit);
+    let mut options = deploy_options(&request.access, &plan, request.limit);
+    options.verify_hosts = request.verify_hosts;
     on_event(InstallEvent::Deploying {
         plan: &plan,
         options: &options,
@@ -553,6 +556,7 @@ pub(crate) fn deploy_options(
         log_dir: plan.cluster_dir.join("logs"),
         limit,
         node_roll: None,
+        verify_hosts: false,
     }
 }
 

@@ -64,6 +64,12 @@ pub struct InstallArgs {
     /// unreadable and every certificate and token would stop verifying).
     #[arg(long)]
     pub new_cluster: bool,
+    /// Hash every placed file on every host. Without it, a host whose
+    /// fingerprint (every placed file's size, mode, owner, inode and ctime,
+    /// its units and sysctls) is the one recorded after the last install of
+    /// the same plan is left alone.
+    #[arg(long)]
+    pub verify_hosts: bool,
     #[command(flatten)]
     pub ssh: SshArgs,
     /// Print the report as JSON on stdout.
@@ -153,6 +159,7 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
         },
         access: args.ssh.access(),
         limit: (!args.limit.is_empty()).then(|| args.limit.into_iter().collect::<BTreeSet<_>>()),
+        verify_hosts: args.verify_hosts,
     };
     let json = args.json;
     let result = install::install(request, |event| {

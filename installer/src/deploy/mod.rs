@@ -20,6 +20,7 @@ pub mod etcd_drill;
 pub mod etcd_restore;
 pub mod etcd_step;
 pub mod etcdctl;
+pub mod fingerprint;
 mod identity;
 pub mod joining;
 mod leases;
@@ -83,6 +84,9 @@ pub struct DeployOptions {
     pub limit: Option<BTreeSet<String>>,
     /// An upgrade: running nodes are drained and upgraded in batches.
     pub node_roll: Option<node_roll::NodeRoll>,
+    /// Hash every placed file on every host instead of trusting a host whose
+    /// fingerprint is the one recorded after the last deploy (fingerprint.rs).
+    pub verify_hosts: bool,
 }
 
 pub struct DeployContext {
@@ -152,6 +156,8 @@ pub struct HostRun {
     pub container: bool,
     /// OS packages preflight found missing, to install from the bundle.
     pub packages: Option<packages::PackageWork>,
+    /// The host is as the last deploy of the same plan left it: nothing is done on it.
+    pub unchanged: bool,
 }
 
 impl HostRun {
@@ -163,6 +169,11 @@ impl HostRun {
 
     fn ok(&self) -> bool {
         self.status == Status::Ok
+    }
+
+    /// The host is still ok, was not found unchanged, and has work in `step`.
+    fn needs(&self, step: Step) -> bool {
+        self.ok() && !self.unchanged && apply::has_work(&self.plan, step)
     }
 
     /// Runs `script` on the host; its stdout, or an error naming the host,
@@ -232,6 +243,7 @@ async fn connect(plan: &HostPlan, opts: &DeployOptions) -> HostRun {
         step_changed: false,
         container: false,
         packages: None,
+        unchanged: false,
     };
     if is_local(&plan.ssh.host) {
         run.exec = Some(Executor::Local(LocalExecutor::new(&plan.name, log)));
@@ -266,6 +278,7 @@ pub async fn deploy(
     let started = Instant::now();
     let hosts = selected_hosts(plan, opts.limit.as_ref())?;
     let mut runs: Vec<HostRun> = fan_out(hosts, opts.forks, |h| connect(h, opts)).await;
+    mark_unchanged(plan, ctx, &mut runs, opts).await;
     let findings = preflight_all(plan, ctx, &mut runs, opts.forks).await;
     if findings.iter().any(|f| !f.warning) {
         stop_after_preflight(&mut runs, &findings);
@@ -277,8 +290,59 @@ pub async fn deploy(
     for step in STEPS {
         notes.extend(run_step_everywhere(step, plan, ctx, &mut runs, opts).await);
     }
-    check_units_everywhere(&mut runs, opts.forks).await;
+    check_units_everywhere(plan, ctx, &mut runs, opts.forks).await;
+    notes.extend(unchanged_note(&runs));
+    forget_failed(plan, &runs);
     Ok(finish(runs, notes, started).await)
+}
+
+/// Finds the hosts whose fingerprint is the one recorded after the last
+/// deploy of the same plan (unless `--verify-hosts`); every other host's
+/// record is dropped before anything changes there, so a run stopped midway
+/// never leaves a record that no longer holds.
+async fn mark_unchanged(
+    plan: &ClusterPlan,
+    ctx: &DeployContext,
+    runs: &mut [HostRun],
+    opts: &DeployOptions,
+) {
+    let verify = opts.verify_hosts;
+    let todo = runs.iter_mut().filter(|r| r.ok()).collect();
+    fan_out(todo, opts.forks, |r: &mut HostRun| async move {
+        if !verify && fingerprint::unchanged(ctx, &plan.cluster_dir, r).await {
+            r.unchanged = true;
+            r.step = "unchanged".into();
+        } else if let Err(e) = fingerprint::forget(&plan.cluster_dir, &r.plan.name) {
+            r.fail("connect", format!("dropping the host's manifest: {e}"));
+        }
+    })
+    .await;
+}
+
+/// The report's note on hosts left alone.
+fn unchanged_note(runs: &[HostRun]) -> Option<String> {
+    let names: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.unchanged && r.ok())
+        .map(|r| r.plan.name.as_str())
+        .collect();
+    (!names.is_empty()).then(|| {
+        format!(
+            "unchanged since their last deploy, by fingerprint (every placed file's size, mode, owner, inode and ctime; units; sysctls), so left alone: {} (--verify-hosts hashes every file)",
+            names.join(", ")
+        )
+    })
+}
+
+/// A host that failed keeps no manifest: the next run does all its steps.
+fn forget_failed(plan: &ClusterPlan, runs: &[HostRun]) {
+    for r in runs.iter().filter(|r| r.status == Status::Failed) {
+        if let Err(e) = fingerprint::forget(&plan.cluster_dir, &r.plan.name) {
+            if let Ok(x) = r.exec() {
+                x.log().line(&format!("dropping the host's manifest: {e}"));
+            }
+        }
+    }
 }
 
 /// The plan's hosts that `limit` names (by name, inventory host or address);
@@ -312,7 +376,7 @@ async fn preflight_all(
     forks: usize,
 ) -> Vec<Finding> {
     let results = fan_out(
-        runs.iter_mut().filter(|r| r.ok()).collect(),
+        runs.iter_mut().filter(|r| r.ok() && !r.unchanged).collect(),
         forks,
         |r: &mut HostRun| preflight_host(plan, ctx, r),
     )
@@ -381,9 +445,7 @@ async fn run_step_everywhere(
 ) -> Vec<String> {
     let forks = opts.forks;
     skip_blocked(step, runs);
-    let todo: Vec<usize> = (0..runs.len())
-        .filter(|&i| runs[i].ok() && apply::has_work(&runs[i].plan, step))
-        .collect();
+    let todo: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].needs(step)).collect();
     match step {
         Step::Etcd => return etcd_step::run(plan, ctx, runs, todo, forks).await,
         Step::ControlPlane => {
@@ -400,14 +462,53 @@ async fn run_step_everywhere(
     let todo: Vec<(usize, &mut HostRun)> = runs
         .iter_mut()
         .enumerate()
-        .filter(|(_, r)| r.ok() && apply::has_work(&r.plan, step))
+        .filter(|(_, r)| r.needs(step))
         .collect();
     let notes = fan_out(todo, forks, |(i, r): (usize, &mut HostRun)| {
         let applies_addons = step == Step::Addons && Some(i) == first_master;
         run_step_on_host(step, plan, ctx, r, applies_addons)
     })
     .await;
-    notes.into_iter().flatten().collect()
+    let mut notes: Vec<String> = notes.into_iter().flatten().collect();
+    if step == Step::Addons {
+        notes.extend(addons_from_unchanged_master(plan, runs, first_master).await);
+    }
+    notes
+}
+
+/// Addons go from the first master. When that master was unchanged (so had
+/// no step to run) they are still applied if any other host did work; when
+/// every host was unchanged they are read back in one call, and applied
+/// only if one is missing or changed in the cluster.
+async fn addons_from_unchanged_master(
+    plan: &ClusterPlan,
+    runs: &mut [HostRun],
+    first_master: Option<usize>,
+) -> Option<String> {
+    let i = first_master?;
+    if !runs[i].unchanged {
+        return None;
+    }
+    let r = if runs.iter().all(|r| r.unchanged || !r.ok()) {
+        let r = &mut runs[i];
+        match addons::in_place(plan, r).await {
+            Ok(Some(note)) => return Some(note),
+            Ok(None) => r,
+            Err(e) => {
+                r.fail(Step::Addons.as_str(), e);
+                return None;
+            }
+        }
+    } else {
+        &mut runs[i]
+    };
+    match apply_addons(plan, r).await {
+        Ok(note) => note,
+        Err(e) => {
+            r.fail(Step::Addons.as_str(), e);
+            None
+        }
+    }
 }
 
 /// Installs the OS packages preflight found missing, from the bundle's sets;
@@ -454,7 +555,7 @@ fn skip_blocked(step: Step, runs: &mut [HostRun]) {
     let skip: Vec<(usize, String)> = runs
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.ok() && apply::has_work(&r.plan, step))
+        .filter(|(_, r)| r.needs(step))
         .filter_map(|(i, r)| rules::blocked(step, &r.plan.roles, &standing).map(|why| (i, why)))
         .collect();
     for (i, why) in skip {
@@ -498,13 +599,30 @@ async fn apply_addons(plan: &ClusterPlan, r: &mut HostRun) -> Result<Option<Stri
     Ok(Some(applied.note))
 }
 
-/// Checks on every host still ok: each planned unit is active, and enabled
-/// where the plan enables it.
-async fn check_units_everywhere(runs: &mut [HostRun], forks: usize) {
+/// Checks on every host still ok that was not found unchanged: each planned
+/// unit is active, and enabled where the plan enables it. A host that passes
+/// has its manifest recorded.
+async fn check_units_everywhere(
+    plan: &ClusterPlan,
+    ctx: &DeployContext,
+    runs: &mut [HostRun],
+    forks: usize,
+) {
     fan_out(
-        runs.iter_mut().filter(|r| r.ok()).collect(),
+        runs.iter_mut().filter(|r| r.ok() && !r.unchanged).collect(),
         forks,
-        check_host_units,
+        |r: &mut HostRun| async move {
+            check_host_units(r).await;
+            if r.ok() {
+                if let Err(e) = fingerprint::record(ctx, &plan.cluster_dir, r).await {
+                    if let Ok(x) = r.exec() {
+                        x.log().line(&format!(
+                            "the host's manifest was not recorded ({e}): the next run does every step"
+                        ));
+                    }
+                }
+            }
+        },
     )
     .await;
 }
@@ -631,6 +749,7 @@ mod tests {
             step_changed: false,
             container: false,
             packages: None,
+            unchanged: false,
         }
     }
 

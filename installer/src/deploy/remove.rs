@@ -324,6 +324,7 @@ pub(super) async fn clean_host(
         ));
     }
     placed::forget(&full.cluster_dir, &host.name)?;
+    super::fingerprint::forget(&full.cluster_dir, &host.name)?;
     if let Executor::Ssh(s) = run.exec.expect("connected") {
         s.close().await;
     }
