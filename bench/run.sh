@@ -18,6 +18,8 @@
 #            logs in bench/work/run/nginx, on loopback; access logs are on for ferry and
 #            nginx (ferry's default info log to a file; nginx's access_log to a file).
 #   memory   peak RSS of build and unpack for the 1.5 GB and the 4.5 GB fixture
+#   install  ferry install to bare test hosts (bench/install.sh): 7 hosts from bare, the no-op
+#            re-run, the re-run with --verify-hosts, and fan-out to 5, 10 and 20 hosts
 #
 # Environment: FERRY (binary; default $CARGO_TARGET_DIR/release/ferry), BENCH_WORK
 # (default bench/work: cached fixture and registry data, scratch), BENCH_RUNS
@@ -25,7 +27,7 @@
 # (skip the 4.5 GB memory runs), BENCH_PERF=1 (also write CPU profiles of build
 # and unpack, and of each registry server under wrk, to bench/work/perf-*.txt),
 # BENCH_ONLY (sections to run, separated by spaces or commas, from: build unpack
-# registry memory; default all of them; the registry alone builds and unpacks
+# registry memory install; default all of them; the registry alone builds and unpacks
 # one bundle untimed for its data; rows of the sections left out are kept from
 # the previous bench/RESULTS.md, marked as from the earlier run).
 set -euo pipefail
@@ -41,7 +43,7 @@ FX=$WORK/fixture-v$FIXTURE_VERSION
 RUN=$WORK/run
 RESULTS=$RUN/results.tsv
 K8S=1.29.6
-ONLY=" ${BENCH_ONLY:-build unpack registry memory} "
+ONLY=" ${BENCH_ONLY:-build unpack registry memory install} "
 ONLY=${ONLY//,/ }
 want() { [[ $ONLY == *" $1 "* ]]; }
 export BENCH_RUNS=$RUNS
@@ -107,6 +109,8 @@ mkdir -p "$RUN/t"
 : >"$RESULTS"
 
 # ---------------------------------------------------------------- fixture
+# (not for the install section alone: it installs the demo's fixture bundle)
+if want build || want unpack || want registry || want memory; then
 if [[ ! -e $FX/.done ]]; then
     rm -rf "$FX"
     log "generating the fixture upstream (4.5 GB, cached in $FX)"
@@ -152,6 +156,7 @@ MIRRORS=(
     --mirror "https://dl.k8s.io=http://$FILES/dl.k8s.io"
 )
 [[ -e $WORK/key.key ]] || "$FERRY" bundle keygen -o "$WORK/key" >/dev/null
+fi
 
 ferry_build() { # SCALE OUT CACHE: the command line, in BUILD
     BUILD=("$FERRY" bundle build --k8s "$K8S" --catalog-dir "$FX/catalog-s$1" --profile "$FX/catalog-s$1/bench.toml"
@@ -419,6 +424,13 @@ if want memory && [[ ${BENCH_SKIP_BIG:-} != 1 ]]; then
     rm -rf "$T/cache"
     timed unpack-x3 ferry "$FERRY" bundle unpack "$T/big.tar.zst" --trust "$WORK/key.pub" --data-dir "$T/data"
     rm -rf "$T/data" "$T/big.tar.zst"
+fi
+
+# ---------------------------------------------------------------- install and fan-out
+if want install; then
+    # shellcheck source=bench/install.sh
+    source "$HERE/install.sh"
+    bench_install
 fi
 
 # ---------------------------------------------------------------- profiles (BENCH_PERF=1)

@@ -325,6 +325,31 @@ def report(path, out_md):
         row("peak RSS, %s: 4.5 GB vs 1.5 GB" % what, "%s (4.5 GB%s)" % (mib(b) if b else "n/a", ", " + secs(bt[0]) if bt else ""),
             "%s (1.5 GB)" % (mib(s) if s else "n/a"), gr, "", "≤ 256 MiB, ≤ 1.25x", ok, have=bool(big))
 
+    # Install (bench/install.sh): the deploy host's ferry against a target in
+    # seconds, or against itself (no-op vs --verify-hosts, 20 hosts vs 5).
+    def inst(kind, key):
+        xs = T(kind, key)
+        if not xs:
+            return xs, "", ""
+        c, b = T(kind, key, "cpu"), T(kind, key, "busy")
+        load = "ferry %.1f s CPU, machine %.0f%% busy" % (med(c), med(b)) if c and b else ""
+        return xs, load, mib(max(T(kind, key, "rss") or [0]))
+
+    full, fload, frss = inst("install-full", "7")
+    row("install, 7 bare hosts, from bare (deploy only)", spread(full, secs), "", None, frss, "≤ 60 s",
+        None if not full else med(full) <= 60, fload, have=bool(full))
+    noop, nload, nrss = inst("install-noop", "7")
+    ver, _, _ = inst("install-verify", "7")
+    rn = ratio(med(noop), med(ver))
+    row("install, 7 hosts, no-op re-run", spread(noop, secs), spread(ver, secs) + " the same with --verify-hosts",
+        rn, nrss, "≤ 5 s", None if not noop else med(noop) <= 5, nload, have=bool(noop))
+    f5, _, _ = inst("fanout", "5")
+    for n in (10, 20):
+        fn, load, rss = inst("fanout", str(n))
+        rf = ratio(med(fn), med(f5))
+        row("fan-out: install to %d bare hosts" % n, spread(fn, secs), spread(f5, secs) + " 5 hosts", rf, rss,
+            "≤ 1.50x" if n == 20 else "", (None if rf is None else rf <= 1.5) if n == 20 else None, load, have=bool(fn))
+
     head = ("benchmark", "ferry", "anchor", "ratio", "RSS ferry / anchor", "CPU ferry / anchor", "target", "result")
     widths = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
