@@ -26,7 +26,7 @@ install_timed() {
     a=$(cpu_ticks)
     timed "$kind" "$key" "$FERRY" install --bundle "$IB/prod.tar.zst" --trust "$IB/key.pub" \
         --inventory "$IB/hosts" --config "$IB/config.yml" --data-dir "$IB/data" \
-        --cluster-dir "$IB/cluster" --ssh-config "$FERRY_RIG_DIR/ssh_config" "$@"
+        --cluster-dir "$IC" --ssh-config "$FERRY_RIG_DIR/ssh_config" "$@"
     b=$(cpu_ticks)
     # Appends busy= to the line timed just wrote.
     sed -i '$ s/$/ busy='"$(awk -v a="$a" -v b="$b" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2])}')"'/' "$RESULTS"
@@ -62,10 +62,12 @@ write_inventory() {
     } >"$IB/config.yml"
 }
 
-# fresh_rig N: N new bare hosts, a new cluster dir.
+# fresh_rig N LABEL: N new hosts, a new cluster dir ($IC, kept with its
+# logs for reading the steps' timings afterwards).
 fresh_rig() {
     "$ROOT/tests/rig/rig.sh" up "$1" >"$RUN/rig.log" 2>&1 || { cat "$RUN/rig.log" >&2; die "rig up $1 failed"; }
-    rm -rf "$IB/cluster"
+    IC=$IB/cluster-$2
+    rm -rf "$IC"
 }
 
 bench_install() {
@@ -83,7 +85,7 @@ bench_install() {
 
     log "install: 7 bare hosts, full, then no-op x$RUNS, then --verify-hosts"
     write_inventory 7 1
-    fresh_rig 7
+    fresh_rig 7 bare-7
     install_timed install-full 7
     local i
     for i in $(seq 1 "$RUNS"); do install_timed install-noop 7; done
@@ -93,7 +95,7 @@ bench_install() {
     for n in 5 10 20; do
         log "fan-out: $n bare hosts, full install"
         write_inventory "$n" 0
-        fresh_rig "$n"
+        fresh_rig "$n" "fanout-$n"
         install_timed fanout "$n"
     done
     "$ROOT/tests/rig/rig.sh" down >/dev/null 2>&1

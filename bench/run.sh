@@ -453,7 +453,8 @@ if [[ ${BENCH_PERF:-} == 1 ]] && { want build || want unpack; } && command -v pe
 fi
 
 # ---------------------------------------------------------------- report
-BENCH_FIXTURE_INFO="$(python3 - "$FX" <<'PY'
+BENCH_FIXTURE_INFO=""
+[[ -e $FX/.done ]] && BENCH_FIXTURE_INFO="$(python3 - "$FX" <<'PY'
 import os, sys
 fx = sys.argv[1]
 def du(p):

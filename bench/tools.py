@@ -192,17 +192,20 @@ EARLIER_NOTE = "Rows marked *(earlier run)* were not measured in this run"
 
 def earlier(out_md):
     """The table rows of the RESULTS.md about to be replaced, by (benchmark, target),
-    and a sentence saying which run they come from."""
+    each with where it was measured: "prior" when that file had already carried
+    it from an older run, "last" when that file's own run measured it; and a
+    sentence for each of the two."""
     rows, when, load, note, cpu = {}, None, None, None, None
     if not os.path.exists(out_md):
-        return rows, None
+        return rows, {}
     for line in open(out_md):
         if line.startswith("| ") and not line.startswith("| benchmark "):
             cells = [c.strip().replace("\\|", "|") for c in line.strip().strip("|").replace("\\|", "\0").split("|")]
             cells = [c.replace("\0", "|") for c in cells]
             if len(cells) == 8:
                 name = cells[0].replace(EARLIER, "")
-                rows.setdefault((name, cells[6]), []).append(cells)
+                source = "prior" if EARLIER in cells[0] else "last"
+                rows.setdefault((name, cells[6]), []).append((source, cells))
         elif line.startswith(EARLIER_NOTE):
             note = line.strip()
         elif line.startswith("- date: "):
@@ -211,16 +214,19 @@ def earlier(out_md):
             cpu = line[len("- cpu: "):].strip()
         elif line.startswith("- load average at start / end: "):
             load = line[len("- load average at start / end: "):].strip()
-    if note is None and when:
-        note = "%s; they are from the run of %s on %s (load average at start / end %s)." % (EARLIER_NOTE, when, cpu, load)
-    return rows, note
+    notes = {}
+    if note:
+        notes["prior"] = note[len(EARLIER_NOTE):].lstrip(";. ").rstrip(".").replace("they are from ", "", 1)
+    if when:
+        notes["last"] = "the run of %s on %s (load average at start / end %s)" % (when, cpu, load)
+    return rows, notes
 
 
 def report(path, out_md):
     r = load(path)
     T = lambda kind, key, f="s": [x[f] for x in r.get((kind, key), []) if f in x]  # noqa: E731
     rows = []
-    old_rows, old_note = earlier(out_md)
+    old_rows, old_notes = earlier(out_md)
     carried = []
 
     def row(name, ferry, anchor, ratio, rss, target, ok, cpu="", have=True):
@@ -228,9 +234,9 @@ def report(path, out_md):
             # Not measured in this run (BENCH_ONLY): keep the earlier run's row, marked.
             old = old_rows.get((name, target))
             if old:
-                cells = old.pop(0)
+                source, cells = old.pop(0)
                 rows.append(tuple([name + EARLIER] + cells[1:]))
-                carried.append(name)
+                carried.append((source, name))
                 return
         rows.append((name, ferry, anchor, "n/a" if ratio is None else "%.2fx" % ratio, rss, cpu, target,
                      "" if ok is None else ("PASS" if ok else "MISS")))
@@ -332,11 +338,11 @@ def report(path, out_md):
         if not xs:
             return xs, "", ""
         c, b = T(kind, key, "cpu"), T(kind, key, "busy")
-        load = "ferry %.1f s CPU, machine %.0f%% busy" % (med(c), med(b)) if c and b else ""
-        return xs, load, mib(max(T(kind, key, "rss") or [0]))
+        use = "ferry %.1f s CPU, machine %.0f%% busy" % (med(c), med(b)) if c and b else ""
+        return xs, use, mib(max(T(kind, key, "rss") or [0]))
 
     full, fload, frss = inst("install-full", "7")
-    row("install, 7 bare hosts, from bare (deploy only)", spread(full, secs), "", None, frss, "≤ 60 s",
+    row("install, 7 bare hosts, OS packages from the bundle", spread(full, secs), "", None, frss, "≤ 60 s",
         None if not full else med(full) <= 60, fload, have=bool(full))
     noop, nload, nrss = inst("install-noop", "7")
     ver, _, _ = inst("install-verify", "7")
@@ -345,10 +351,10 @@ def report(path, out_md):
         rn, nrss, "≤ 5 s", None if not noop else med(noop) <= 5, nload, have=bool(noop))
     f5, _, _ = inst("fanout", "5")
     for n in (10, 20):
-        fn, load, rss = inst("fanout", str(n))
+        fn, use, rss = inst("fanout", str(n))
         rf = ratio(med(fn), med(f5))
         row("fan-out: install to %d bare hosts" % n, spread(fn, secs), spread(f5, secs) + " 5 hosts", rf, rss,
-            "≤ 1.50x" if n == 20 else "", (None if rf is None else rf <= 1.5) if n == 20 else None, load, have=bool(fn))
+            "≤ 1.50x" if n == 20 else "", (None if rf is None else rf <= 1.5) if n == 20 else None, use, have=bool(fn))
 
     head = ("benchmark", "ferry", "anchor", "ratio", "RSS ferry / anchor", "CPU ferry / anchor", "target", "result")
     widths = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
@@ -388,8 +394,13 @@ def report(path, out_md):
           % os.environ.get("BENCH_RUNS", "3"), "",
           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in x) + " |" for x in rows]
-    if carried and old_note:
-        md += ["", old_note]
+    if carried:
+        parts = []
+        for source in ("last", "prior"):
+            names = [n for s_, n in carried if s_ == source]
+            if names and source in old_notes:
+                parts.append("%s: %s" % ("; ".join(names), old_notes[source]))
+        md += ["", "%s. They come from %s." % (EARLIER_NOTE, " — and ".join(parts))]
     if errs:
         md += ["", "**%d registry requests failed** during the load runs (see the run log)." % errs]
     if rows5:
