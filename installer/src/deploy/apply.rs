@@ -124,8 +124,13 @@ async fn place_archives(ctx: &DeployContext, run: &mut HostRun, step: Step) -> S
 async fn place_files(ctx: &DeployContext, run: &mut HostRun, step: Step) -> StepResult {
     let mut uploads = Vec::new();
     for f in run.plan.files_for(step) {
-        let mode = if f.secret { f.mode & 0o700 } else { f.mode };
-        uploads.push(upload_for(ctx, &run.plan, &f.path, mode, &f.content)?);
+        uploads.push(upload_for(
+            ctx,
+            &run.plan,
+            &f.path,
+            f.placed_mode(),
+            &f.content,
+        )?);
     }
     if uploads.is_empty() {
         return Ok(());

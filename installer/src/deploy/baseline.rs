@@ -11,6 +11,11 @@ pub fn sysctl_pairs(run: &HostRun) -> Vec<(String, String)> {
     run.plan.sysctls.clone()
 }
 
+/// Where the kernel shows sysctl `key`.
+pub(super) fn sysctl_path(key: &str) -> String {
+    format!("/proc/sys/{}", key.replace('.', "/"))
+}
+
 pub async fn apply(run: &mut HostRun) -> Result<(), String> {
     let modules = super::preflight::modules_for(&run.plan);
     let pairs = sysctl_pairs(run);
@@ -46,7 +51,7 @@ pub async fn apply(run: &mut HostRun) -> Result<(), String> {
             continue;
         }
         any = true;
-        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        let path = sysctl_path(&k);
         script.push_str(&format!(
             "p={p}; if [ ! -e \"$p\" ]; then echo {missing}; elif [ \"$(tr -s '[:space:]' ' ' < \"$p\" | sed 's/ $//')\" != {v} ]; then sysctl -q -w {kv} && echo {set} || echo {failed}; fi\n",
             p = sh_quote(&path),

@@ -93,19 +93,20 @@ fn files_of(plan: &HostPlan) -> Result<Vec<ManifestFile>, String> {
             (FileContent::FerryExecutable, None) => ferry_sha256()?,
             (_, None) => unreachable!("only ferry's own executable has no known hash"),
         };
-        let mode = if f.secret { f.mode & 0o700 } else { f.mode };
         files.push(ManifestFile {
             path: f.path.clone(),
             sha256,
-            mode: format!("{mode:o}"),
+            mode: format!("{:o}", f.placed_mode()),
         });
     }
     Ok(files)
 }
 
-/// The digest of what the plan wants on the host, with the bundle it comes
-/// from (a registry host serves the bundle's images) and ferry's version (the
-/// probe is ferry's).
+/// The digest of what the plan wants on the host (its JSON form names every
+/// file's path, mode and sha256, the archives, units and sysctls), the ferry
+/// executable when the host carries it (the plan names it without a hash),
+/// the bundle it comes from (a registry host serves the bundle's images) and
+/// ferry's version (the probe is ferry's).
 pub fn plan_digest(ctx: &DeployContext, plan: &HostPlan) -> Result<String, String> {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION"));
@@ -114,8 +115,12 @@ pub fn plan_digest(ctx: &DeployContext, plan: &HostPlan) -> Result<String, Strin
     h.update([0]);
     let json = serde_json::to_vec(plan).map_err(|e| format!("{}: plan: {e}", plan.name))?;
     h.update(&json);
-    for f in files_of(plan)? {
-        h.update(format!("{} {} {}\n", f.path.display(), f.mode, f.sha256));
+    if plan
+        .files
+        .iter()
+        .any(|f| matches!(f.content, FileContent::FerryExecutable))
+    {
+        h.update(ferry_sha256()?);
     }
     Ok(hex::encode(h.finalize()))
 }
@@ -154,7 +159,7 @@ pub fn probe_script(plan: &HostPlan) -> String {
     }
     s.push_str("echo '# sysctl'\n");
     for (k, _) in &plan.sysctls {
-        let p = sh_quote(&format!("/proc/sys/{}", k.replace('.', "/")));
+        let p = sh_quote(&super::baseline::sysctl_path(k));
         s.push_str(&format!(
             "echo {k} \"$(tr -s '[:space:]' ' ' < {p} 2>&1)\"\n",
             k = sh_quote(k)

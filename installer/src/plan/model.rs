@@ -184,6 +184,17 @@ pub struct PlannedFile {
     pub step: Step,
 }
 
+impl PlannedFile {
+    /// The mode the file is written with: a secret never gets group or other bits.
+    pub fn placed_mode(&self) -> u32 {
+        if self.secret {
+            self.mode & 0o700
+        } else {
+            self.mode
+        }
+    }
+}
+
 /// Where a file's bytes come from.
 #[derive(Debug, Clone)]
 pub enum FileContent {
