@@ -95,19 +95,35 @@ async fn apply_stage(
         return Ok(0);
     }
     let current = k.hashes(objs, stage.as_str()).await?;
-    let mut applied = 0;
-    for o in objs {
-        if current.get(&o.key()) != Some(&o.hash) {
-            k.apply(o).await?;
-            applied += 1;
-        }
+    let differ: Vec<&AddonObject> = objs
+        .iter()
+        .filter(|o| current.get(&o.key()) != Some(&o.hash))
+        .copied()
+        .collect();
+    if let Err(e) = k.apply_all(&differ, stage.as_str()).await {
+        return Err(not_applied(k, &differ, stage, e).await);
     }
     if stage == Stage::Crds {
-        for o in objs {
-            k.established(o).await?;
-        }
+        k.established(objs).await?;
     }
-    Ok(applied)
+    Ok(differ.len())
+}
+
+/// A failed apply's error, naming the objects the cluster still does not
+/// hold as rendered (read back; kubectl applies the others of a batch).
+async fn not_applied(k: &Kubectl<'_>, objs: &[&AddonObject], stage: Stage, e: String) -> String {
+    let current = match k.hashes(objs, stage.as_str()).await {
+        Ok(c) => c,
+        Err(read) => {
+            return format!("{e}; reading back which objects were applied failed too: {read}")
+        }
+    };
+    let missing: Vec<String> = objs
+        .iter()
+        .filter(|o| current.get(&o.key()) != Some(&o.hash))
+        .map(|o| o.describe())
+        .collect();
+    format!("{e}; not applied: {}", missing.join(", "))
 }
 
 /// Every object must be in the cluster with the hash ferry applied.

@@ -221,27 +221,44 @@ impl<'a> Kubectl<'a> {
         parse_hashes(&out).map_err(|e| format!("{}: {what}: {e}", self.host()))
     }
 
-    /// `kubectl apply --server-side` of one object: its rendered text, to
-    /// which kubectl itself adds the hash annotation (`annotate --local`).
-    pub async fn apply(&self, o: &AddonObject) -> Result<(), String> {
+    /// `kubectl apply --server-side` of `objects` in one call. kubectl itself
+    /// reads their YAML (`annotate --local -o json`, so ferry never decodes
+    /// a value); ferry sets each object's content hash in that JSON and
+    /// applies them as one List.
+    pub async fn apply_all(&self, objects: &[&AddonObject], stage: &str) -> Result<(), String> {
+        let Some(first) = objects.first() else {
+            return Ok(());
+        };
+        let some = format!("the {} {stage} ({} ...)", objects.len(), first.id());
+        let stream: Vec<&str> = objects.iter().map(|o| o.text.as_str()).collect();
         let annotate = format!(
             "annotate --local --overwrite -f - {} -o json",
-            sh_quote(&format!("{HASH_ANNOTATION}={}", o.hash))
+            sh_quote(&format!("{HASH_ANNOTATION}=pending"))
         );
+        let what = format!("kubectl annotate --local of {some}");
+        let out = self
+            .call(
+                &what,
+                &annotate,
+                Some(stream.join("\n---\n").into_bytes()),
+                self.bounds.call,
+            )
+            .await?;
+        let list =
+            with_hashes(&out, objects).map_err(|e| format!("{}: {what}: {e}", self.host()))?;
         let apply = format!(
             "apply --server-side --field-manager={} --force-conflicts -f -",
             sh_quote(FIELD_MANAGER)
         );
-        let script = format!(
-            "obj=$({}) || exit $?; printf '%s\\n' \"$obj\" | {}",
-            self.bounded(self.bounds.call, &annotate),
-            self.bounded(self.bounds.call, &apply)
-        );
-        let what = format!("kubectl apply --server-side of {}", o.describe());
-        let text = o.text.clone().into_bytes();
-        self.script(&what, &script, Some(text), self.bounds.call)
-            .await
-            .map(drop)
+        let what = format!("kubectl apply --server-side of {some}");
+        self.call(
+            &what,
+            &apply,
+            Some(list.to_string().into_bytes()),
+            self.bounds.call,
+        )
+        .await
+        .map(drop)
     }
 
     /// A kubectl call that waits (bounded by `--timeout`), given ten seconds more.
@@ -251,16 +268,24 @@ impl<'a> Kubectl<'a> {
             .map(drop)
     }
 
-    /// Waits for a CRD's Established condition.
-    pub async fn established(&self, o: &AddonObject) -> Result<(), String> {
+    /// Waits for the Established condition of `crds`, in one kubectl call.
+    pub async fn established(&self, crds: &[&AddonObject]) -> Result<(), String> {
+        if crds.is_empty() {
+            return Ok(());
+        }
         let wait = self.bounds.wait.as_secs();
+        let names: Vec<String> = crds
+            .iter()
+            .map(|o| sh_quote(&format!("crd/{}", o.name)))
+            .collect();
         let args = format!(
             "wait --for=condition=Established --timeout={wait}s {}",
-            sh_quote(&format!("crd/{}", o.name))
+            names.join(" ")
         );
+        let ids: Vec<String> = crds.iter().map(|o| o.describe()).collect();
         let what = format!(
             "waiting for {} to be Established (kubectl wait)",
-            o.describe()
+            ids.join(", ")
         );
         self.wait_call(&what, &args).await
     }
@@ -318,6 +343,48 @@ fn parse_hashes(out: &str) -> Result<BTreeMap<ObjectKey, String>, String> {
     Ok(map)
 }
 
+/// kubectl's JSON of `objects` (a stream of objects or Lists, in input
+/// order), each given its content hash: one List to apply.
+fn with_hashes(out: &str, objects: &[&AddonObject]) -> Result<Value, String> {
+    let mut items = Vec::new();
+    for v in serde_json::Deserializer::from_str(out).into_iter::<Value>() {
+        let v = v.map_err(|e| format!("kubectl printed no JSON ({e})"))?;
+        match v.get("items").and_then(Value::as_array) {
+            Some(list) if v["kind"] == "List" => items.extend(list.iter().cloned()),
+            _ => items.push(v),
+        }
+    }
+    if items.len() != objects.len() {
+        return Err(format!(
+            "kubectl printed {} objects for the {} it was given",
+            items.len(),
+            objects.len()
+        ));
+    }
+    for (item, o) in items.iter_mut().zip(objects) {
+        let name = item.pointer("/metadata/name").and_then(Value::as_str);
+        if item["kind"] != o.kind.as_str() || name != Some(o.name.as_str()) {
+            return Err(format!(
+                "kubectl printed {} {} where {} was expected",
+                item["kind"],
+                name.unwrap_or("(no name)"),
+                o.describe()
+            ));
+        }
+        let meta = item
+            .as_object_mut()
+            .and_then(|m| m.get_mut("metadata"))
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| format!("kubectl printed {} without metadata", o.describe()))?;
+        let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+        if !annotations.is_object() {
+            *annotations = json!({});
+        }
+        annotations[HASH_ANNOTATION] = Value::String(o.hash.clone());
+    }
+    Ok(json!({"apiVersion": "v1", "kind": "List", "items": items}))
+}
+
 /// Tries of a kubectl call that could not reach the apiserver.
 const CONNECT_ATTEMPTS: u32 = 3;
 
@@ -339,6 +406,41 @@ mod tests {
         ));
     }
     use super::*;
+
+    #[test]
+    fn each_object_gets_its_own_hash_in_kubectls_json() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  namespace: a\n  annotations: {x: y}\n";
+        let objs = super::super::objects::parse(Path::new("/m.yaml"), text).unwrap();
+        let refs: Vec<&AddonObject> = objs.iter().collect();
+        let a = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a","annotations":{"ferry.io/content-hash":"pending"}}}"#;
+        let b = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b","namespace":"a","annotations":{"x":"y","ferry.io/content-hash":"pending"}}}"#;
+        // kubectl prints one object after the other; the stand-in prints a List.
+        for out in [
+            format!("{a}\n{b}\n"),
+            format!(r#"{{"apiVersion":"v1","kind":"List","items":[{a},{b}]}}"#),
+        ] {
+            let list = with_hashes(&out, &refs).unwrap();
+            let items = list["items"].as_array().unwrap();
+            assert_eq!(items.len(), 2);
+            assert_eq!(
+                items[0]["metadata"]["annotations"][HASH_ANNOTATION],
+                objs[0].hash
+            );
+            assert_eq!(
+                items[1]["metadata"]["annotations"][HASH_ANNOTATION],
+                objs[1].hash
+            );
+            assert_eq!(items[1]["metadata"]["annotations"]["x"], "y");
+            assert_ne!(objs[0].hash, objs[1].hash);
+        }
+        let short = with_hashes(a, &refs).unwrap_err();
+        assert!(short.contains("1 objects for the 2"), "{short}");
+        let swapped = with_hashes(&format!("{b}\n{a}"), &refs).unwrap_err();
+        assert!(
+            swapped.contains("Namespace a (document 1 of /m.yaml)"),
+            "{swapped}"
+        );
+    }
 
     #[test]
     fn hashes_from_one_object_a_list_or_nothing() {
