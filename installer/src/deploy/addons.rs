@@ -3,11 +3,14 @@
 //! bundle's kubectl and the admin kubeconfig, once the apiserver behind the
 //! kubeconfig's endpoint answers /readyz:
 //!
-//! 1. CustomResourceDefinitions, then each one's `Established` condition;
+//! 1. CustomResourceDefinitions, then their `Established` condition;
 //! 2. Namespaces;
 //! 3. everything else, in file and document order;
 //! 4. read back: the cluster must hold every object with its content hash;
 //! 5. every Deployment, DaemonSet and StatefulSet must roll out.
+//!
+//! Each of the first three stages is one read-back and one apply of the
+//! objects whose hash differs.
 //!
 //! Applies are server-side (`--field-manager=ferry --force-conflicts`). Each
 //! object carries the sha256 of its rendered form in the annotation
@@ -22,11 +25,13 @@ mod kubectl;
 pub(crate) mod objects;
 
 pub use kubectl::{Bounds, FIELD_MANAGER, TIMEOUT_ENV};
+use objects::ObjectKey;
 pub use objects::{AddonObject, Stage, HASH_ANNOTATION};
 
 use super::HostRun;
 use crate::plan::{ClusterPlan, FileContent, HostPlan, Step};
 use kubectl::Kubectl;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Every object of the host's addon manifests, in apply order.
@@ -95,11 +100,7 @@ async fn apply_stage(
         return Ok(0);
     }
     let current = k.hashes(objs, stage.as_str()).await?;
-    let differ: Vec<&AddonObject> = objs
-        .iter()
-        .filter(|o| current.get(&o.key()) != Some(&o.hash))
-        .copied()
-        .collect();
+    let differ = differing(objs, &current);
     if let Err(e) = k.apply_all(&differ, stage.as_str()).await {
         return Err(not_applied(k, &differ, stage, e).await);
     }
@@ -118,20 +119,30 @@ async fn not_applied(k: &Kubectl<'_>, objs: &[&AddonObject], stage: Stage, e: St
             return format!("{e}; reading back which objects were applied failed too: {read}")
         }
     };
-    let missing: Vec<String> = objs
+    let missing: Vec<String> = differing(objs, &current)
         .iter()
-        .filter(|o| current.get(&o.key()) != Some(&o.hash))
         .map(|o| o.describe())
         .collect();
     format!("{e}; not applied: {}", missing.join(", "))
 }
 
+/// The objects of `objs` the cluster does not hold with their content hash
+/// (`current`, as read back): missing, or carrying another hash.
+fn differing<'a>(
+    objs: &[&'a AddonObject],
+    current: &BTreeMap<ObjectKey, String>,
+) -> Vec<&'a AddonObject> {
+    objs.iter()
+        .filter(|o| current.get(&o.key()) != Some(&o.hash))
+        .copied()
+        .collect()
+}
+
 /// Every object must be in the cluster with the hash ferry applied.
 async fn verify(k: &Kubectl<'_>, host: &str, objs: &[&AddonObject]) -> Result<(), String> {
     let current = k.hashes(objs, "addon objects").await?;
-    let wrong: Vec<String> = objs
+    let wrong: Vec<String> = differing(objs, &current)
         .iter()
-        .filter(|o| current.get(&o.key()) != Some(&o.hash))
         .map(|o| match current.get(&o.key()) {
             None => format!("{} is missing", o.describe()),
             Some(h) => format!(
@@ -192,10 +203,7 @@ pub async fn in_place(plan: &ClusterPlan, run: &HostRun) -> Result<Option<String
     let k = ready_client(plan, run, objects.len()).await?;
     let all: Vec<&AddonObject> = objects.iter().collect();
     let current = k.hashes(&all, "addon objects").await?;
-    let differ = all
-        .iter()
-        .filter(|o| current.get(&o.key()) != Some(&o.hash))
-        .count();
+    let differ = differing(&all, &current).len();
     let exec = run.exec()?;
     if differ > 0 {
         exec.log().line(&format!(

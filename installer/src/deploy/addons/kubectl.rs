@@ -108,24 +108,14 @@ impl<'a> Kubectl<'a> {
         input: Option<Vec<u8>>,
         bound: Duration,
     ) -> Result<String, String> {
-        self.script(what, &self.bounded(bound, args), input, bound)
-            .await
-    }
-
-    /// Runs `script` (tried again when kubectl could not reach the apiserver), whose kubectl calls (at most two) are bounded by `bound` each.
-    async fn script(
-        &self,
-        what: &str,
-        script: &str,
-        input: Option<Vec<u8>>,
-        bound: Duration,
-    ) -> Result<String, String> {
+        // Tried again when kubectl could not reach the apiserver.
+        let script = self.bounded(bound, args);
         let secs = bound.as_secs().max(1);
         let input = input.map(|b| Source::Bytes(Arc::from(b)));
         let guard = bound * 2 + Duration::from_secs(30);
         let mut attempt = 1;
         let out = loop {
-            let out = tokio::time::timeout(guard, self.exec.run_with(script, input.as_ref()))
+            let out = tokio::time::timeout(guard, self.exec.run_with(&script, input.as_ref()))
                 .await
                 .map_err(|_| {
                     format!(
